@@ -1,0 +1,49 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "fwd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "fwd", targets: ["fwd"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "fwd",
+            dependencies: ["FwdCLI"]
+        ),
+        .target(
+            name: "FwdCLI",
+            dependencies: [
+                "FwdCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "FwdCore",
+            dependencies: [
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ]
+        ),
+        .testTarget(
+            name: "FwdCoreTests",
+            dependencies: ["FwdCore"]
+        ),
+        .testTarget(
+            name: "FwdIntegrationTests",
+            dependencies: ["FwdCore"]
+        ),
+    ]
+)

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+struct AddCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add",
+        abstract: "Add a tunnel to the config, from forward specs or a preset.",
+        discussion: """
+        Examples:
+          fwd add wiki --host office -L 8080:wiki.lan:80 --probe http
+          fwd add db --template postgres --host office --target db.lan
+        The new [tunnels.NAME] table is appended; the rest of the file is left as it was.
+        """
+    )
+
+    @Argument(help: "The new tunnel's name: letters, digits, '.', '_' and '-'.")
+    var name: String
+
+    @Option(help: "A [hosts] name, an ssh alias or user@host[:port].")
+    var host: String
+
+    @Option(name: .customShort("L"), help: ArgumentHelp("A local forward, as for ssh -L.", valueName: "spec"))
+    var local: [String] = []
+
+    @Option(name: .customShort("R"), help: ArgumentHelp("A remote forward, as for ssh -R.", valueName: "spec"))
+    var remote: [String] = []
+
+    @Option(name: .customShort("D"), help: ArgumentHelp("A dynamic (SOCKS) forward, as for ssh -D.", valueName: "spec"))
+    var dynamic: [String] = []
+
+    @Option(help: "tcp, banner, http, socks, remote or none (default: by forward type).")
+    var probe: String?
+
+    @Flag(name: .customLong("public"), help: "Allow binding addresses other than loopback.")
+    var isPublic = false
+
+    @Option(help: "A preset from `fwd templates` instead of -L/-R/-D.")
+    var template: String?
+
+    @Option(help: "With --template: the host the forward reaches (default: the preset's).")
+    var target: String?
+
+    @Option(help: "With --template: the listening port (default: the preset's).")
+    var port: Int?
+
+    @Option(name: .customLong("target-port"), help: "With --template: the target's port (default: the preset's).")
+    var targetPort: Int?
+
+    func validate() throws {
+        if template == nil && local.isEmpty && remote.isEmpty && dynamic.isEmpty {
+            throw ValidationError("give at least one of -L, -R, -D, or --template")
+        }
+        if template != nil && !(local.isEmpty && remote.isEmpty && dynamic.isEmpty) {
+            throw ValidationError("use either --template or -L/-R/-D, not both")
+        }
+        if template == nil && (target != nil || port != nil || targetPort != nil) {
+            throw ValidationError("--target, --port and --target-port go with --template")
+        }
+    }
+
+    func run() async throws {
+        let paths = Context.current().paths
+        let path = paths.config
+        let table: String
+        if let template {
+            let preset = try Presets.named(template, in: try Presets.directory())
+            table = try preset.render(.init(name: name, host: host, target: target, port: port, targetPort: targetPort))
+        } else {
+            if let p = Validation.nameProblem(name) { throw ValidationError(p) }
+            var forwards: [ForwardSpec] = []
+            for (kind, specs) in [(ForwardKind.local, local), (.remote, remote), (.dynamic, dynamic)] {
+                for s in specs { forwards.append(try ForwardSpec.parse(s, kind: kind)) }
+            }
+            var tunnel = Tunnel(name: name, host: host, forwards: forwards)
+            if let probe {
+                guard let kind = ProbeKind(rawValue: probe) else {
+                    throw ValidationError("unknown probe \"\(probe)\"; expected one of: \(ProbeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                tunnel.probe = kind
+            }
+            tunnel.isPublic = isPublic
+            table = ConfigEditor.table(for: tunnel)
+        }
+        let existing = FileSystem.read(path) ?? ""
+        // A TOML file that cannot tell us where our error is: report against a name the user recognises.
+        let edited = try ConfigEditor.appending(table, named: name, to: existing, path: path)
+        try FileSystem.makePrivateDirectory((path as NSString).deletingLastPathComponent)
+        try FileSystem.writeAtomically(edited.text, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+        print("Added tunnel \(name) to \(path). Bring it up with `fwd up \(name)`.")
+    }
+}
+
+struct RemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove a tunnel's table from the config.",
+        discussion: "Example: fwd rm intranet-wiki. Refused while a group still lists the tunnel."
+    )
+
+    @Argument(help: "The tunnel name.")
+    var name: String
+
+    func run() async throws {
+        let path = Context.current().paths.config
+        guard let existing = FileSystem.read(path) else {
+            throw ConfigError.io(path: path, reason: "no config file; nothing to remove")
+        }
+        let edited = try ConfigEditor.removing(name, from: existing, path: path)
+        try FileSystem.writeAtomically(edited, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+        print("Removed tunnel \(name) from \(path).")
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import FwdCore
+
+public struct FwdCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "fwd",
+        abstract: "Named SSH port forwards you bring up with one command.",
+        discussion: """
+        fwd keeps tunnels written like ssh -L/-R/-D arguments in a TOML file and runs them through your own \
+        OpenSSH client, so your keys, agent, ProxyJump and every ssh_config setting keep working.
+        Config: $FWD_CONFIG, else $XDG_CONFIG_HOME/fwd/fwd.toml, else ~/.config/fwd/fwd.toml.
+        """,
+        subcommands: [
+            ListCommand.self, ShowCommand.self, AddCommand.self, RemoveCommand.self,
+            ConfigCommand.self, TemplatesCommand.self,
+        ]
+    )
+
+    public init() {}
+}
+
+/// What every command works with: the paths, read once from the environment.
+struct Context {
+    var paths: FwdPaths
+
+    static func current() -> Context { Context(paths: FwdPaths.fromEnvironment()) }
+
+    func loadConfig() throws -> FwdConfig { try ConfigLoader.load(path: paths.config) }
+}
+
+/// The entry point. Parses and runs the command asynchronously (calling `main()` from top-level code would
+/// pick ParsableCommand's synchronous overload).
+public enum FwdMain {
+    public static func run() async -> Never {
+        do {
+            var command = try FwdCommand.parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            FwdCommand.exit()
+        } catch {
+            FwdCommand.exit(withError: error)
+        }
+    }
+}

@@ -1,0 +1,331 @@
+import Foundation
+import TOMLKit
+
+/// Reads fwd.toml into a validated `FwdConfig`. Every problem is reported with file, line and column;
+/// the loader never writes anything, so a broken config changes nothing.
+public enum ConfigLoader {
+    static let topKeys = ["hosts", "tunnels", "groups"]
+    static let hostKeys = ["hostname", "user", "port", "jump", "identity", "forward_agent", "forward_x11", "options",
+                           "alive_interval", "alive_count", "connect_timeout"]
+    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "public", "autostart"]
+
+    /// Loads the file at `path`; a missing file is an empty config.
+    public static func load(path: String) throws(ConfigError) -> FwdConfig {
+        guard FileManager.default.fileExists(atPath: path) else { return FwdConfig(path: path) }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .io(path: path, reason: "cannot read the config: \(error.localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> FwdConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw .invalid([Diagnostic(file: path, line: error.source.begin.line, column: error.source.begin.column,
+                                       message: "TOML syntax error: \(error.description)")])
+        } catch {
+            throw .invalid([Diagnostic(file: path, line: 1, column: 1, message: "TOML syntax error: \(error)")])
+        }
+        var reader = Reader(path: path, locator: TOMLLocator(text))
+        let config = reader.read(root)
+        guard reader.diagnostics.isEmpty else {
+            throw .invalid(reader.diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
+        }
+        return config
+    }
+
+    private struct Reader {
+        let path: String
+        let locator: TOMLLocator
+        var diagnostics: [Diagnostic] = []
+
+        init(path: String, locator: TOMLLocator) {
+            self.path = path
+            self.locator = locator
+        }
+
+        mutating func report(_ keyPath: [String], value: String? = nil, _ message: String) {
+            let p = value.map { locator.position(of: keyPath, value: $0) } ?? locator.position(of: keyPath)
+            diagnostics.append(Diagnostic(file: path, line: p.line, column: p.column, message: message))
+        }
+
+        mutating func checkKeys(_ table: TOMLTable, at keyPath: [String], allowed: [String], what: String) {
+            for key in table.keys where !allowed.contains(key) {
+                let hint = ConfigError.closest(to: key, in: allowed).map { "; did you mean \"\($0)\"?" }
+                    ?? "; expected one of: \(allowed.joined(separator: ", "))"
+                report(keyPath + [key], "unknown key \"\(Validation.printable(key))\" in \(what)\(hint)")
+            }
+        }
+
+        mutating func read(_ root: TOMLTable) -> FwdConfig {
+            var config = FwdConfig(path: path)
+            checkKeys(root, at: [], allowed: ConfigLoader.topKeys, what: "the top level")
+            if let hosts = table(root, "hosts", at: []) {
+                for name in ordered(hosts.keys, under: ["hosts"]) {
+                    guard let t = table(hosts, name, at: ["hosts"]) else { continue }
+                    if let entry = readHost(name, t) { config.hosts[name] = entry }
+                }
+            }
+            if let tunnels = table(root, "tunnels", at: []) {
+                for name in ordered(tunnels.keys, under: ["tunnels"]) {
+                    guard let t = table(tunnels, name, at: ["tunnels"]) else { continue }
+                    if let tunnel = readTunnel(name, t, hosts: config.hosts) { config.tunnels.append(tunnel) }
+                }
+            }
+            if let groups = table(root, "groups", at: []) {
+                for name in ordered(groups.keys, under: ["groups"]) {
+                    let declared = (root["tunnels"]?.table?.keys ?? [])
+                    if let members = readGroup(name, groups[name]!, declared: declared) {
+                        config.groups.append((name, members))
+                    }
+                }
+            }
+            checkNameClashes(config)
+            return config
+        }
+
+        /// Keys in the order they appear in the file (TOMLKit sorts them).
+        func ordered(_ keys: [String], under prefix: [String]) -> [String] {
+            keys.sorted { a, b in
+                let pa = locator.position(of: prefix + [a]), pb = locator.position(of: prefix + [b])
+                return (pa.line, pa.column, a) < (pb.line, pb.column, b)
+            }
+        }
+
+        mutating func table(_ parent: TOMLTable, _ key: String, at keyPath: [String]) -> TOMLTable? {
+            guard let value = parent[key] else { return nil }
+            guard let t = value.table else {
+                report(keyPath + [key], "\(describe(keyPath + [key])) must be a table, not \(typeName(value))")
+                return nil
+            }
+            return t
+        }
+
+        func describe(_ keyPath: [String]) -> String {
+            keyPath.count <= 1 ? "[\(keyPath.joined())]" : "[\(keyPath[0]).\(keyPath[1])]" + (keyPath.count > 2 ? " key \"\(keyPath[2...].joined(separator: "."))\"" : "")
+        }
+
+        func typeName(_ value: TOMLValueConvertible) -> String {
+            switch value.type {
+            case .string: "a string"
+            case .int: "an integer"
+            case .double: "a float"
+            case .bool: "a boolean"
+            case .table: "a table"
+            case .array: "an array"
+            default: "a date/time"
+            }
+        }
+
+        mutating func string(_ t: TOMLTable, _ key: String, at keyPath: [String]) -> String? {
+            guard let value = t[key] else { return nil }
+            guard let s = value.string else {
+                report(keyPath + [key], "\(describe(keyPath + [key])) must be a string, not \(typeName(value))")
+                return nil
+            }
+            return s
+        }
+
+        mutating func bool(_ t: TOMLTable, _ key: String, at keyPath: [String]) -> Bool? {
+            guard let value = t[key] else { return nil }
+            guard let b = value.bool else {
+                report(keyPath + [key], "\(describe(keyPath + [key])) must be true or false, not \(typeName(value))")
+                return nil
+            }
+            return b
+        }
+
+        mutating func int(_ t: TOMLTable, _ key: String, at keyPath: [String], range: ClosedRange<Int>) -> Int? {
+            guard let value = t[key] else { return nil }
+            guard let i = value.int else {
+                report(keyPath + [key], "\(describe(keyPath + [key])) must be an integer, not \(typeName(value))")
+                return nil
+            }
+            guard range.contains(i) else {
+                report(keyPath + [key], "\(describe(keyPath + [key])) is \(i); expected \(range.lowerBound)–\(range.upperBound)")
+                return nil
+            }
+            return i
+        }
+
+        mutating func checkName(_ name: String, at keyPath: [String]) -> Bool {
+            if let problem = Validation.nameProblem(name) {
+                report(keyPath, problem)
+                return false
+            }
+            return true
+        }
+
+        mutating func readHost(_ name: String, _ t: TOMLTable) -> HostEntry? {
+            let at = ["hosts", name]
+            guard checkName(name, at: at) else { return nil }
+            checkKeys(t, at: at, allowed: ConfigLoader.hostKeys, what: "[hosts.\(name)]")
+            var entry = HostEntry(name: name)
+            if let v = string(t, "hostname", at: at) {
+                if let p = Validation.hostProblem(v) { report(at + ["hostname"], p) } else { entry.hostname = v }
+            }
+            if let v = string(t, "user", at: at) {
+                if let p = Validation.userProblem(v) { report(at + ["user"], p) } else { entry.user = v }
+            }
+            entry.port = int(t, "port", at: at, range: 1...65535)
+            if let v = string(t, "jump", at: at) {
+                let hops = v.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                if let p = hops.lazy.compactMap(Validation.hostProblem).first {
+                    report(at + ["jump"], "jump: \(p) (a comma-separated list of hosts, like ssh's ProxyJump)")
+                } else {
+                    entry.jump = v
+                }
+            }
+            if let v = string(t, "identity", at: at) {
+                if let p = Validation.pathProblem(v) { report(at + ["identity"], p) } else { entry.identity = v }
+            }
+            entry.forwardAgent = bool(t, "forward_agent", at: at) ?? false
+            entry.forwardX11 = bool(t, "forward_x11", at: at) ?? false
+            entry.aliveInterval = int(t, "alive_interval", at: at, range: 1...3600) ?? HostEntry.defaultAliveInterval
+            entry.aliveCount = int(t, "alive_count", at: at, range: 1...100) ?? HostEntry.defaultAliveCount
+            entry.connectTimeout = int(t, "connect_timeout", at: at, range: 1...600) ?? HostEntry.defaultConnectTimeout
+            if let options = table(t, "options", at: at) {
+                for key in ordered(options.keys, under: at + ["options"]) {
+                    let keyPath = at + ["options", key]
+                    if let p = Validation.optionNameProblem(key) {
+                        report(keyPath, p)
+                        continue
+                    }
+                    let raw = options[key]!
+                    let value: String
+                    if let s = raw.string {
+                        value = s
+                    } else if let i = raw.int {
+                        value = String(i)
+                    } else if let b = raw.bool {
+                        value = b ? "yes" : "no"
+                    } else {
+                        report(keyPath, "option \(key) must be a string, integer or boolean, not \(typeName(raw))")
+                        continue
+                    }
+                    if let p = Validation.optionValueProblem(key, value) { report(keyPath, p) } else { entry.options.append((key, value)) }
+                }
+            }
+            return entry
+        }
+
+        mutating func readTunnel(_ name: String, _ t: TOMLTable, hosts: [String: HostEntry]) -> Tunnel? {
+            let at = ["tunnels", name]
+            guard checkName(name, at: at) else { return nil }
+            checkKeys(t, at: at, allowed: ConfigLoader.tunnelKeys, what: "[tunnels.\(name)]")
+            var ok = true
+            let host = string(t, "host", at: at)
+            if host == nil, t["host"] == nil {
+                report(at, "tunnel \"\(name)\" needs a host (a [hosts] name, an ssh alias or user@host[:port])")
+                ok = false
+            }
+            if let host, hosts[host] == nil, let p = Validation.hostProblem(host) {
+                report(at + ["host"], p)
+                ok = false
+            }
+            let isPublic = bool(t, "public", at: at) ?? false
+            var forwards: [ForwardSpec] = []
+            for kind in ForwardKind.allCases {
+                let key = kind.rawValue
+                guard let value = t[key] else { continue }
+                var specs: [String] = []
+                if let s = value.string {
+                    specs = [s]
+                } else if let array = value.array {
+                    for element in array {
+                        if let s = element.string { specs.append(s) } else {
+                            report(at + [key], "every element of \(key) must be a string like ssh's \(kind.flag) argument, not \(typeName(element))")
+                            ok = false
+                        }
+                    }
+                } else {
+                    report(at + [key], "\(key) must be a string like ssh's \(kind.flag) argument, or an array of them, not \(typeName(value))")
+                    ok = false
+                }
+                for text in specs {
+                    do {
+                        let spec = try ForwardSpec.parse(text, kind: kind)
+                        if !spec.isLoopbackOnly && !isPublic {
+                            report(at + [key], value: text, "\(kind.rawValue) forward \"\(text)\" listens on \(spec.bindAddress.map { $0.isEmpty ? "every interface" : $0 } ?? "a non-loopback address"), not only loopback; add `public = true` to [tunnels.\(name)] if that is intended")
+                            ok = false
+                        }
+                        forwards.append(spec)
+                    } catch {
+                        report(at + [key], value: text, "\(error.description)")
+                        ok = false
+                    }
+                }
+            }
+            if forwards.isEmpty && ok {
+                report(at, "tunnel \"\(name)\" has no forwards; add local, remote or dynamic (written like ssh -L/-R/-D)")
+                ok = false
+            }
+            var probe: ProbeKind?
+            if let p = string(t, "probe", at: at) {
+                if let kind = ProbeKind(rawValue: p) {
+                    probe = kind
+                    if kind != .none, !forwards.isEmpty, !forwards.contains(where: kind.fits) {
+                        report(at + ["probe"], "probe \"\(p)\" fits none of this tunnel's forwards (tcp, banner and http test local forwards, socks a dynamic one, remote a remote one)")
+                        ok = false
+                    }
+                } else {
+                    let names = ProbeKind.allCases.map(\.rawValue)
+                    let hint = ConfigError.closest(to: p, in: names).map { "; did you mean \"\($0)\"?" } ?? ""
+                    report(at + ["probe"], "unknown probe \"\(Validation.printable(p))\"; expected one of: \(names.joined(separator: ", "))\(hint)")
+                    ok = false
+                }
+            }
+            guard ok, let host else { return nil }
+            var tunnel = Tunnel(name: name, host: host, forwards: forwards, probe: probe)
+            tunnel.isPublic = isPublic
+            tunnel.autostart = bool(t, "autostart", at: at) ?? false
+            return tunnel
+        }
+
+        /// `declared` holds every tunnel name in the file, valid or not, so one bad tunnel is reported once,
+        /// not again by each group that lists it.
+        mutating func readGroup(_ name: String, _ value: TOMLValueConvertible, declared: [String]) -> [String]? {
+            let at = ["groups", name]
+            guard checkName(name, at: at) else { return nil }
+            guard let array = value.array else {
+                report(at, "group \"\(name)\" must be an array of tunnel names, not \(typeName(value))")
+                return nil
+            }
+            var members: [String] = []
+            for element in array {
+                guard let member = element.string else {
+                    report(at, "group \"\(name)\" must list tunnel names as strings")
+                    return nil
+                }
+                if declared.contains(member) {
+                    members.append(member)
+                } else {
+                    let hint = ConfigError.closest(to: member, in: declared).map { "; did you mean \"\($0)\"?" } ?? ""
+                    report(at, value: "\"\(member)\"", "group \"\(name)\" names \"\(Validation.printable(member))\", which is not a tunnel\(hint)")
+                }
+            }
+            return members
+        }
+
+        /// Tunnel and host names both become `Host` blocks and ssh matches them without regard to case;
+        /// group names share the command line with tunnel names.
+        mutating func checkNameClashes(_ config: FwdConfig) {
+            let named: [(section: String, name: String)] =
+                config.hosts.keys.sorted { locator.position(of: ["hosts", $0]).line < locator.position(of: ["hosts", $1]).line }.map { ("hosts", $0) }
+                + config.tunnels.map { ("tunnels", $0.name) } + config.groups.map { ("groups", $0.name) }
+            var seen: [String: (section: String, name: String)] = [:]
+            for item in named {
+                if let first = seen[item.name.lowercased()] {
+                    report([item.section, item.name], "name \"\(item.name)\" is already used by [\(first.section).\(first.name)]; tunnel, host and group names must differ, ignoring case (ssh matches Host names that way)")
+                } else {
+                    seen[item.name.lowercased()] = item
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,409 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum ForwardKind: String, Sendable, Hashable, Codable, CaseIterable {
+    case local, remote, dynamic
+
+    public var flag: String {
+        switch self {
+        case .local: "-L"
+        case .remote: "-R"
+        case .dynamic: "-D"
+        }
+    }
+
+    public var configKeyword: String {
+        switch self {
+        case .local: "LocalForward"
+        case .remote: "RemoteForward"
+        case .dynamic: "DynamicForward"
+        }
+    }
+
+    /// The forms this kind accepts, for error messages.
+    var expectedForms: String {
+        switch self {
+        case .local: "[bind_address:]port:host:hostport (or a UNIX socket path on either side)"
+        case .remote: "[bind_address:]port:host:hostport (or a UNIX socket path on either side), or [bind_address:]port for a SOCKS proxy"
+        case .dynamic: "[bind_address:]port"
+        }
+    }
+}
+
+/// One side of a forward: a TCP host:port or a UNIX socket path.
+public enum ForwardEndpoint: Hashable, Sendable {
+    case tcp(host: String?, port: Int)  // host nil = not written by the user
+    case unix(path: String)
+}
+
+public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
+    public var kind: ForwardKind
+    public var listen: ForwardEndpoint
+    /// nil for -D and for remote dynamic (-R [bind:]port).
+    public var target: ForwardEndpoint?
+
+    public init(kind: ForwardKind, listen: ForwardEndpoint, target: ForwardEndpoint?) {
+        self.kind = kind
+        self.listen = listen
+        self.target = target
+    }
+
+    /// ssh_config reads a forward into a 256-byte buffer and silently truncates longer ones
+    /// (readconf.c `fwdarg[256]`), so fwd refuses anything it could not write there intact.
+    static let maxRenderedBytes = 255
+    /// NI_MAXHOST is 1025 including the terminator.
+    static let maxHostBytes = 1024
+    /// sizeof(sun_path) on macOS; Linux allows 108, but the config must work on both.
+    static let maxSocketPathBytes = 103
+
+    /// Parses `text` exactly as ssh parses the argument of -L (kind .local), -R (.remote) or -D (.dynamic),
+    /// plus fwd's safety rules (no characters that ssh_config or a shell-free argv could misread).
+    public static func parse(_ text: String, kind: ForwardKind) throws(ForwardSpecError) -> ForwardSpec {
+        do {
+            return try ForwardSpecParser(kind: kind).parse(text)
+        } catch {
+            throw ForwardSpecError(spec: text, kind: kind, reason: error.text)
+        }
+    }
+
+    /// The spec as the user would write it (no bind address added).
+    public var text: String {
+        render(listenHost: nil)
+    }
+
+    /// The argument for ssh -L/-R/-D and `ssh -O forward|cancel`: a TCP listener always names its bind
+    /// address, because with none ssh binds both 127.0.0.1 and ::1 and keeps running when only one is taken
+    /// (and -R asks the server for "localhost").
+    public var sshArgument: String {
+        render(listenHost: "127.0.0.1")
+    }
+
+    /// The ssh_config line; there the listen side and the target are separate words.
+    public var configLine: String {
+        var words = [kind.configKeyword, Self.render(listen, defaultHost: "127.0.0.1")]
+        if let target { words.append(Self.render(target, defaultHost: nil)) }
+        return words.joined(separator: " ")
+    }
+
+    public var description: String { text }
+
+    /// -D, or -R with no target (a SOCKS proxy on the server).
+    public var isDynamic: Bool { target == nil }
+
+    /// nil for a UNIX socket listener; 0 means the server allocates one (-R only).
+    public var listenPort: Int? {
+        guard case .tcp(_, let port) = listen else { return nil }
+        return port
+    }
+
+    /// The listen host as written; nil if none was written or the listener is a UNIX socket.
+    public var bindAddress: String? {
+        guard case .tcp(let host, _) = listen else { return nil }
+        return host
+    }
+
+    /// True when only this machine (-L/-D), or only the server's loopback (-R), can reach the listener.
+    public var isLoopbackOnly: Bool {
+        guard case .tcp(let host, _) = listen, let host else { return true }
+        return Self.isLoopbackAddress(host)
+    }
+
+    private func render(listenHost: String?) -> String {
+        var parts = [Self.render(listen, defaultHost: listenHost)]
+        if let target { parts.append(Self.render(target, defaultHost: nil)) }
+        return parts.joined(separator: ":")
+    }
+
+    private static func render(_ endpoint: ForwardEndpoint, defaultHost: String?) -> String {
+        switch endpoint {
+        case .unix(let path):
+            return bracketed(path)
+        case .tcp(let host, let port):
+            guard let host = host ?? defaultHost else { return String(port) }
+            return "\(bracketed(host)):\(port)"
+        }
+    }
+
+    /// ssh splits on ':', so IPv6 addresses (and socket paths given in brackets) must be bracketed.
+    private static func bracketed(_ value: String) -> String {
+        value.contains(":") ? "[\(value)]" : value
+    }
+
+    static func isLoopbackAddress(_ host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        // inet_aton accepts the same shorthand ("127.1") that getaddrinfo does when ssh binds.
+        var v4 = in_addr()
+        if inet_aton(host, &v4) != 0 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) } == Array(repeating: 0, count: 15) + [1]
+        }
+        return false
+    }
+}
+
+public struct ForwardSpecError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var spec: String
+    public var kind: ForwardKind
+    /// What is wrong and what is expected.
+    public var reason: String
+
+    public init(spec: String, kind: ForwardKind, reason: String) {
+        self.spec = spec
+        self.kind = kind
+        self.reason = reason
+    }
+
+    public var description: String {
+        // String(reflecting:) quotes the spec and escapes newlines and control characters.
+        "bad \(kind.flag) forward \(String(reflecting: spec)): \(reason)"
+    }
+}
+
+private struct Reason: Error {
+    var text: String
+    init(_ text: String) { self.text = text }
+}
+
+/// One ':'-separated field, as readconf.c's parse_fwd_field yields it.
+private struct Field {
+    var value: String
+    var isPath: Bool
+    var bracketed: Bool
+}
+
+private enum RawSide {
+    case tcp(host: Field?, port: Field)
+    case unix(Field)
+}
+
+private struct ForwardSpecParser {
+    var kind: ForwardKind
+
+    func parse(_ text: String) throws(Reason) -> ForwardSpec {
+        if text.isEmpty {
+            throw Reason("the spec is empty; expected \(kind.expectedForms)")
+        }
+        try checkSafeCharacters(text)
+        let fields = try split(text)
+        let (rawListen, rawTarget) = assign(fields)
+
+        switch (kind, rawTarget, rawListen) {
+        case (.dynamic, .some, _):
+            throw Reason("-D takes only a listen address, expected \(kind.expectedForms)")
+        case (.local, nil, _):
+            throw Reason("missing the target, expected \(kind.expectedForms)")
+        case (_, nil, .unix):
+            throw Reason("ssh cannot usefully run a SOCKS proxy on a UNIX socket; \(kind.flag) without a target takes [bind_address:]port")
+        default:
+            break
+        }
+
+        let listen = try endpoint(rawListen, isListen: true)
+        let target = try rawTarget.map { side throws(Reason) in try endpoint(side, isListen: false) }
+        let spec = ForwardSpec(kind: kind, listen: listen, target: target)
+        let length = spec.sshArgument.utf8.count
+        if length > ForwardSpec.maxRenderedBytes {
+            throw Reason("the forward is \(length) bytes with its bind address; ssh_config truncates forwards longer than \(ForwardSpec.maxRenderedBytes) bytes")
+        }
+        return spec
+    }
+
+    private func checkSafeCharacters(_ text: String) throws(Reason) {
+        // readconf skips ssh_config's "Keyword = value" '=' before the first argument.
+        if text.hasPrefix("=") {
+            throw Reason("it starts with '=', which ssh_config would drop")
+        }
+        for c in text.unicodeScalars {
+            let name: String?
+            switch c {
+            case " ": name = "a space"
+            case "\t": name = "a tab"
+            case "\n": name = "a newline"
+            case "\r": name = "a carriage return"
+            case "\0": name = "a NUL byte"
+            case "#", "\"", "'", "$", "`": name = "'\(c)'"
+            default:
+                let category = c.properties.generalCategory
+                if c.properties.isWhitespace || category == .control || category == .format {
+                    name = "the character U+\(String(c.value, radix: 16, uppercase: true))"
+                } else {
+                    name = nil
+                }
+            }
+            if let name {
+                throw Reason("it contains \(name), which would be unsafe in ssh_config/argv")
+            }
+        }
+    }
+
+    /// Splits like parse_fwd_field: '[' ... ']' is literal, a backslash escapes the next character
+    /// elsewhere, and a field with a '/' (not an escaped one) is a UNIX socket path.
+    private func split(_ text: String) throws(Reason) -> [Field] {
+        let s = Array(text.unicodeScalars)
+        var fields: [Field] = []
+        var i = 0
+        var endsWithSeparator = false
+        while i < s.count {
+            if fields.count == 4 {
+                throw Reason("too many ':'-separated fields, expected \(kind.expectedForms); write IPv6 addresses in brackets, e.g. [::1]")
+            }
+            var value = String.UnicodeScalarView()
+            if s[i] == "[" {
+                guard let close = s[(i + 1)...].firstIndex(of: "]") else {
+                    throw Reason("the '[' at offset \(i) has no matching ']'")
+                }
+                let after = close + 1
+                if after < s.count && s[after] != ":" {
+                    throw Reason("the ']' at offset \(close) must be followed by ':' or the end of the spec")
+                }
+                value.append(contentsOf: s[(i + 1)..<close])
+                let field = String(value)
+                fields.append(Field(value: field, isPath: field.contains("/"), bracketed: true))
+                endsWithSeparator = after < s.count
+                i = after + 1
+                continue
+            }
+            var isPath = false
+            endsWithSeparator = false
+            while i < s.count {
+                let c = s[i]
+                i += 1
+                if c == "\\" {
+                    guard i < s.count else {
+                        throw Reason("it ends with a lone '\\'; a backslash escapes the character after it")
+                    }
+                    value.append(s[i])
+                    i += 1
+                } else if c == ":" {
+                    endsWithSeparator = true
+                    break
+                } else {
+                    if c == "/" { isPath = true }
+                    value.append(c)
+                }
+            }
+            fields.append(Field(value: String(value), isPath: isPath, bracketed: false))
+        }
+        // ssh ignores one trailing ':'; it more likely marks a missing part, so fwd asks.
+        if endsWithSeparator {
+            throw Reason("it ends with ':', expected \(kind.expectedForms)")
+        }
+        return fields
+    }
+
+    /// The meaning of each field count, as in parse_forward.
+    private func assign(_ f: [Field]) -> (listen: RawSide, target: RawSide?) {
+        switch f.count {
+        case 1:
+            return (f[0].isPath ? .unix(f[0]) : .tcp(host: nil, port: f[0]), nil)
+        case 2:
+            if f[1].isPath {
+                return (f[0].isPath ? .unix(f[0]) : .tcp(host: nil, port: f[0]), .unix(f[1]))
+            }
+            return (.tcp(host: f[0], port: f[1]), nil)
+        case 3:
+            if f[0].isPath { return (.unix(f[0]), .tcp(host: f[1], port: f[2])) }
+            if f[2].isPath { return (.tcp(host: f[0], port: f[1]), .unix(f[2])) }
+            return (.tcp(host: nil, port: f[0]), .tcp(host: f[1], port: f[2]))
+        default:
+            return (.tcp(host: f[0], port: f[1]), .tcp(host: f[2], port: f[3]))
+        }
+    }
+
+    private func endpoint(_ side: RawSide, isListen: Bool) throws(Reason) -> ForwardEndpoint {
+        switch side {
+        case .unix(let field):
+            return .unix(path: try socketPath(field))
+        case .tcp(let hostField, let portField):
+            let host = try hostField.map { field throws(Reason) in try self.host(field, isListen: isListen) }
+            return .tcp(host: host, port: try port(portField.value, isListen: isListen))
+        }
+    }
+
+    private func host(_ field: Field, isListen: Bool) throws(Reason) -> String {
+        let role = isListen ? "bind address" : "target host"
+        let host = field.value
+        if host.utf8.count > ForwardSpec.maxHostBytes {
+            throw Reason("the \(role) is longer than \(ForwardSpec.maxHostBytes) bytes")
+        }
+        if host.isEmpty && !isListen {
+            throw Reason("the target host is empty, expected \(kind.expectedForms)")
+        }
+        if host.hasPrefix("-") {
+            throw Reason("the \(role) \"\(host)\" starts with '-', which would be unsafe in ssh_config/argv")
+        }
+        if host.contains("/") {
+            throw Reason("the \(role) \"\(host)\" contains '/'; a UNIX socket path has no port, expected \(kind.expectedForms)")
+        }
+        try checkRenderable(host, role: role)
+        return host
+    }
+
+    private func socketPath(_ field: Field) throws(Reason) -> String {
+        let path = field.value
+        let length = path.utf8.count
+        if length > ForwardSpec.maxSocketPathBytes {
+            throw Reason("the socket path is \(length) bytes; UNIX socket paths must be shorter than \(ForwardSpec.maxSocketPathBytes + 1) bytes")
+        }
+        if path.contains(":") && !field.bracketed {
+            throw Reason("the socket path \"\(path)\" contains ':'; write it in brackets, e.g. [\(path)]")
+        }
+        if path.split(separator: "/").contains("..") {
+            throw Reason("the socket path \"\(path)\" contains '..'; write the path without parent-directory steps")
+        }
+        try checkRenderable(path, role: "socket path")
+        return path
+    }
+
+    /// Values are written back without escapes, so characters that would need one are refused.
+    private func checkRenderable(_ value: String, role: String) throws(Reason) {
+        for c in ["[", "]", "\\"] where value.contains(c) {
+            throw Reason("the \(role) \"\(value)\" contains '\(c)', which fwd cannot write back safely")
+        }
+    }
+
+    /// a2port: a decimal number 0-65535 or a TCP service name. fwd takes no sign or spaces.
+    private func port(_ text: String, isListen: Bool) throws(Reason) -> Int {
+        let role = isListen ? "listen port" : "target port"
+        let lowest = isListen && kind == .remote ? 0 : 1
+        let port: Int
+        if text.isEmpty {
+            throw Reason("the \(role) is empty, expected \(kind.expectedForms)")
+        } else if text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            guard let number = Int(text), number <= 65535 else {
+                throw Reason("\(role) \(text) is out of range (\(lowest)-65535)")
+            }
+            port = number
+        } else if let number = tcpServicePort(text) {
+            port = number
+        } else {
+            throw Reason("\(role) \"\(text)\" is neither a number (\(lowest)-65535) nor a known TCP service name")
+        }
+        if port == 0 && lowest == 1 {
+            throw Reason(isListen
+                ? "listen port 0 is only allowed with -R (the server picks a free port); use 1-65535"
+                : "target port 0 is out of range (1-65535)")
+        }
+        return port
+    }
+}
+
+/// getservbyname returns a pointer to static storage.
+private let servicesLock = NSLock()
+
+private func tcpServicePort(_ name: String) -> Int? {
+    servicesLock.lock()
+    defer { servicesLock.unlock() }
+    guard let entry = getservbyname(name, "tcp") else { return nil }
+    return Int(UInt16(bigEndian: UInt16(truncatingIfNeeded: entry.pointee.s_port)))
+}

@@ -1,0 +1,74 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where fwd reads and writes, resolved once from the environment and passed down as a value.
+public struct FwdPaths: Sendable, Equatable {
+    /// fwd.toml.
+    public var config: String
+    /// State: database, logs, fwd's ssh_config files. Mode 0700.
+    public var stateDirectory: String
+    /// The ssh_config that plain `ssh` reads for this user, where `fwd config install` adds its Include.
+    /// ssh finds `~/.ssh/config` through the passwd entry, not $HOME (DESIGN.md), so that is the default.
+    public var userSSHConfig: String
+    /// Directory of the ControlMaster sockets; short, see `controlDirectory(forState:)`.
+    public var controlDirectory: String
+    /// The ssh client fwd runs.
+    public var ssh: String
+
+    /// The fragment of Host blocks rendered from fwd.toml; included from the user's ssh_config.
+    public var fragment: String { stateDirectory + "/ssh_config.fwd" }
+    /// The file fwd passes to its own ssh with `-F`: it includes the fragment, the user's ssh_config and the
+    /// system one, in the order plain ssh would read them, so the user's settings apply to everything fwd runs.
+    public var rootSSHConfig: String { stateDirectory + "/ssh_config" }
+    public var database: String { stateDirectory + "/fwd.db" }
+    public var logDirectory: String { stateDirectory + "/logs" }
+
+    public init(config: String, stateDirectory: String, userSSHConfig: String, controlDirectory: String? = nil, ssh: String = "ssh") {
+        self.config = config
+        self.stateDirectory = stateDirectory
+        self.userSSHConfig = userSSHConfig
+        self.controlDirectory = controlDirectory ?? FwdPaths.controlDirectory(forState: stateDirectory)
+        self.ssh = ssh
+    }
+
+    /// `$FWD_CONFIG`, else `$XDG_CONFIG_HOME/fwd/fwd.toml`, else `~/.config/fwd/fwd.toml`; state in `$FWD_STATE_DIR`,
+    /// else `$XDG_STATE_HOME/fwd`, else `~/.local/state/fwd`; `$FWD_SSH_CONFIG` overrides the user's ssh_config.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FwdPaths {
+        let home = nonEmpty(env["HOME"]) ?? passwdHome()
+        let config = nonEmpty(env["FWD_CONFIG"])
+            ?? (nonEmpty(env["XDG_CONFIG_HOME"]).map { $0 + "/fwd/fwd.toml" } ?? home + "/.config/fwd/fwd.toml")
+        let state = nonEmpty(env["FWD_STATE_DIR"])
+            ?? (nonEmpty(env["XDG_STATE_HOME"]).map { $0 + "/fwd" } ?? home + "/.local/state/fwd")
+        let userSSH = nonEmpty(env["FWD_SSH_CONFIG"]) ?? passwdHome() + "/.ssh/config"
+        return FwdPaths(config: absolute(config), stateDirectory: absolute(state), userSSHConfig: absolute(userSSH),
+                        ssh: nonEmpty(env["FWD_SSH"]) ?? "ssh")
+    }
+
+    /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
+    /// characters: at most 90 bytes on Linux, about 86 on macOS (DESIGN.md). `%C` expands to 40 hex digits,
+    /// so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86. The hash of the state
+    /// directory keeps separate fwd instances (tests, other state dirs) apart.
+    public static func controlDirectory(forState state: String) -> String {
+        var hash: UInt32 = 2166136261
+        for byte in state.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
+        return "/tmp/fwd-\(geteuid())-\(String(hash, radix: 16))"
+    }
+
+    public static func passwdHome() -> String {
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
+        return NSHomeDirectory()
+    }
+
+    private static func nonEmpty(_ s: String?) -> String? {
+        guard let s, !s.isEmpty else { return nil }
+        return s
+    }
+
+    private static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Mustache
+
+/// A tunnel preset from `templates/presets/NAME.toml.mustache`. The first two lines are Mustache comments:
+/// `{{! summary: … }}` and `{{! defaults: target=… port=… target_port=… }}`.
+public struct Preset: Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    public var defaults: [String: String]
+    public var source: String
+
+    public struct Values: Sendable {
+        public var name: String
+        public var host: String
+        public var target: String?
+        public var port: Int?
+        public var targetPort: Int?
+
+        public init(name: String, host: String, target: String? = nil, port: Int? = nil, targetPort: Int? = nil) {
+            self.name = name
+            self.host = host
+            self.target = target
+            self.port = port
+            self.targetPort = targetPort
+        }
+    }
+
+    init(name: String, source: String) {
+        self.name = name
+        self.source = source
+        var summary = ""
+        var defaults: [String: String] = [:]
+        for line in source.split(separator: "\n").prefix(4) {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("{{!"), t.hasSuffix("}}") else { continue }
+            let body = t.dropFirst(3).dropLast(2).trimmingCharacters(in: .whitespaces)
+            if body.hasPrefix("summary:") {
+                summary = body.dropFirst("summary:".count).trimmingCharacters(in: .whitespaces)
+            } else if body.hasPrefix("defaults:") {
+                for pair in body.dropFirst("defaults:".count).split(separator: " ") {
+                    let kv = pair.split(separator: "=", maxSplits: 1)
+                    if kv.count == 2 { defaults[String(kv[0])] = String(kv[1]) }
+                }
+            }
+        }
+        self.summary = summary
+        self.defaults = defaults
+    }
+
+    /// Renders the preset into a TOML table. Every value is validated first, so nothing a user types can add
+    /// keys or tables; the caller still parses the result as part of the whole config before writing it.
+    public func render(_ values: Values) throws(PresetError) -> String {
+        if let p = Validation.nameProblem(values.name) { throw .badValue(p) }
+        if let p = Validation.hostProblem(values.host) { throw .badValue(p) }
+        var target = values.target ?? defaults["target"] ?? "localhost"
+        if let p = Validation.hostProblem(target) { throw .badValue("target: \(p)") }
+        if target.contains(":") && !target.hasPrefix("[") { target = "[\(target)]" }
+        let port = values.port ?? defaults["port"].flatMap { Int($0) }
+        let targetPort = values.targetPort ?? defaults["target_port"].flatMap { Int($0) }
+        for p in [port, targetPort].compactMap({ $0 }) where !(1...65535).contains(p) {
+            throw .badValue("port \(p) is out of range (1–65535)")
+        }
+        let template: MustacheTemplate
+        do {
+            template = try MustacheTemplate(string: "{{%CONTENT_TYPE:TEXT}}" + source)
+        } catch {
+            throw .broken(name: name, reason: "\(error)")
+        }
+        let context: [String: Any] = [
+            "name": values.name, "host": values.host, "target": target,
+            "port": port.map(String.init) ?? "", "target_port": targetPort.map(String.init) ?? "",
+        ]
+        return template.render(context)
+    }
+}
+
+public enum PresetError: Error, Sendable, Equatable, CustomStringConvertible {
+    case notFound(name: String, available: [String])
+    case directoryMissing(searched: [String])
+    case badValue(String)
+    case broken(name: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let name, let available):
+            let hint = ConfigError.closest(to: name, in: available).map { "did you mean \"\($0)\"? " } ?? ""
+            return "no preset named \"\(Validation.printable(name))\"; \(hint)`fwd templates` lists: \(available.joined(separator: ", "))"
+        case .directoryMissing(let searched):
+            return "fwd's templates directory was not found (looked in \(searched.joined(separator: ", "))); set FWD_TEMPLATES to the templates/ folder of fwd's source"
+        case .badValue(let message):
+            return message
+        case .broken(let name, let reason):
+            return "preset \(name) cannot be rendered: \(reason)"
+        }
+    }
+}
+
+public enum Presets {
+    /// `$FWD_TEMPLATES`, else `share/fwd/templates` beside the binary's prefix, else a `templates/` folder in a
+    /// parent of the binary (a build inside the source tree).
+    public static func directory(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                 executable: String = CommandLine.arguments.first ?? "") throws(PresetError) -> String {
+        var candidates: [String] = []
+        if let dir = environment["FWD_TEMPLATES"], !dir.isEmpty { candidates.append(dir) }
+        let exe = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        candidates.append(exe.deletingLastPathComponent().appendingPathComponent("share/fwd/templates").path)
+        var dir = exe
+        for _ in 0..<6 {
+            candidates.append(dir.appendingPathComponent("templates").path)
+            dir = dir.deletingLastPathComponent()
+        }
+        for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/presets") {
+            return candidate
+        }
+        throw .directoryMissing(searched: Array(candidates.prefix(3)))
+    }
+
+    public static func all(in directory: String) -> [Preset] {
+        let dir = directory + "/presets"
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return files.filter { $0.hasSuffix(".toml.mustache") }.sorted().compactMap { file in
+            guard let source = FileSystem.read(dir + "/" + file) else { return nil }
+            return Preset(name: String(file.dropLast(".toml.mustache".count)), source: source)
+        }
+    }
+
+    public static func named(_ name: String, in directory: String) throws(PresetError) -> Preset {
+        let presets = all(in: directory)
+        guard let preset = presets.first(where: { $0.name == name }) else {
+            throw .notFound(name: name, available: presets.map(\.name))
+        }
+        return preset
+    }
+}

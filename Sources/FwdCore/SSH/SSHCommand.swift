@@ -1,0 +1,138 @@
+import Foundation
+
+/// Every ssh invocation fwd makes, as a value: an executable and an argv array, never a shell string.
+/// This is the one place that builds ssh arguments; tests assert the argv without running anything.
+public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
+    public var executable: String
+    public var arguments: [String]
+
+    public var argv: [String] { [executable] + arguments }
+
+    /// Shell-quoted, for showing to the user (`fwd show`), never for running.
+    public var description: String { argv.map(Self.shellQuote).joined(separator: " ") }
+
+    /// The mux commands fwd sends to a master.
+    public enum MuxOperation: Sendable, Equatable {
+        case forward(ForwardSpec)
+        case cancel(ForwardSpec)
+        case check
+        case exit
+    }
+
+    /// How quickly a dead path is noticed; see `HostEntry.aliveInterval`.
+    public struct Liveness: Sendable, Equatable {
+        public var aliveInterval: Int
+        public var aliveCount: Int
+        public var connectTimeout: Int
+
+        public init(aliveInterval: Int = HostEntry.defaultAliveInterval, aliveCount: Int = HostEntry.defaultAliveCount,
+                    connectTimeout: Int = HostEntry.defaultConnectTimeout) {
+            self.aliveInterval = aliveInterval
+            self.aliveCount = aliveCount
+            self.connectTimeout = connectTimeout
+        }
+
+        public init(_ host: HostEntry?) {
+            self.init(aliveInterval: host?.aliveInterval ?? HostEntry.defaultAliveInterval,
+                      aliveCount: host?.aliveCount ?? HostEntry.defaultAliveCount,
+                      connectTimeout: host?.connectTimeout ?? HostEntry.defaultConnectTimeout)
+        }
+    }
+
+    /// The name mux commands give as a destination; with `-F none` and `-S` it is never resolved or dialled.
+    static let muxPlaceholder = "fwd-mux"
+
+    /// The ControlMaster for one SSH host, kept in the foreground (`ControlPersist=no`: with `yes` the process
+    /// started exits and a forked child becomes the master). Forwards are added later with `-O forward`.
+    public static func master(ssh: String = "ssh", config: String, destination: Destination, socket: String,
+                              liveness: Liveness) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: [
+            "-F", config,
+            "-N", "-M", "-S", socket,
+            "-o", "ControlPersist=no",
+            "-o", "ExitOnForwardFailure=yes",
+            "-o", "BatchMode=yes",
+            "-o", "ServerAliveInterval=\(liveness.aliveInterval)",
+            "-o", "ServerAliveCountMax=\(liveness.aliveCount)",
+            "-o", "ConnectTimeout=\(liveness.connectTimeout)",
+            "-o", "StreamLocalBindUnlink=yes",
+        ] + destination.arguments)
+    }
+
+    /// A mux command to a running master. `-F none` keeps ssh from also sending the forwards of the host's
+    /// config block (DESIGN.md); the spec is sent with its explicit bind address so `cancel` repeats it exactly.
+    public static func mux(ssh: String = "ssh", socket: String, _ operation: MuxOperation) -> SSHCommand {
+        var arguments = ["-F", "none", "-S", socket, "-O"]
+        switch operation {
+        case .forward(let spec): arguments += ["forward", spec.kind.flag, spec.sshArgument]
+        case .cancel(let spec): arguments += ["cancel", spec.kind.flag, spec.sshArgument]
+        case .check: arguments += ["check"]
+        case .exit: arguments += ["exit"]
+        }
+        return SSHCommand(executable: ssh, arguments: arguments + [muxPlaceholder])
+    }
+
+    /// Connects through the master to `host:port` as seen from the server (the `remote` probe of a -R forward).
+    /// `ProxyCommand=false` stops ssh from silently dialling directly when the master is gone.
+    public static func streamProbe(ssh: String = "ssh", socket: String, host: String, port: Int) -> SSHCommand {
+        let target = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        return SSHCommand(executable: ssh, arguments: [
+            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", target, muxPlaceholder,
+        ])
+    }
+
+    /// Asks ssh how it would connect to `destination` with fwd's config, including the expanded ControlPath.
+    public static func resolve(ssh: String = "ssh", config: String, destination: Destination, controlDirectory: String) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: [
+            "-F", config, "-G", "-T", "-o", "ControlPath=\(controlDirectory)/%C",
+        ] + destination.arguments)
+    }
+
+    /// An interactive or command session that rides the host's master (`fwd ssh HOST -- ARGS`).
+    public static func session(ssh: String = "ssh", config: String, socket: String?, destination: Destination,
+                               extra: [String]) -> SSHCommand {
+        var arguments = ["-F", config]
+        if let socket { arguments += ["-S", socket] }
+        return SSHCommand(executable: ssh, arguments: arguments + destination.arguments + extra)
+    }
+
+    public static func shellQuote(_ word: String) -> String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,[]*".utf8)
+        if !word.isEmpty, word.utf8.allSatisfy(safe.contains) { return word }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// A tunnel's `host` as ssh gets it: a fwd host name or ssh alias as is; for `user@host:port` the port goes
+/// into `-o Port=` (OpenSSH 9.2 rejects `ssh://user@[v6]:port`, so the URI form is not used).
+public struct Destination: Sendable, Equatable {
+    public var host: String
+    public var port: Int?
+
+    public init(host: String, port: Int? = nil) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `alias`, `host`, `user@host`, `user@host:port`, `[v6]`, `user@[v6]:port` or a bare IPv6 address.
+    public init(_ value: String) {
+        var user = ""
+        var rest = Substring(value)
+        if let at = value.lastIndex(of: "@") {
+            user = String(value[...at])
+            rest = value[value.index(after: at)...]
+        }
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            let inside = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            self.init(host: user + inside, port: after.hasPrefix(":") ? Int(after.dropFirst()) : nil)
+        } else if rest.filter({ $0 == ":" }).count == 1, let colon = rest.firstIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) {
+            self.init(host: user + rest[..<colon], port: port)
+        } else {
+            self.init(host: value)
+        }
+    }
+
+    /// The arguments that end an ssh command line: the port option, then `--` and the host.
+    public var arguments: [String] { (port.map { ["-o", "Port=\($0)"] } ?? []) + ["--", host] }
+}

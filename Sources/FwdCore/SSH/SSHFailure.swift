@@ -1,0 +1,76 @@
+import Foundation
+
+/// What an ssh failure means for the supervisor.
+public enum FailureClass: String, Sendable, Equatable, Codable {
+    /// Authentication, host key or configuration: retrying cannot help and would hammer the server.
+    case fatal
+    /// The network or the server: retry with backoff.
+    case retry
+    /// A local port is taken: only the tunnel that wants it fails.
+    case localConflict
+    /// The server still holds an old -R listener: retry a few times, then give up with advice.
+    case remoteListener
+}
+
+/// A classified ssh failure with a message that ends with what to do.
+public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var failureClass: FailureClass
+    /// The ssh line that decided the class (trimmed), or the exit status when no line matched.
+    public var evidence: String
+    public var advice: String
+
+    public var description: String { "\(evidence) — \(advice)" }
+
+    /// The one table from ssh's stderr to a class (DESIGN.md). First match wins; order matters where one
+    /// failure prints several of these lines.
+    static let table: [(needle: String, failureClass: FailureClass, advice: String)] = [
+        ("REMOTE HOST IDENTIFICATION HAS CHANGED", .fatal,
+         "the server's host key changed; verify it with the server's owner, then remove the old key with `ssh-keygen -R HOST`"),
+        ("Host key verification failed", .fatal,
+         "the server's host key is unknown or changed; connect once with `ssh HOST` to check and accept it, then retry"),
+        ("Permission denied (", .fatal,
+         "authentication failed; check the user and key (`ssh -v HOST`), load the key into your agent, then `fwd up` again"),
+        ("Too many authentication failures", .fatal,
+         "the server refused after too many keys; set `identity` for this host (IdentitiesOnly), then retry"),
+        ("Bad configuration option", .fatal, "fix the ssh_config option named above, then retry"),
+        ("no argument after keyword", .fatal, "fix the ssh_config line named above, then retry"),
+        ("bad configuration options", .fatal, "fix the ssh_config lines named above, then retry"),
+        ("Bad local forwarding specification", .fatal, "fix the forward spec in fwd.toml"),
+        ("Bad remote forwarding specification", .fatal, "fix the forward spec in fwd.toml"),
+        ("Bad dynamic forwarding specification", .fatal, "fix the forward spec in fwd.toml"),
+        ("Could not resolve hostname", .retry, "the host name does not resolve; fwd keeps retrying — check the name and your DNS"),
+        ("Temporary failure in name resolution", .retry, "name resolution failed; fwd keeps retrying"),
+        ("remote port forwarding failed for listen port", .remoteListener,
+         "the server still holds that port (often an old session's listener); fwd retries until the server frees it"),
+        ("Address already in use", .localConflict, "another program holds the port; stop it or pick another port"),
+        ("cannot listen to port", .localConflict, "another program holds the port; stop it or pick another port"),
+        ("Could not request local forwarding", .localConflict, "another program holds the port; stop it or pick another port"),
+        ("Port forwarding failed", .localConflict, "the master could not listen on the port; stop what holds it or pick another port"),
+        ("Connection refused", .retry, "nothing listens on the SSH port; fwd retries with backoff"),
+        ("Connection timed out", .retry, "the SSH server did not answer; fwd retries with backoff"),
+        ("Operation timed out", .retry, "the SSH server did not answer; fwd retries with backoff"),
+        ("Network is unreachable", .retry, "no route to the server; fwd retries with backoff"),
+        ("No route to host", .retry, "no route to the server; fwd retries with backoff"),
+        ("not responding", .retry, "the server stopped answering keepalives; fwd reconnects"),
+        ("closed by remote host", .retry, "the server closed the connection; fwd reconnects"),
+        ("Connection reset", .retry, "the connection was reset; fwd reconnects"),
+        ("Broken pipe", .retry, "the connection broke; fwd reconnects"),
+        ("kex_exchange_identification", .retry, "the server closed the connection during the handshake; fwd retries"),
+    ]
+
+    /// Classifies an ssh run from its stderr and exit status. An exit with no recognisable line is retried:
+    /// giving up on an unknown message would leave a tunnel down that a reconnect would fix.
+    public static func classify(stderr: String, status: Int32) -> SSHFailure {
+        let lines = stderr.split(whereSeparator: \.isNewline)
+        for row in table {
+            if let line = lines.first(where: { $0.contains(row.needle) }) {
+                return SSHFailure(failureClass: row.failureClass,
+                                  evidence: String(line.trimmingCharacters(in: .whitespaces).prefix(300)),
+                                  advice: row.advice)
+            }
+        }
+        let last = lines.last.map { String($0.trimmingCharacters(in: .whitespaces).prefix(300)) }
+        return SSHFailure(failureClass: .retry, evidence: last ?? "ssh exited with status \(status)",
+                          advice: "fwd retries with backoff; `fwd logs` shows ssh's messages")
+    }
+}

@@ -1,0 +1,56 @@
+/// How ssh would connect to a destination, as printed by `ssh -G`.
+public struct ResolvedHost: Sendable, Equatable {
+    /// `ssh -G` lines as (lowercase keyword, value), in ssh's order; repeated keywords (identityfile) repeat.
+    public var lines: [(key: String, value: String)]
+
+    public init(lines: [(key: String, value: String)]) { self.lines = lines }
+
+    public init(parsing output: String) {
+        lines = output.split(whereSeparator: \.isNewline).compactMap { line in
+            guard let space = line.firstIndex(of: " ") else { return nil }
+            return (line[..<space].lowercased(), String(line[line.index(after: space)...]))
+        }
+    }
+
+    public func value(_ key: String) -> String? { lines.first { $0.key == key }?.value }
+    public func values(_ key: String) -> [String] { lines.filter { $0.key == key }.map(\.value) }
+
+    /// The expanded ControlPath: ssh computes `%C`, so fwd reads it rather than hashing (inputs changed in 9.6).
+    public var controlPath: String? { value("controlpath").flatMap { $0 == "none" ? nil : $0 } }
+
+    public static func == (a: ResolvedHost, b: ResolvedHost) -> Bool {
+        a.lines.map { "\($0.key) \($0.value)" } == b.lines.map { "\($0.key) \($0.value)" }
+    }
+}
+
+public enum SSHResolveError: Error, Sendable, CustomStringConvertible {
+    case failed(destination: String, failure: SSHFailure)
+    case launch(String)
+
+    public var description: String {
+        switch self {
+        case .failed(let destination, let failure):
+            return "ssh cannot resolve \"\(destination)\": \(failure)"
+        case .launch(let reason):
+            return "cannot run ssh: \(reason); install the OpenSSH client (apt-get install openssh-client)"
+        }
+    }
+}
+
+public enum SSHResolver {
+    /// Runs `ssh -G` with fwd's root config (or `config`), so the user's own ssh_config applies.
+    public static func resolve(_ destination: Destination, paths: FwdPaths, config: String? = nil) async throws(SSHResolveError) -> ResolvedHost {
+        let command = SSHCommand.resolve(ssh: paths.ssh, config: config ?? paths.rootSSHConfig, destination: destination,
+                                         controlDirectory: paths.controlDirectory)
+        let result: CommandResult
+        do {
+            result = try await CommandRunner.run(command)
+        } catch {
+            throw .launch("\(error)")
+        }
+        guard result.status == 0 else {
+            throw .failed(destination: destination.host, failure: SSHFailure.classify(stderr: result.stderr, status: result.status))
+        }
+        return ResolvedHost(parsing: result.stdout)
+    }
+}

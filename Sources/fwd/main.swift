@@ -1,0 +1,3 @@
+import FwdCLI
+
+await FwdMain.run()

@@ -1,0 +1,113 @@
+import Testing
+@testable import FwdCore
+
+@Suite struct SSHCommandTests {
+    let sock = "/tmp/fwd-0-abc/0123456789abcdef0123456789abcdef01234567"
+
+    @Test func master() {
+        let c = SSHCommand.master(config: "/s/ssh_config", destination: Destination("office"), socket: sock,
+                                  liveness: .init(aliveInterval: 1, aliveCount: 2, connectTimeout: 5))
+        #expect(c.argv == [
+            "ssh", "-F", "/s/ssh_config", "-N", "-M", "-S", sock,
+            "-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+            "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "-o", "ConnectTimeout=5",
+            "-o", "StreamLocalBindUnlink=yes", "--", "office",
+        ])
+    }
+
+    @Test func destinationWithPortGoesThroughAnOption() {
+        #expect(Destination("alice@a.example.com:2222") == Destination(host: "alice@a.example.com", port: 2222))
+        #expect(Destination("alice@[2001:db8::1]:2222") == Destination(host: "alice@2001:db8::1", port: 2222))
+        #expect(Destination("[::1]") == Destination(host: "::1"))
+        #expect(Destination("::1") == Destination(host: "::1"))
+        #expect(Destination("office") == Destination(host: "office"))
+        #expect(Destination("bob@h").arguments == ["--", "bob@h"])
+        #expect(Destination("h:2200").arguments == ["-o", "Port=2200", "--", "h"])
+    }
+
+    @Test func muxCommandsUseNoConfigAndTheExactSpec() throws {
+        let spec = try ForwardSpec.parse("8080:wiki.lan:80", kind: .local)
+        #expect(SSHCommand.mux(socket: sock, .forward(spec)).argv ==
+            ["ssh", "-F", "none", "-S", sock, "-O", "forward", "-L", "127.0.0.1:8080:wiki.lan:80", "fwd-mux"])
+        #expect(SSHCommand.mux(socket: sock, .cancel(spec)).argv ==
+            ["ssh", "-F", "none", "-S", sock, "-O", "cancel", "-L", "127.0.0.1:8080:wiki.lan:80", "fwd-mux"])
+        let remote = try ForwardSpec.parse("0:localhost:22", kind: .remote)
+        #expect(SSHCommand.mux(socket: sock, .forward(remote)).arguments.suffix(3) == ["-R", "127.0.0.1:0:localhost:22", "fwd-mux"])
+        let socks = try ForwardSpec.parse("1080", kind: .dynamic)
+        #expect(SSHCommand.mux(socket: sock, .forward(socks)).arguments.suffix(3) == ["-D", "127.0.0.1:1080", "fwd-mux"])
+        #expect(SSHCommand.mux(socket: sock, .check).argv == ["ssh", "-F", "none", "-S", sock, "-O", "check", "fwd-mux"])
+        #expect(SSHCommand.mux(socket: sock, .exit).argv == ["ssh", "-F", "none", "-S", sock, "-O", "exit", "fwd-mux"])
+    }
+
+    @Test func streamProbeNeverDialsDirectly() {
+        #expect(SSHCommand.streamProbe(socket: sock, host: "127.0.0.1", port: 15432).argv == [
+            "ssh", "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", sock,
+            "-W", "127.0.0.1:15432", "fwd-mux",
+        ])
+        #expect(SSHCommand.streamProbe(socket: sock, host: "::1", port: 1).arguments.contains("[::1]:1"))
+    }
+
+    @Test func resolve() {
+        #expect(SSHCommand.resolve(ssh: "/usr/bin/ssh", config: "/s/ssh_config", destination: Destination("bob@h:22"),
+                                   controlDirectory: "/tmp/fwd-0-abc").argv == [
+            "/usr/bin/ssh", "-F", "/s/ssh_config", "-G", "-T", "-o", "ControlPath=/tmp/fwd-0-abc/%C",
+            "-o", "Port=22", "--", "bob@h",
+        ])
+    }
+
+    @Test func controlPathFitsTheSocketLimit() {
+        // The master binds PATH + "." + 16 random characters; %C is 40 hex digits. Linux allows 90 bytes
+        // (the longest state dir hashes to the same short directory), macOS about 86.
+        let dir = FwdPaths.controlDirectory(forState: "/home/someone-with-a-long-name/.local/state/fwd/" + String(repeating: "x", count: 200))
+        #expect(dir.utf8.count + 1 + 40 + 17 <= 86)
+        #expect(FwdPaths.controlDirectory(forState: "/a") != FwdPaths.controlDirectory(forState: "/b"))
+    }
+
+    @Test func displayQuotesForTheShell() {
+        #expect(SSHCommand(executable: "ssh", arguments: ["-o", "A=b c", "it's"]).description == "ssh -o 'A=b c' 'it'\\''s'")
+    }
+}
+
+@Suite struct SSHFailureTests {
+    @Test(arguments: [
+        ("root@127.0.0.1: Permission denied (publickey).", FailureClass.fatal),
+        ("Host key verification failed.", .fatal),
+        ("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", .fatal),
+        ("/home/a/.ssh/config: line 3: Bad configuration option: foo", .fatal),
+        ("Bad local forwarding specification 'x'", .fatal),
+        ("ssh: connect to host 127.0.0.1 port 2222: Connection refused", .retry),
+        ("ssh: connect to host 10.0.0.1 port 22: Connection timed out", .retry),
+        ("ssh: connect to host h port 22: Network is unreachable", .retry),
+        ("Timeout, server 127.0.0.1 not responding.", .retry),
+        ("Connection to 127.0.0.1 closed by remote host.", .retry),
+        ("client_loop: send disconnect: Broken pipe", .retry),
+        ("ssh: Could not resolve hostname nope: Temporary failure in name resolution", .retry),
+        ("bind [127.0.0.1]:8080: Address already in use", .localConflict),
+        ("channel_setup_fwd_listener_tcpip: cannot listen to port: 8080", .localConflict),
+        ("Could not request local forwarding.", .localConflict),
+        ("mux_client_forward: forwarding request failed: Port forwarding failed", .localConflict),
+        ("Error: remote port forwarding failed for listen port 15432", .remoteListener),
+    ])
+    func classifies(_ line: String, _ expected: FailureClass) {
+        let failure = SSHFailure.classify(stderr: "debug noise\r\n\(line)\r\n", status: 255)
+        #expect(failure.failureClass == expected)
+        #expect(failure.evidence == line)
+        #expect(!failure.advice.isEmpty)
+    }
+
+    @Test func hostKeyChangeWinsOverTheLinesAroundIt() {
+        let stderr = """
+        @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+        @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+        Host key verification failed.
+        """
+        let f = SSHFailure.classify(stderr: stderr, status: 255)
+        #expect(f.failureClass == .fatal)
+        #expect(f.advice.contains("ssh-keygen -R"))
+    }
+
+    @Test func unknownFailureIsRetried() {
+        #expect(SSHFailure.classify(stderr: "", status: 255).failureClass == .retry)
+        #expect(SSHFailure.classify(stderr: "", status: 255).evidence == "ssh exited with status 255")
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Testing
+@testable import FwdCore
+
+@Suite struct SSHConfigFilesTests {
+    let paths = FwdPaths(config: "/c/fwd.toml", stateDirectory: "/s", userSSHConfig: "/h/.ssh/config", controlDirectory: "/tmp/fwd-0-1")
+
+    func config() throws -> FwdConfig {
+        try ConfigLoader.parse("""
+        [hosts.office]
+        hostname = "a.example.com"
+        user = "alice"
+        jump = "bastion"
+        identity = "~/.ssh/id ed25519"
+        forward_agent = true
+        options = { Compression = "yes" }
+
+        [tunnels.wiki]
+        host = "office"
+        local = "8080:wiki.lan:80"
+        """, path: "/c/fwd.toml")
+    }
+
+    @Test func hostBlock() throws {
+        #expect(SSHConfigFiles.hostBlocks(try config(), paths: paths) == """
+        Host office
+            HostName a.example.com
+            User alice
+            ProxyJump bastion
+            IdentityFile "~/.ssh/id ed25519"
+            ForwardAgent yes
+            Compression yes
+            ControlMaster auto
+            ControlPath /tmp/fwd-0-1/%C
+
+
+        """)
+    }
+
+    @Test func tunnelBlockCarriesTheResolvedSettings() throws {
+        let resolved = ResolvedHost(parsing: """
+        user alice
+        hostname a.example.com
+        port 22
+        identityfile ~/.ssh/id_rsa
+        identityfile ~/.ssh/my key
+        proxyjump bastion
+        forwardagent yes
+        """)
+        let baseline = ResolvedHost(parsing: "identityfile ~/.ssh/id_rsa\nforwardagent no\nport 22\n")
+        let text = SSHConfigFiles.tunnelBlocks(try config(), paths: paths, resolved: ["office": resolved], baseline: baseline)
+        #expect(text == """
+        Host wiki
+            HostName a.example.com
+            User alice
+            Port 22
+            IdentityFile ~/.ssh/id_rsa
+            IdentityFile "~/.ssh/my key"
+            ProxyJump bastion
+            ForwardAgent yes
+            ControlMaster auto
+            ControlPath /tmp/fwd-0-1/%C
+            ExitOnForwardFailure yes
+            LocalForward 127.0.0.1:8080 wiki.lan:80
+
+
+        """)
+    }
+
+    @Test func rootConfigIncludesFragmentThenUserThenSystem() {
+        let lines = SSHConfigFiles.rootConfig(paths: paths).split(separator: "\n").filter { $0.hasPrefix("Include") }
+        #expect(lines == ["Include /s/ssh_config.fwd", "Include /h/.ssh/config", "Include /etc/ssh/ssh_config"])
+    }
+
+    @Test func installIsIdempotentKeepsTheRestAndBacksUp() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-install-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = FwdPaths(config: dir + "/fwd.toml", stateDirectory: dir + "/state", userSSHConfig: dir + "/home/.ssh/config")
+        try FileSystem.makePrivateDirectory(dir + "/home/.ssh")
+        let original = "# mine\nHost x\n    User me\n"
+        try FileSystem.writeAtomically(original, to: p.userSSHConfig, mode: 0o644)
+
+        let first = try SSHConfigFiles.install(paths: p, now: Date(timeIntervalSince1970: 0))
+        #expect(first == .installed(backup: p.userSSHConfig + ".fwd-backup-19700101T000000Z"))
+        #expect(FileSystem.read(p.userSSHConfig) == "Include \(p.fragment)\n" + original)
+        #expect(FileSystem.read(p.userSSHConfig + ".fwd-backup-19700101T000000Z") == original)
+        #expect(FileSystem.mode(of: p.userSSHConfig) == 0o644)
+
+        #expect(try SSHConfigFiles.install(paths: p) == .alreadyInstalled)
+        #expect(FileSystem.read(p.userSSHConfig) == "Include \(p.fragment)\n" + original)
+
+        #expect(try SSHConfigFiles.uninstall(paths: p))
+        #expect(FileSystem.read(p.userSSHConfig) == original)
+        #expect(try SSHConfigFiles.uninstall(paths: p) == false)
+    }
+
+    @Test func installCreatesAMissingConfigPrivately() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-install-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = FwdPaths(config: dir + "/fwd.toml", stateDirectory: dir + "/state", userSSHConfig: dir + "/home/.ssh/config")
+        #expect(try SSHConfigFiles.install(paths: p) == .installed(backup: nil))
+        #expect(FileSystem.mode(of: p.userSSHConfig) == 0o600)
+        #expect(FileSystem.mode(of: dir + "/home/.ssh") == 0o700)
+    }
+}
+
+@Suite struct ConfigEditorTests {
+    let original = """
+    # My tunnels — keep this comment
+    [hosts.office]
+    hostname = "a.example.com"   # trailing comment
+
+    # the wiki
+    [tunnels.wiki]
+    host = "office"
+    local = "8080:wiki.lan:80"
+
+    # the proxy
+    [tunnels.socks]
+    host = "office"
+    dynamic = "1080"
+    """
+
+    @Test func appendKeepsEverythingElse() throws {
+        var t = Tunnel(name: "db", host: "office", forwards: [try ForwardSpec.parse("5432:db.lan:5432", kind: .local)], probe: .tcp)
+        t.isPublic = false
+        let result = try ConfigEditor.appending(ConfigEditor.table(for: t), named: "db", to: original, path: "f")
+        #expect(result.text.hasPrefix(original + "\n\n[tunnels.db]\n"))
+        #expect(result.text.hasSuffix("host = \"office\"\nlocal = \"5432:db.lan:5432\"\nprobe = \"tcp\"\n"))
+        #expect(result.config.tunnels.map(\.name) == ["wiki", "socks", "db"])
+    }
+
+    @Test func appendRefusesDuplicates() throws {
+        let t = Tunnel(name: "wiki", host: "office", forwards: [try ForwardSpec.parse("1:a:1", kind: .local)])
+        #expect(throws: ConfigError.self) { try ConfigEditor.appending(ConfigEditor.table(for: t), named: "wiki", to: original, path: "f") }
+    }
+
+    @Test func appendRefusesABrokenExistingFile() throws {
+        let t = Tunnel(name: "x", host: "office", forwards: [try ForwardSpec.parse("1:a:1", kind: .local)])
+        #expect(throws: ConfigError.self) { try ConfigEditor.appending(ConfigEditor.table(for: t), named: "x", to: "[tunnels.a\n", path: "f") }
+    }
+
+    @Test func removeTakesOnlyThatTableAndItsComment() throws {
+        let result = try ConfigEditor.removing("wiki", from: original, path: "f")
+        #expect(result == """
+        # My tunnels — keep this comment
+        [hosts.office]
+        hostname = "a.example.com"   # trailing comment
+
+        # the proxy
+        [tunnels.socks]
+        host = "office"
+        dynamic = "1080"
+        """)
+        let last = try ConfigEditor.removing("socks", from: original, path: "f")
+        #expect(last.hasSuffix("local = \"8080:wiki.lan:80\"\n"))
+    }
+
+    @Test func removeRefusesWhileAGroupNamesIt() {
+        #expect(throws: ConfigError.self) {
+            try ConfigEditor.removing("wiki", from: original + "\n\n[groups]\nwork = [\"wiki\"]\n", path: "f")
+        }
+        #expect(throws: ConfigError.self) { try ConfigEditor.removing("nope", from: original, path: "f") }
+    }
+}
+
+@Suite struct PresetTests {
+    static var templates: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("templates").path
+    }
+
+    @Test func everySeedScenarioHasAPreset() {
+        let names = Presets.all(in: Self.templates).map(\.name)
+        for wanted in ["postgres", "mysql", "intranet-web", "rdp", "vnc", "bastion-ssh", "imap", "pop3", "ftp", "telnet",
+                       "socks", "expose-web", "home-ssh", "laptop-db"] {
+            #expect(names.contains(wanted), "missing preset \(wanted)")
+        }
+    }
+
+    @Test func everyPresetRendersToAValidTunnelWithAFittingProbe() throws {
+        for preset in Presets.all(in: Self.templates) {
+            #expect(!preset.summary.isEmpty, "\(preset.name) has no summary")
+            let text = try preset.render(.init(name: "t", host: "office", target: "db.lan"))
+            let config = try ConfigLoader.parse(text, path: preset.name)
+            let tunnel = try #require(config.tunnels.first)
+            #expect(tunnel.host == "office")
+            let probe = try #require(tunnel.probe, "\(preset.name) sets no probe")
+            #expect(tunnel.forwards.allSatisfy { probe.fits($0) }, "\(preset.name): probe \(probe) does not fit")
+        }
+    }
+
+    @Test func postgresFillsInTargetAndPorts() throws {
+        let preset = try Presets.named("postgres", in: Self.templates)
+        let text = try preset.render(.init(name: "db", host: "office", target: "db.lan"))
+        let tunnel = try ConfigLoader.parse(text, path: "p").tunnels[0]
+        #expect(tunnel.forwards == [try ForwardSpec.parse("5432:db.lan:5432", kind: .local)])
+        let custom = try preset.render(.init(name: "db", host: "office", target: "2001:db8::5", port: 15432))
+        #expect(try ConfigLoader.parse(custom, path: "p").tunnels[0].forwards == [try ForwardSpec.parse("15432:[2001:db8::5]:5432", kind: .local)])
+    }
+
+    @Test func presetValuesCannotInject() throws {
+        let preset = try Presets.named("postgres", in: Self.templates)
+        #expect(throws: PresetError.self) { try preset.render(.init(name: "db", host: "office\"\n[tunnels.x]", target: "a")) }
+        #expect(throws: PresetError.self) { try preset.render(.init(name: "db", host: "office", target: "a\"\nprobe=\"none")) }
+        #expect(throws: PresetError.self) { try preset.render(.init(name: "../db", host: "office")) }
+        #expect(throws: PresetError.self) { try Presets.named("postgress", in: Self.templates) }
+    }
+}
