@@ -54,12 +54,15 @@ public enum ConfigLoader {
             diagnostics.append(Diagnostic(file: path, line: p.line, column: p.column, message: message))
         }
 
-        mutating func checkKeys(_ table: TOMLTable, at keyPath: [String], allowed: [String], what: String) {
-            for key in table.keys where !allowed.contains(key) {
+        @discardableResult
+        mutating func checkKeys(_ table: TOMLTable, at keyPath: [String], allowed: [String], what: String) -> Int {
+            let unknown = table.keys.filter { !allowed.contains($0) }
+            for key in unknown {
                 let hint = ConfigError.closest(to: key, in: allowed).map { "; did you mean \"\($0)\"?" }
                     ?? "; expected one of: \(allowed.joined(separator: ", "))"
                 report(keyPath + [key], "unknown key \"\(Validation.printable(key))\" in \(what)\(hint)")
             }
+            return unknown.count
         }
 
         mutating func read(_ root: TOMLTable) -> FwdConfig {
@@ -217,8 +220,8 @@ public enum ConfigLoader {
         mutating func readTunnel(_ name: String, _ t: TOMLTable, hosts: [String: HostEntry]) -> Tunnel? {
             let at = ["tunnels", name]
             guard checkName(name, at: at) else { return nil }
-            checkKeys(t, at: at, allowed: ConfigLoader.tunnelKeys, what: "[tunnels.\(name)]")
-            var ok = true
+            // A misspelt forward key is reported once, not again as "no forwards".
+            var ok = checkKeys(t, at: at, allowed: ConfigLoader.tunnelKeys, what: "[tunnels.\(name)]") == 0
             let host = string(t, "host", at: at)
             if host == nil, t["host"] == nil {
                 report(at, "tunnel \"\(name)\" needs a host (a [hosts] name, an ssh alias or user@host[:port])")

@@ -86,6 +86,8 @@ public enum SSHConfigFiles {
     @discardableResult
     public static func write(_ config: FwdConfig, paths: FwdPaths) async throws -> String {
         try FileSystem.makePrivateDirectory(paths.stateDirectory)
+        // ssh does not create the ControlPath's directory; /tmp is emptied at boot, so every write recreates it.
+        try FileSystem.makeOwnedDirectory(paths.controlDirectory)
         try FileSystem.writeAtomically(rootConfig(paths: paths), to: paths.rootSSHConfig)
         try FileSystem.writeAtomically("\(header)\n\n" + hostBlocks(config, paths: paths), to: paths.fragment)
         var resolved: [String: ResolvedHost] = [:]

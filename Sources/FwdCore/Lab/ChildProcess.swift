@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// How a child ended.
+public enum ChildExit: Equatable, Sendable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exit status \(code)"
+        case .signaled(let sig): "killed by signal \(sig)"
+        }
+    }
+}
+
+public struct ChildProcessError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+// Top-level so `kill()` methods don't shadow the libc function.
+@discardableResult
+func sendSignal(_ pid: pid_t, _ sig: Int32) -> Int32 {
+    kill(pid, sig)
+}
+
+#if canImport(Glibc)
+// glibc ≥ 2.34 has it, but the Swift Glibc module doesn't import it.
+private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+    guard let sym = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+    return unsafeBitCast(sym, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
+#endif
+
+/// A child started with posix_spawn: its own process group, default signal
+/// dispositions, no inherited fds beyond stdio. Lives until killed or reaped,
+/// independent of any Swift scope (unlike Subprocess/Foundation.Process).
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let argv: [String]
+    private let lock = NSLock()
+    private var exit: ChildExit?
+
+    /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
+    /// stdin is /dev/null; stdout+stderr go to `outputPath` (appended) or /dev/null.
+    public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil) throws {
+        precondition(!argv.isEmpty, "argv must not be empty")
+        self.argv = argv
+
+        #if canImport(Darwin)
+        var actions: posix_spawn_file_actions_t? = nil
+        var attr: posix_spawnattr_t? = nil
+        #else
+        var actions = posix_spawn_file_actions_t()
+        var attr = posix_spawnattr_t()
+        #endif
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attr)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attr)
+        }
+
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        var flags = Int32(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        #if canImport(Darwin)
+        flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)
+        #else
+        // Keeps stray non-CLOEXEC fds of this process out of long-lived children like sshd.
+        if let addCloseFrom { _ = addCloseFrom(&actions, 3) }
+        #endif
+        posix_spawnattr_setflags(&attr, Int16(flags))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGPIPE] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+
+        var child: pid_t = 0
+        let rc = posix_spawnp(&child, argv[0], &actions, &attr, cArgv, cEnv)
+        guard rc == 0 else {
+            throw ChildProcessError(description: "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+        }
+        pid = child
+    }
+
+    /// Runs a short command to completion and returns its exit and combined output.
+    public static func run(_ argv: [String], timeout: Double = 30) throws -> (exit: ChildExit, output: String) {
+        let out = FileManager.default.temporaryDirectory
+            .appendingPathComponent("fwd-child-\(UUID().uuidString).out").path
+        defer { unlink(out) }
+        let child = try ChildProcess(argv, outputPath: out)
+        guard let exit = child.waitExit(timeout: timeout) else {
+            child.kill()
+            throw ChildProcessError(description: "\(argv.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        let output = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        return (exit, output)
+    }
+
+    /// The exit once reaped; nil while running.
+    public var exitStatus: ChildExit? {
+        lock.lock()
+        defer { lock.unlock() }
+        return reapLocked()
+    }
+
+    public var isRunning: Bool { exitStatus == nil }
+
+    public func terminate() { signal(SIGTERM) }
+
+    /// SIGKILL and reap.
+    public func kill() {
+        signal(SIGKILL)
+        _ = waitExit(timeout: 5)
+    }
+
+    public func signal(_ sig: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        // Never signal a reaped pid: it may already belong to someone else.
+        if reapLocked() == nil { sendSignal(pid, sig) }
+    }
+
+    /// Polls (WNOHANG) until the child exits; nil if still running after `timeout` seconds.
+    @discardableResult
+    public func waitExit(timeout: Double) -> ChildExit? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let exit = exitStatus { return exit }
+            if Date() >= deadline { return nil }
+            usleep(10_000)
+        }
+    }
+
+    private func reapLocked() -> ChildExit? {
+        if let exit { return exit }
+        var status: Int32 = 0
+        let rc = waitpid(pid, &status, WNOHANG)
+        if rc == pid {
+            // WIFEXITED/WEXITSTATUS are macros Swift can't import.
+            exit = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signaled(status & 0x7f)
+        } else if rc == -1 && errno == ECHILD {
+            exit = .signaled(0) // reaped elsewhere; nothing more we can learn
+        }
+        return exit
+    }
+}

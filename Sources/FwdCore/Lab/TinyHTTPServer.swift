@@ -1,0 +1,292 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Small socket helpers shared by the lab server, client and LabSSHD.
+enum Sock {
+    #if canImport(Glibc)
+    static let stream = Int32(SOCK_STREAM.rawValue)
+    static let noSignal = Int32(MSG_NOSIGNAL)
+    #else
+    static let stream = SOCK_STREAM
+    static let noSignal: Int32 = 0
+    #endif
+
+    static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+
+    /// Resolves a numeric address or "localhost"; never touches DNS for other names.
+    static func resolve(host: String, port: Int, passive: Bool = false) throws -> [(family: Int32, addr: Data)] {
+        var hints = addrinfo()
+        hints.ai_socktype = stream
+        hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) | (host == "localhost" ? 0 : AI_NUMERICHOST)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0, let list else {
+            throw LabError.socket("cannot resolve \(host):\(port): \(String(cString: gai_strerror(rc))) (use a numeric address or localhost)")
+        }
+        defer { freeaddrinfo(list) }
+        var result: [(Int32, Data)] = []
+        var cur: UnsafeMutablePointer<addrinfo>? = list
+        while let ai = cur {
+            result.append((ai.pointee.ai_family, Data(bytes: ai.pointee.ai_addr, count: Int(ai.pointee.ai_addrlen))))
+            cur = ai.pointee.ai_next
+        }
+        return result
+    }
+
+    static func makeSocket(family: Int32) throws -> Int32 {
+        let fd = socket(family, stream, 0)
+        guard fd >= 0 else { throw LabError.socket("socket(): \(errorText())") }
+        // Children (sshd, ssh) must not inherit our sockets.
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        #if canImport(Darwin)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+        #endif
+        return fd
+    }
+
+    static func boundPort(_ fd: Int32) -> Int {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &len) }
+        }
+        let family = Int32(storage.ss_family)
+        return withUnsafePointer(to: &storage) { ptr -> Int in
+            if family == AF_INET6 {
+                return ptr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+            return ptr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+    }
+
+    static func setTimeout(_ fd: Int32, _ option: Int32, seconds: Double) {
+        let s = max(seconds, 0.001)
+        var tv = timeval(tv_sec: Int(s), tv_usec: .init((s - s.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, option, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, noSignal) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}
+
+/// Free TCP ports on the loopback interface.
+public enum LocalPort {
+    /// A port that was free a moment ago (bound to 0 and released); racy by nature, fine for tests.
+    public static func free(host: String = "127.0.0.1") throws -> Int {
+        guard let (family, addr) = try Sock.resolve(host: host, port: 0, passive: true).first else {
+            throw LabError.socket("no address for \(host)")
+        }
+        let fd = try Sock.makeSocket(family: family)
+        defer { close(fd) }
+        let rc = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+        guard rc == 0 else { throw LabError.socket("bind \(host):0: \(Sock.errorText())") }
+        return Sock.boundPort(fd)
+    }
+
+    /// True if something accepts TCP connections on host:port right now.
+    public static func isAccepting(host: String = "127.0.0.1", port: Int, timeout: Double = 1) -> Bool {
+        (try? connectSocket(host: host, port: port, deadline: Date().addingTimeInterval(timeout))).map { close($0); return true } ?? false
+    }
+
+    /// Connects with a deadline (non-blocking connect + poll); returns a blocking socket.
+    static func connectSocket(host: String, port: Int, deadline: Date) throws -> Int32 {
+        var lastError = "no address"
+        for (family, addr) in try Sock.resolve(host: host, port: port) {
+            let fd = try Sock.makeSocket(family: family)
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            var rc = addr.withUnsafeBytes { connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+            if rc != 0 && errno == EINPROGRESS {
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let ms = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
+                if poll(&pfd, 1, ms) == 1 {
+                    var err: Int32 = 0
+                    var len = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+                    rc = err == 0 ? 0 : -1
+                    errno = err
+                } else {
+                    close(fd)
+                    throw LabError.httpTimeout(host: host, port: port, phase: "connect")
+                }
+            }
+            if rc == 0 {
+                _ = fcntl(fd, F_SETFL, flags)
+                return fd
+            }
+            lastError = Sock.errorText()
+            close(fd)
+        }
+        throw LabError.httpConnect(host: host, port: port, reason: lastError)
+    }
+}
+
+/// A minimal HTTP server answering every request with the same page ("intranet wiki" for the demo and tests).
+public final class TinyHTTPServer: @unchecked Sendable {
+    public let port: Int
+    private let state: State
+
+    // Owned by the accept thread, so the server object itself can be deinitialised while it runs.
+    private final class State: @unchecked Sendable {
+        let fd: Int32
+        let response: [UInt8]
+        let lock = NSLock()
+        var stopped = false
+        var count = 0
+        let finished = DispatchSemaphore(value: 0)
+        init(fd: Int32, response: [UInt8]) { self.fd = fd; self.response = response }
+        var isStopped: Bool { lock.withLock { stopped } }
+    }
+
+    public init(host: String = "127.0.0.1", port: Int = 0, body: String) throws {
+        guard let (family, addr) = try Sock.resolve(host: host, port: port, passive: true).first else {
+            throw LabError.socket("no address for \(host)")
+        }
+        let fd = try Sock.makeSocket(family: family)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let bound = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            let reason = Sock.errorText()
+            close(fd)
+            throw LabError.socket("cannot listen on \(host):\(port): \(reason)")
+        }
+        self.port = Sock.boundPort(fd)
+
+        let payload = Array(body.utf8)
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(payload.count)\r\nConnection: close\r\n\r\n"
+        let state = State(fd: fd, response: Array(head.utf8) + payload)
+        self.state = state
+        let thread = Thread { TinyHTTPServer.acceptLoop(state) }
+        thread.name = "TinyHTTPServer:\(self.port)"
+        thread.start()
+    }
+
+    deinit { stop() }
+
+    public var requestCount: Int { state.lock.withLock { state.count } }
+
+    public func stop() {
+        let first = state.lock.withLock {
+            defer { state.stopped = true }
+            return !state.stopped
+        }
+        guard first else { return }
+        // The loop polls with a short timeout; close only after it has left, so the fd can't be reused under it.
+        state.finished.wait()
+        close(state.fd)
+    }
+
+    private static func acceptLoop(_ state: State) {
+        defer { state.finished.signal() }
+        while !state.isStopped {
+            var pfd = pollfd(fd: state.fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 100) == 1 else { continue }
+            let conn = accept(state.fd, nil, nil)
+            guard conn >= 0 else { continue }
+            _ = fcntl(conn, F_SETFD, FD_CLOEXEC)
+            // One short-lived thread per connection so an idle client (e.g. a browser preconnect) can't stall others.
+            Thread.detachNewThread { serve(conn, state) }
+        }
+    }
+
+    private static func serve(_ conn: Int32, _ state: State) {
+        defer { close(conn) }
+        #if canImport(Darwin)
+        var one: Int32 = 1
+        setsockopt(conn, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
+        #endif
+        Sock.setTimeout(conn, SO_RCVTIMEO, seconds: 2)
+        Sock.setTimeout(conn, SO_SNDTIMEO, seconds: 2)
+        var request: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 2048)
+        let end: [UInt8] = Array("\r\n\r\n".utf8)
+        while request.count < 8192 {
+            let n = recv(conn, &buf, buf.count, 0)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            request += buf[0..<n]
+            if request.firstRange(of: end) != nil { break }
+        }
+        // A bare connect/close (port probe) is not a request.
+        guard !request.isEmpty else { return }
+        if Sock.sendAll(conn, state.response) {
+            state.lock.withLock { state.count += 1 }
+        }
+        shutdown(conn, Int32(SHUT_WR))
+    }
+}
+
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var body: String
+}
+
+public enum HTTPGet {
+    /// Connects to host:port (numeric IPv4/IPv6 or "localhost"), sends `GET path HTTP/1.1` with Host and Connection: close,
+    /// reads the whole response within `timeout` seconds. Throws a clear error on refused/timeout/EOF-before-status-line.
+    public static func fetch(host: String, port: Int, path: String = "/", timeout: Double = 5) throws -> HTTPResponse {
+        let deadline = Date().addingTimeInterval(timeout)
+        let fd = try LocalPort.connectSocket(host: host, port: port, deadline: deadline)
+        defer { close(fd) }
+
+        let hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let request = "GET \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: fwd\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        Sock.setTimeout(fd, SO_SNDTIMEO, seconds: deadline.timeIntervalSinceNow)
+        guard Sock.sendAll(fd, Array(request.utf8)) else {
+            throw LabError.httpConnect(host: host, port: port, reason: "send failed: \(Sock.errorText())")
+        }
+
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 { throw LabError.httpTimeout(host: host, port: port, phase: "response") }
+            Sock.setTimeout(fd, SO_RCVTIMEO, seconds: remaining)
+            let n = recv(fd, &buf, buf.count, 0)
+            if n > 0 { data += buf[0..<n]; continue }
+            if n == 0 { break }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { throw LabError.httpTimeout(host: host, port: port, phase: "response") }
+            if errno == ECONNRESET && !data.isEmpty { break }
+            throw LabError.httpNoResponse(host: host, port: port, detail: Sock.errorText())
+        }
+        return try parse(data, host: host, port: port)
+    }
+
+    static func parse(_ data: [UInt8], host: String, port: Int) throws -> HTTPResponse {
+        guard !data.isEmpty else {
+            throw LabError.httpNoResponse(host: host, port: port, detail: "connection closed before the status line")
+        }
+        let sep = Array("\r\n\r\n".utf8)
+        let headEnd = data.firstRange(of: sep)
+        let head = String(decoding: data[..<(headEnd?.lowerBound ?? data.endIndex)], as: UTF8.self)
+        let lines = head.components(separatedBy: "\r\n")
+        let parts = lines[0].split(separator: " ")
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/"), let status = Int(parts[1]) else {
+            throw LabError.httpMalformed(host: host, port: port, detail: "bad status line \(lines[0].prefix(80).debugDescription)")
+        }
+        var body = headEnd.map { Array(data[$0.upperBound...]) } ?? []
+        for line in lines.dropFirst() {
+            let kv = line.split(separator: ":", maxSplits: 1)
+            if kv.count == 2, kv[0].lowercased() == "content-length",
+               let length = Int(kv[1].trimmingCharacters(in: .whitespaces)), length < body.count {
+                body = Array(body[..<length])
+            }
+        }
+        return HTTPResponse(status: status, body: String(decoding: body, as: UTF8.self))
+    }
+}
