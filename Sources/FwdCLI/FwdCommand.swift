@@ -11,7 +11,9 @@ public struct FwdCommand: AsyncParsableCommand {
         Config: $FWD_CONFIG, else $XDG_CONFIG_HOME/fwd/fwd.toml, else ~/.config/fwd/fwd.toml.
         """,
         subcommands: [
+            UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
             ListCommand.self, ShowCommand.self, AddCommand.self, RemoveCommand.self,
+            RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self,
             ConfigCommand.self, TemplatesCommand.self,
         ]
     )

@@ -45,6 +45,9 @@ public final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var exit: ChildExit?
 
+    /// Pass as `outputPath` to let the child write to this process's stdout and stderr.
+    public static let inheritOutput = "-"
+
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
     /// stdin is /dev/null; stdout+stderr go to `outputPath` (appended) or /dev/null.
     public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil) throws {
@@ -66,8 +69,10 @@ public final class ChildProcess: @unchecked Sendable {
         }
 
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if outputPath != Self.inheritOutput {
+            posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
 
         var flags = Int32(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         #if canImport(Darwin)

@@ -1,0 +1,276 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show each tunnel's state, forwards, uptime, restarts, probe latency and last error.",
+        discussion: "States: starting, up, degraded (connected, target not answering), down, failed. Example: fwd status --json"
+    )
+
+    @Argument(help: "Only this tunnel.")
+    var name: String?
+
+    @Flag(help: "Print a JSON array.")
+    var json = false
+
+    func run() async throws {
+        let context = Context.current()
+        let store = try Store(path: context.paths.database)
+        var rows = try store.tunnels()
+        if let name {
+            rows = rows.filter { $0.name == name }
+            if rows.isEmpty { throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: try store.tunnels().map(\.name))) }
+        }
+        // Rows say what the supervisor last saw; with no supervisor nothing runs, and the output says so.
+        let supervisor = Control.runningPID(context.paths)
+        if supervisor == nil {
+            rows = rows.map { row in
+                guard row.state != .down && row.state != .failed else { return row }
+                var r = row
+                r.state = .down
+                r.pid = nil
+                r.lastError = "no supervisor is running (`fwd up \(row.name)` starts one)"
+                return r
+            }
+        }
+        if json {
+            print(try JSONOutput.encode(rows.map(StatusJSON.init)))
+            return
+        }
+        if rows.isEmpty {
+            print("No tunnels have been brought up. `fwd list` shows the configured ones; `fwd up NAME` starts one.")
+            return
+        }
+        let now = Date()
+        var table = [["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE", "LAST ERROR"]]
+        for r in rows {
+            let forwards = r.forwards.map { f in "\(Self.flag(f.kind)) \(f.spec)" + (f.allocatedPort.map { " (port \($0))" } ?? "") }
+            table.append([
+                r.name, r.state.rawValue, forwards.joined(separator: ", "),
+                r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
+                String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-", r.lastError ?? "",
+            ])
+        }
+        print(Table.render(table), terminator: "")
+        if supervisor == nil { print("(no supervisor is running)") }
+    }
+
+    static func flag(_ kind: String) -> String { ForwardKind(rawValue: kind)?.flag ?? kind }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60)s" }
+        return "\(s / 3600)h\(s % 3600 / 60)m"
+    }
+}
+
+struct StatusJSON: Encodable {
+    var name: String
+    var state: String
+    var desired: String
+    var host: String
+    var forwards: [ForwardJSON]
+    var pid: Int?
+    var since: String
+    var restarts: Int
+    var probe_ms: Double?
+    var last_error: String?
+
+    struct ForwardJSON: Encodable {
+        var kind: String
+        var spec: String
+        var allocated_port: Int?
+        var probe: String
+        var probe_ms: Double?
+        var ok: Bool?
+    }
+
+    init(_ r: TunnelStatus) {
+        name = r.name
+        state = r.state.rawValue
+        desired = r.desired.rawValue
+        host = r.host
+        forwards = r.forwards.map { ForwardJSON(kind: $0.kind, spec: $0.spec, allocated_port: $0.allocatedPort, probe: $0.probe, probe_ms: $0.probeMs, ok: $0.ok) }
+        pid = r.pid
+        since = ISO8601DateFormatter().string(from: r.since)
+        restarts = r.restarts
+        probe_ms = r.probeMs
+        last_error = r.lastError
+    }
+}
+
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs",
+        abstract: "Show the event log (state changes, restarts with reasons) and ssh's own messages.",
+        discussion: "Example: fwd logs intranet-wiki -f"
+    )
+
+    @Argument(help: "Only events of this tunnel (and its host's ssh log).")
+    var name: String?
+
+    @Flag(name: .shortAndLong, help: "Keep printing new events until interrupted.")
+    var follow = false
+
+    @Option(help: "How many of the latest events to show first.")
+    var lines: Int = 50
+
+    func run() async throws {
+        let context = Context.current()
+        let store = try Store(path: context.paths.database)
+        var events = try store.events(tunnel: name, after: 0, limit: 1_000_000)
+        events = Array(events.suffix(lines))
+        events.forEach(Self.print)
+        if let name, let host = try store.tunnel(name)?.host {
+            let log = "\(context.paths.logDirectory)/\(host).log"
+            if let text = FileSystem.read(log), !text.isEmpty {
+                Swift.print("--- ssh messages for \(host) (\(log)), latest last:")
+                text.split(separator: "\n").suffix(20).forEach { Swift.print($0) }
+            }
+        }
+        guard follow else { return }
+        var last = try events.last?.id ?? (store.events(tunnel: name, after: 0, limit: 1_000_000).last?.id ?? 0)
+        while !Task.isCancelled {
+            try await Task.sleep(for: .milliseconds(250))
+            for e in try store.events(tunnel: name, after: last, limit: 1000) {
+                Self.print(e)
+                last = e.id
+            }
+        }
+    }
+
+    static let formatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        return f
+    }()
+
+    static func print(_ e: Event) {
+        let subject = e.tunnel ?? e.host ?? "fwd"
+        let change = e.kind == "state" ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
+        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(e.kind)\(change): \(e.message)")
+        fflush(nil)
+    }
+}
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Probe tunnels now and print the result; exits non-zero when one is not up.",
+        discussion: "Example: fwd check intranet-wiki"
+    )
+
+    @Argument(help: "Tunnel or group names (default: every tunnel that is wanted up).")
+    var names: [String] = []
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let context = Context.current()
+        let store = try Store(path: context.paths.database)
+        var selected = try store.desiredUp().map(\.name)
+        if !names.isEmpty { selected = try context.loadConfig().resolve(names).map(\.name) }
+        let reply = try Control.request(ControlRequest(op: .check, names: selected), paths: context.paths)
+        guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
+        let rows = try selected.compactMap { try store.tunnel($0) }
+        if json {
+            print(try JSONOutput.encode(rows.map(StatusJSON.init)))
+        } else {
+            for r in rows {
+                let probes = r.forwards.map { "\($0.probe) \($0.ok == true ? "ok" : "FAIL") \($0.probeMs.map { String(format: "%.1f ms", $0) } ?? "")" }
+                print("\(r.name): \(r.state.rawValue)  [\(probes.joined(separator: "; "))]\(r.lastError.map { "  \($0)" } ?? "")")
+            }
+        }
+        if rows.count < selected.count || rows.contains(where: { $0.state != .up }) { throw ExitCode(1) }
+    }
+}
+
+struct DaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Run the supervisor in the foreground (for systemd or launchd).",
+        discussion: """
+        Brings up the tunnels that `fwd up` asked for, keeps them up, and takes every master down on SIGTERM. \
+        `fwd up` starts one in the background when none runs; only one runs per state directory.
+        """
+    )
+
+    @Flag(help: "Ask the running supervisor to stop, and wait until it has.")
+    var stop = false
+
+    func run() async throws {
+        let paths = Context.current().paths
+        if stop {
+            guard let pid = Control.runningPID(paths) else { throw ControlError.notRunning }
+            _ = try Control.request(ControlRequest(op: .stop), paths: paths)
+            while kill(pid, 0) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            return
+        }
+        try await SupervisorService(paths: paths, mode: .daemon).run()
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Supervise the named tunnels in the foreground, without a daemon; Ctrl-C takes them down.",
+        discussion: "Example: fwd run intranet-wiki socks"
+    )
+
+    @Argument(help: "Tunnel or group names.")
+    var names: [String]
+
+    func run() async throws {
+        let context = Context.current()
+        let tunnels = try context.loadConfig().resolve(names)
+        let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)))
+        let store = try Store(path: context.paths.database)
+        let after = try store.events(after: 0, limit: 1_000_000).last?.id ?? 0
+        let printer = Task {
+            var last = after
+            while !Task.isCancelled {
+                for e in (try? store.events(after: last, limit: 1000)) ?? [] where e.tunnel.map(tunnels.map(\.name).contains) ?? true {
+                    LogsCommand.print(e)
+                    last = e.id
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        defer { printer.cancel() }
+        try await service.run()
+    }
+}
+
+struct SessionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ssh",
+        abstract: "Run ssh to a host with fwd's config, riding its master (agent/X11 forwarding as the host asks).",
+        discussion: "Example: fwd ssh office -- uptime"
+    )
+
+    @Argument(help: "A [hosts] name, an ssh alias or user@host[:port].")
+    var host: String
+
+    @Argument(parsing: .postTerminator, help: "Arguments for ssh after `--` (a remote command, or ssh options).")
+    var arguments: [String] = []
+
+    func run() async throws {
+        let context = Context.current()
+        if let p = Validation.hostProblem(host) { throw ValidationError(p) }
+        let config = try context.loadConfig()
+        try await SSHConfigFiles.write(config, paths: context.paths)
+        let destination = Destination(host)
+        let socket = try? await SSHResolver.resolve(destination, paths: context.paths).controlPath
+        let command = SSHCommand.session(ssh: context.paths.ssh, config: context.paths.rootSSHConfig,
+                                         socket: socket.flatMap { FileSystem.exists($0) ? $0 : nil },
+                                         destination: destination, extra: arguments)
+        let argv = command.argv.map { strdup($0) } + [nil]
+        execvp(command.executable, argv)
+        throw ValidationError("cannot run \(command.executable): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,382 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum TunnelState: String, Sendable, Codable, CaseIterable { case starting, up, degraded, down, failed }
+public enum DesiredState: String, Sendable, Codable { case up, down }
+
+public struct ForwardStatus: Sendable, Codable, Equatable {
+    /// "local" | "remote" | "dynamic"
+    public var kind: String
+    /// The ssh argument, e.g. "127.0.0.1:8080:wiki.lan:80".
+    public var spec: String
+    /// For `-R 0:…`, the port the server picked.
+    public var allocatedPort: Int?
+    /// Probe kind name.
+    public var probe: String
+    /// Latency of the last probe.
+    public var probeMs: Double?
+    /// Result of the last probe; nil until probed.
+    public var ok: Bool?
+
+    public init(kind: String, spec: String, allocatedPort: Int? = nil, probe: String, probeMs: Double? = nil, ok: Bool? = nil) {
+        self.kind = kind
+        self.spec = spec
+        self.allocatedPort = allocatedPort
+        self.probe = probe
+        self.probeMs = probeMs
+        self.ok = ok
+    }
+}
+
+public struct TunnelStatus: Sendable, Codable, Equatable {
+    public var name: String
+    public var host: String
+    public var desired: DesiredState
+    public var state: TunnelState
+    /// Pid of the host's ControlMaster.
+    public var pid: Int?
+    /// When `state` last changed.
+    public var since: Date
+    public var restarts: Int
+    /// Latest probe latency of the tunnel: the maximum over its forwards.
+    public var probeMs: Double?
+    public var lastError: String?
+    public var forwards: [ForwardStatus]
+    public var updatedAt: Date
+
+    public init(name: String, host: String, desired: DesiredState, state: TunnelState, pid: Int? = nil, since: Date,
+                restarts: Int = 0, probeMs: Double? = nil, lastError: String? = nil, forwards: [ForwardStatus], updatedAt: Date) {
+        self.name = name
+        self.host = host
+        self.desired = desired
+        self.state = state
+        self.pid = pid
+        self.since = since
+        self.restarts = restarts
+        self.probeMs = probeMs
+        self.lastError = lastError
+        self.forwards = forwards
+        self.updatedAt = updatedAt
+    }
+}
+
+public struct Event: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var time: Date
+    /// nil for host- and daemon-level events.
+    public var tunnel: String?
+    public var host: String?
+    /// "desired", "state", "restart", "probe", "master", "daemon", "error"
+    public var kind: String
+    /// Previous value: the state for "state" events, the desired state for "desired", "ok"/"failed" for "probe".
+    public var from: String?
+    public var to: String?
+    public var message: String
+
+    public init(id: Int64, time: Date, tunnel: String?, host: String?, kind: String, from: String?, to: String?, message: String) {
+        self.id = id
+        self.time = time
+        self.tunnel = tunnel
+        self.host = host
+        self.kind = kind
+        self.from = from
+        self.to = to
+        self.message = message
+    }
+}
+
+public struct MasterRecord: Sendable, Codable, Equatable {
+    public var host: String
+    public var pid: Int
+    /// Process start time (/proc/PID/stat field 22), to tell a reused pid apart.
+    public var startTime: UInt64
+    public var socket: String
+    public var startedAt: Date
+
+    public init(host: String, pid: Int, startTime: UInt64, socket: String, startedAt: Date) {
+        self.host = host
+        self.pid = pid
+        self.startTime = startTime
+        self.socket = socket
+        self.startedAt = startedAt
+    }
+}
+
+public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The supervisor reported on a tunnel that has no row (never brought up, or removed meanwhile).
+    case unknownTunnel(String)
+    case unknownForward(tunnel: String, spec: String)
+    /// A row this version of fwd cannot read, e.g. written by a newer fwd.
+    case unreadable(table: String, key: String)
+
+    public var description: String {
+        switch self {
+        case .unknownTunnel(let name):
+            return "no recorded state for tunnel \"\(Validation.printable(name))\"; run `fwd up \(Validation.printable(name))` to start it"
+        case .unknownForward(let tunnel, let spec):
+            return "tunnel \"\(Validation.printable(tunnel))\" has no forward \(Validation.printable(spec)); `fwd status` lists its forwards"
+        case .unreadable(let table, let key):
+            return "cannot read the \(table) row \"\(Validation.printable(key))\" in the state database; was it written by a newer fwd? Upgrade fwd, or run `fwd down` and remove the database"
+        }
+    }
+}
+
+/// The state database: the supervisor writes observed state, CLI processes read it and write desired
+/// state, all at once. The only code that opens the database.
+public final class Store: Sendable {
+    let database: any DatabaseWriter
+    private let now: @Sendable () -> Date
+
+    private init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date) {
+        self.database = database
+        self.now = now
+    }
+
+    /// Opens (creating and migrating if needed) the database at `path`, with the file and its -wal/-shm at
+    /// mode 0600 and its directory at 0700.
+    public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() }) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileSystem.makePrivateDirectory(directory) }
+        // Two processes opening a fresh database at once fail in the WAL switch or the migrator without this
+        // (DESIGN.md); flock, unlike fcntl locks, also excludes other opens within this process.
+        let pool = try Self.holdingLock(path + ".lock") {
+            try Self.createPrivateFile(path)
+            var configuration = Configuration()
+            // The default fails at once with SQLITE_BUSY when another process writes (13 % of writes, measured).
+            configuration.busyMode = .timeout(5)
+            configuration.label = "fwd.db"
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try StoreSchema.migrator.migrate(pool)
+            // SQLite gives -wal/-shm the main file's mode; enforce it anyway for files left by older runs.
+            for file in [path + "-wal", path + "-shm"] where FileSystem.exists(file) {
+                if chmod(file, 0o600) != 0 { throw FileSystemError.failed(path: file, action: "set mode 0600 on", errno: errno) }
+            }
+            return pool
+        }
+        self.init(database: pool, now: now)
+    }
+
+    /// A private in-memory database, for tests.
+    public static func inMemory(now: @escaping @Sendable () -> Date = { Date() }) throws -> Store {
+        let queue = try DatabaseQueue()
+        try StoreSchema.migrator.migrate(queue)
+        return Store(database: queue, now: now)
+    }
+
+    // MARK: Desired state (CLI)
+
+    /// Records the desired state of each tunnel, creating it as `.down` if new, with one "desired" event each.
+    /// Forwards come from the config; what was observed of a forward that is still configured is kept.
+    public func setDesired(_ desired: DesiredState, tunnels: [(name: String, host: String, forwards: [ForwardStatus])]) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            for tunnel in tunnels {
+                let previous: String?
+                if var row = try TunnelRow.fetchOne(db, key: tunnel.name) {
+                    previous = row.desired
+                    row.desired = desired.rawValue
+                    row.host = tunnel.host
+                    row.forwards = try TunnelRow.encode(Self.merge(tunnel.forwards, keepingFrom: try row.decodedForwards(), all: true))
+                    row.updatedAt = time
+                    try row.update(db)
+                } else {
+                    previous = nil
+                    try TunnelRow(name: tunnel.name, host: tunnel.host, desired: desired.rawValue, state: TunnelState.down.rawValue,
+                                  pid: nil, since: time, restarts: 0, probeMs: nil, lastError: nil,
+                                  forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time).insert(db)
+                }
+                try append(db, time: time, kind: "desired", tunnel: tunnel.name, host: tunnel.host,
+                           from: previous, to: desired.rawValue, message: "desired \(desired.rawValue)")
+            }
+        }
+    }
+
+    public func desiredUp() throws -> [TunnelStatus] {
+        try database.read { db in
+            try TunnelRow.filter(Column("desired") == DesiredState.up.rawValue).order(Column("name")).fetchAll(db).map { try $0.status() }
+        }
+    }
+
+    // MARK: Observed state (supervisor)
+
+    /// Sets the tunnel's state, master pid and last error. A change of state also moves `since` and appends a
+    /// "state" event, in the same transaction. Returns whether the state changed.
+    @discardableResult
+    public func transition(_ tunnel: String, to state: TunnelState, pid: Int?, error: String?, message: String) throws -> Bool {
+        let time = now().timeIntervalSince1970
+        return try database.write { db in
+            var row = try existing(db, tunnel)
+            let previous = row.state
+            let changed = previous != state.rawValue
+            row.pid = pid
+            row.lastError = error
+            row.updatedAt = time
+            if changed {
+                row.state = state.rawValue
+                row.since = time
+                try append(db, time: time, kind: "state", tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
+            }
+            try row.update(db)
+            return changed
+        }
+    }
+
+    public func recordRestart(_ tunnel: String, reason: String) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            row.restarts += 1
+            row.updatedAt = time
+            try row.update(db)
+            try append(db, time: time, kind: "restart", tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
+        }
+    }
+
+    /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
+    /// "probe" event; a first success is not news (the "state" event to up says it).
+    public func recordProbe(_ tunnel: String, forwards: [ForwardStatus]) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            let old = try row.decodedForwards()
+            let new = Self.merge(forwards, keepingFrom: old, all: false)
+            for forward in new {
+                guard let ok = forward.ok else { continue }
+                let before = old.first { $0.kind == forward.kind && $0.spec == forward.spec }?.ok
+                guard before != ok, before != nil || !ok else { continue }
+                try append(db, time: time, kind: "probe", tunnel: tunnel, host: row.host,
+                           from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
+                           message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
+            }
+            row.forwards = try TunnelRow.encode(new)
+            row.probeMs = new.compactMap(\.probeMs).max()
+            row.updatedAt = time
+            try row.update(db)
+        }
+    }
+
+    public func setAllocatedPort(_ tunnel: String, spec: String, port: Int) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            var forwards = try row.decodedForwards()
+            guard let index = forwards.firstIndex(where: { $0.spec == spec }) else {
+                throw StoreError.unknownForward(tunnel: tunnel, spec: spec)
+            }
+            forwards[index].allocatedPort = port
+            row.forwards = try TunnelRow.encode(forwards)
+            row.updatedAt = time
+            try row.update(db)
+        }
+    }
+
+    /// Appends a free-form event.
+    public func log(_ kind: String, tunnel: String?, host: String?, message: String) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
+        }
+    }
+
+    /// Forgets a tunnel that is no longer configured. Its events stay: the log is append-only.
+    public func remove(_ tunnel: String) throws {
+        _ = try database.write { db in try TunnelRow.deleteOne(db, key: tunnel) }
+    }
+
+    // MARK: Reads
+
+    /// All tunnels, ordered by name.
+    public func tunnels() throws -> [TunnelStatus] {
+        try database.read { db in try TunnelRow.order(Column("name")).fetchAll(db).map { try $0.status() } }
+    }
+
+    public func tunnel(_ name: String) throws -> TunnelStatus? {
+        try database.read { db in try TunnelRow.fetchOne(db, key: name)?.status() }
+    }
+
+    /// Events with an id above `after`, oldest first; pass the last id seen to follow the log.
+    public func events(tunnel: String? = nil, after id: Int64 = 0, limit: Int = 1000) throws -> [Event] {
+        try database.read { db in
+            var request = EventRow.filter(Column("id") > id)
+            if let tunnel { request = request.filter(Column("tunnel") == tunnel) }
+            return try request.order(Column("id")).limit(limit).fetchAll(db).map(\.event)
+        }
+    }
+
+    // MARK: Masters
+
+    /// Remembers a running ControlMaster, so a supervisor restarted after SIGKILL can find it.
+    public func saveMaster(_ m: MasterRecord) throws {
+        try database.write { db in try MasterRow(m).save(db) }
+    }
+
+    public func removeMaster(host: String) throws {
+        _ = try database.write { db in try MasterRow.deleteOne(db, key: host) }
+    }
+
+    public func masters() throws -> [MasterRecord] {
+        try database.read { db in try MasterRow.order(Column("host")).fetchAll(db).map(\.record) }
+    }
+
+    // MARK: Inspection (tests, diagnostics)
+
+    func journalMode() throws -> String {
+        try database.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+
+    func appliedMigrations() throws -> [String] {
+        try database.read { db in try StoreSchema.migrator.appliedMigrations(db) }
+    }
+
+    // MARK: Helpers
+
+    private func existing(_ db: Database, _ tunnel: String) throws -> TunnelRow {
+        guard let row = try TunnelRow.fetchOne(db, key: tunnel) else { throw StoreError.unknownTunnel(tunnel) }
+        return row
+    }
+
+    private func append(_ db: Database, time: Double, kind: String, tunnel: String?, host: String?,
+                        from: String?, to: String?, message: String) throws {
+        var row = EventRow(id: nil, time: time, tunnel: tunnel, host: host, kind: kind, fromState: from, toState: to, message: message)
+        try row.insert(db)
+    }
+
+    /// `new` with what was observed of the same forwards in `old`: the allocated port always (the server
+    /// keeps it while the forward lives), and when `all`, the last probe result too.
+    private static func merge(_ new: [ForwardStatus], keepingFrom old: [ForwardStatus], all: Bool) -> [ForwardStatus] {
+        new.map { forward in
+            guard let previous = old.first(where: { $0.kind == forward.kind && $0.spec == forward.spec }) else { return forward }
+            var merged = forward
+            merged.allocatedPort = forward.allocatedPort ?? previous.allocatedPort
+            if all {
+                merged.probeMs = forward.probeMs ?? previous.probeMs
+                merged.ok = forward.ok ?? previous.ok
+            }
+            return merged
+        }
+    }
+
+    private static func createPrivateFile(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError.failed(path: path, action: "create", errno: errno) }
+        defer { close(fd) }
+        // open's mode is filtered by the umask, and an existing file keeps its own mode.
+        if fchmod(fd, 0o600) != 0 { throw FileSystemError.failed(path: path, action: "set mode 0600 on", errno: errno) }
+    }
+
+    private static func holdingLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T {
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError.failed(path: lockPath, action: "open", errno: errno) }
+        defer { close(fd) }  // closing releases the lock
+        if fchmod(fd, 0o600) != 0 { throw FileSystemError.failed(path: lockPath, action: "set mode 0600 on", errno: errno) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw FileSystemError.failed(path: lockPath, action: "lock", errno: errno) }
+        }
+        return try body()
+    }
+}

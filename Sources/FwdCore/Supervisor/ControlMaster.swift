@@ -1,0 +1,99 @@
+import Foundation
+import Subprocess
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One running `ssh -N -M` process, spawned and watched through swift-subprocess (pidfd on Linux, so its exit
+/// is seen on time even while other ssh children run — DESIGN.md). Its stderr is appended to `logPath`.
+public final class ControlMaster: Sendable {
+    public let command: SSHCommand
+    public let socket: String
+    public let logPath: String
+    /// Where this run's stderr starts in the log, so classification reads only this run's lines.
+    public let logOffset: UInt64
+    public let pid: Int32
+    public let startedAt: Date
+    private let exit: Task<Int32, Never>
+
+    private init(command: SSHCommand, socket: String, logPath: String, logOffset: UInt64, pid: Int32, exit: Task<Int32, Never>) {
+        self.command = command
+        self.socket = socket
+        self.logPath = logPath
+        self.logOffset = logOffset
+        self.pid = pid
+        self.startedAt = Date()
+        self.exit = exit
+    }
+
+    /// Spawns the master. Returns once the process exists (not once it is connected: see `waitReady`).
+    public static func spawn(_ command: SSHCommand, socket: String, logPath: String) async throws -> ControlMaster {
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }
+        fchmod(fd, 0o600)
+        let offset = UInt64(max(0, lseek(fd, 0, SEEK_END)))
+        let (pids, pidSink) = AsyncStream<Int32>.makeStream()
+        let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
+        var options = PlatformOptions()
+        // Cancelling the watcher (supervisor shutdown) ends ssh with SIGTERM, then SIGKILL after 2 s.
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
+        let exit = Task<Int32, Never> {
+            do {
+                let result = try await Subprocess.run(
+                    executable, arguments: Arguments(command.arguments), platformOptions: options,
+                    input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
+                ) { execution in
+                    pidSink.yield(execution.processIdentifier.value)
+                    pidSink.finish()
+                }
+                switch result.terminationStatus {
+                case .exited(let code): return Int32(code)
+                case .signaled(let signal): return 128 + Int32(signal)
+                }
+            } catch {
+                pidSink.finish()
+                let line = "fwd: cannot start \(command.executable): \(error)\n"
+                _ = line.withCString { write(fd, $0, strlen($0)) }
+                return 127
+            }
+        }
+        var pid: Int32 = -1
+        for await p in pids { pid = p }
+        guard pid > 0 else {
+            _ = await exit.value
+            throw SSHResolveError.launch("\(command.executable) could not be started (see \(logPath))")
+        }
+        return ControlMaster(command: command, socket: socket, logPath: logPath, logOffset: offset, pid: pid, exit: exit)
+    }
+
+    /// Waits for the process to end and returns its exit status (128+signal when killed).
+    public func waitExit() async -> Int32 { await exit.value }
+
+    /// ssh's stderr from this run.
+    public func stderr() -> String {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else { return "" }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: logOffset)
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    }
+
+    /// SIGTERM; the supervisor awaits `waitExit`. The process is our unreaped child until then, so the pid
+    /// cannot have been reused.
+    public func terminate() {
+        kill(pid, SIGTERM)
+    }
+
+    /// Ends the process and waits: SIGTERM, then SIGKILL after `grace` seconds.
+    public func stop(grace: Double = 2) async {
+        terminate()
+        let exit = self.exit
+        let killer = Task {
+            try await Task.sleep(for: .seconds(grace))
+            kill(pid, SIGKILL)
+        }
+        _ = await exit.value
+        killer.cancel()
+    }
+}

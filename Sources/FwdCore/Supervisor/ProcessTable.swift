@@ -1,0 +1,64 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the OS says about processes and ports, for reaping stale masters and naming who holds a port.
+public enum ProcessTable {
+    /// The process start time (clock ticks since boot, /proc/PID/stat field 22) — with the pid it identifies a
+    /// process even after the pid is reused. nil when the process does not exist (or on systems without /proc).
+    public static func startTime(of pid: Int32) -> UInt64? {
+        guard let stat = FileSystem.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after the command name (which may contain spaces) start at field 3.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    public static func commandLine(of pid: Int32) -> [String] {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
+        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    public static func isAlive(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// The process listening on a local TCP port, as "name (pid N)", when /proc tells (Linux, own processes or root).
+    public static func holder(ofPort port: Int) -> String? {
+        var inodes = Set<String>()
+        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = FileSystem.read(file) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let cols = line.split(separator: " ")
+                // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+                guard cols.count > 9, cols[3] == "0A", let colon = cols[1].lastIndex(of: ":"),
+                      Int(cols[1][cols[1].index(after: colon)...], radix: 16) == port else { continue }
+                inodes.insert(String(cols[9]))
+            }
+        }
+        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for pid in pids where Int32(pid) != nil {
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            for fd in fds {
+                guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                      link.hasPrefix("socket:["), inodes.contains(String(link.dropFirst(8).dropLast())) else { continue }
+                let name = FileSystem.read("/proc/\(pid)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                return "\(name) (pid \(pid))"
+            }
+        }
+        return nil
+    }
+
+    /// Sends SIGTERM, waits up to `grace` seconds for the process to vanish, then SIGKILL. For processes that are
+    /// not our children (a master left by a supervisor that was SIGKILLed), so it polls rather than waits.
+    public static func terminate(_ pid: Int32, grace: Double = 2) {
+        guard pid > 1 else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while isAlive(pid), Date() < deadline { usleep(20_000) }
+        if isAlive(pid) { kill(pid, SIGKILL) }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// Keeps what runs in line with what is wanted: one `HostRunner` (one ControlMaster) per SSH host, fed the
+/// tunnels wanted on it. Used by `fwd daemon` (desired state from the store) and `fwd run` (from the command line).
+public actor Supervisor {
+    let paths: FwdPaths
+    let store: Store
+    let options: SupervisorOptions
+    private var runners: [String: HostRunner] = [:]
+
+    public init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
+        self.paths = paths
+        self.store = store
+        self.options = options
+    }
+
+    /// Masters recorded by a supervisor that died without cleaning up (SIGKILL) keep running, bound to ports
+    /// the new one needs. fwd reaps them rather than re-adopting them: a master that is not our child cannot be
+    /// watched for exit, and re-adding forwards to a fresh master costs one reconnect.
+    public func reapStaleMasters() {
+        for record in (try? store.masters()) ?? [] {
+            let pid = Int32(record.pid)
+            if ProcessTable.startTime(of: pid) == record.startTime,
+               ProcessTable.commandLine(of: pid).contains(where: { $0.hasSuffix("ssh") }) {
+                ProcessTable.terminate(pid)
+                try? store.log("master", tunnel: nil, host: record.host, message: "stopped ssh pid \(pid) left by a previous supervisor")
+            }
+            unlink(record.socket)
+            try? store.removeMaster(host: record.host)
+        }
+    }
+
+    /// Applies `wanted` (tunnels that should be up). `retry` names tunnels the user just asked for: they get
+    /// another attempt even after a failure that is otherwise not retried.
+    public func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async {
+        do {
+            try await SSHConfigFiles.write(config, paths: paths)
+        } catch {
+            try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+        }
+        let byHost = Dictionary(grouping: wanted, by: \.host)
+        // Each runner has taken its update (and recorded the resulting state) before this returns, so a
+        // caller that reads the store next sees the request's effect, not an older state.
+        await withTaskGroup(of: Void.self) { group in
+            for (host, tunnels) in byHost {
+                let runner = runners[host] ?? HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
+                runners[host] = runner
+                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, done: $0)) } }
+            }
+            for (host, runner) in runners where byHost[host] == nil {
+                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], done: $0)) } }
+            }
+        }
+        await dropIdleRunners(keeping: Set(byHost.keys))
+    }
+
+    /// Probes the named tunnels (all when nil) now and records the results.
+    public func check(_ names: Set<String>?) async {
+        for runner in runners.values {
+            await withCheckedContinuation { done in runner.send(.check(names, done)) }
+        }
+    }
+
+    /// Takes every master down and waits until no ssh process of ours is left.
+    public func shutdown() async {
+        await withTaskGroup(of: Void.self) { group in
+            for runner in runners.values {
+                group.addTask {
+                    await withCheckedContinuation { done in runner.send(.stop(done)) }
+                    runner.finish()
+                }
+            }
+        }
+        runners = [:]
+    }
+
+    private func dropIdleRunners(keeping wanted: Set<String>) async {
+        for (host, runner) in runners where !wanted.contains(host) {
+            guard await runner.isIdle else { continue }
+            runner.finish()
+            runners[host] = nil
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A supervisor process: `fwd daemon` (tunnels wanted in the store) or `fwd run NAME…` (tunnels named on
+/// the command line, nothing else). Holds the per-state-dir lock, serves the control socket, and on
+/// SIGTERM/SIGINT/SIGHUP takes every master down before it returns.
+public final class SupervisorService: Sendable {
+    public enum Mode: Sendable {
+        case daemon
+        case foreground(names: [String])
+    }
+
+    let paths: FwdPaths
+    let mode: Mode
+    let options: SupervisorOptions
+
+    public init(paths: FwdPaths, mode: Mode, options: SupervisorOptions = .fromEnvironment()) {
+        self.paths = paths
+        self.mode = mode
+        self.options = options
+    }
+
+    /// Runs until a signal or a `stop` request. `onReady` runs once the control socket serves.
+    public func run(onReady: @Sendable () -> Void = {}) async throws {
+        let lock = try Control.acquireSupervisorLock(paths)
+        defer { close(lock) }
+        let store = try Store(path: paths.database)
+        let supervisor = Supervisor(paths: paths, store: store, options: options)
+        await supervisor.reapStaleMasters()
+        try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))")
+
+        let (stopRequests, stopSink) = AsyncStream<String>.makeStream()
+        let mode = self.mode
+        let paths = self.paths
+        let server = try ControlServer(paths: paths) { request in
+            switch request.op {
+            case .ping:
+                return ControlReply(ok: true)
+            case .reconcile:
+                do {
+                    try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
+                                             configPath: request.config ?? paths.config, retry: Set(request.names ?? []))
+                    return ControlReply(ok: true)
+                } catch {
+                    return ControlReply(ok: false, error: "\(error)")
+                }
+            case .check:
+                await supervisor.check(request.names.map(Set.init))
+                return ControlReply(ok: true)
+            case .stop:
+                stopSink.yield("a stop request")
+                return ControlReply(ok: true)
+            }
+        }
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { stopSink.yield("signal \(sig)") }
+            source.resume()
+            sources.append(source)
+        }
+
+        do {
+            try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config,
+                                     retry: [])
+        } catch {
+            try? store.log("error", tunnel: nil, host: nil, message: "\(error)")
+            if case .foreground = mode {
+                server.stop()
+                throw error
+            }
+        }
+        onReady()
+        var reason = "end of input"
+        for await r in stopRequests {
+            reason = r
+            break
+        }
+        server.stop()
+        await supervisor.shutdown()
+        try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
+        sources.forEach { $0.cancel() }
+    }
+
+    /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
+    /// running tunnels stay as they are and the error is reported to the caller.
+    static func reconcile(_ supervisor: Supervisor, store: Store, paths: FwdPaths, mode: Mode, configPath: String,
+                          retry: Set<String>) async throws {
+        let config = try ConfigLoader.load(path: configPath)
+        let wanted: [Tunnel]
+        switch mode {
+        case .foreground(let names):
+            wanted = try config.resolve(names)
+        case .daemon:
+            let desired = try store.desiredUp()
+            var list: [Tunnel] = []
+            for status in desired {
+                if let t = config.tunnel(named: status.name) {
+                    list.append(t)
+                } else {
+                    try? store.transition(status.name, to: .failed, pid: nil,
+                                          error: "tunnel \(status.name) is no longer in \(configPath)",
+                                          message: "removed from the config; `fwd down \(status.name)` forgets it")
+                }
+            }
+            wanted = list
+        }
+        await supervisor.apply(config, wanted: wanted, retry: retry)
+    }
+}
