@@ -85,6 +85,10 @@ public final class SupervisorService: Sendable {
         }
         server.stop()
         await supervisor.shutdown()
+        if case .foreground(let names) = mode, let config = try? ConfigLoader.load(path: paths.config),
+           let tunnels = try? config.resolve(names) {
+            try? store.setDesired(.down, tunnels: tunnels.map { ($0.name, $0.host, []) })
+        }
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
         sources.forEach { $0.cancel() }
     }
@@ -98,6 +102,10 @@ public final class SupervisorService: Sendable {
         switch mode {
         case .foreground(let names):
             wanted = try config.resolve(names)
+            // `fwd run` wants its tunnels only while it runs; rows exist so `fwd status` can show them.
+            try store.setDesired(.up, tunnels: wanted.map { t in
+                (t.name, t.host, t.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: t.probe(for: $0).rawValue) })
+            })
         case .daemon:
             let desired = try store.desiredUp()
             var list: [Tunnel] = []

@@ -49,9 +49,70 @@ final class FwdFixture: @unchecked Sendable {
     }
 
     private func tearDown() {
+        // Whatever a test left running: the supervisor, then any ssh using this fixture's sockets.
+        for pid in supervisorProcesses() { ProcessTable.terminate(pid) }
+        for pid in sshProcesses() { ProcessTable.terminate(pid, grace: 0.5) }
         web.stop()
         sshd.stop()
         try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.removeItem(atPath: paths.controlDirectory)
+    }
+
+    var paths: FwdPaths {
+        FwdPaths(config: configPath, stateDirectory: stateDir, userSSHConfig: userSSHConfig)
+    }
+
+    /// Live processes whose command line contains `needle`.
+    func processes(where match: ([String]) -> Bool) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            let cmd = ProcessTable.commandLine(of: pid)
+            // A zombie has an empty command line; it is not running anything.
+            return !cmd.isEmpty && match(cmd) && (FileSystem.read("/proc/\(pid)/stat")?.contains(") Z ") != true)
+        }
+    }
+
+    /// ssh processes of this fixture: their ControlPath lives in this fixture's control directory.
+    func sshProcesses() -> [Int32] {
+        processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains { $0.hasPrefix(self.paths.controlDirectory) } }
+    }
+
+    /// ControlMasters (`ssh … -M …`) of this fixture.
+    func masters() -> [Int32] {
+        processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains("-M") && cmd.contains { $0.hasPrefix(self.paths.controlDirectory) } }
+    }
+
+    /// `fwd daemon` processes serving this fixture's state directory.
+    func supervisorProcesses() -> [Int32] {
+        let binary = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
+        return processes { cmd in
+            cmd.count >= 2 && URL(fileURLWithPath: cmd[0]).resolvingSymlinksInPath().path == binary && ["daemon", "run"].contains(cmd[1])
+        }.filter { pid in
+            let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
+            return environ.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "FWD_STATE_DIR=\(self.stateDir)" }
+        }
+    }
+
+    /// The state of a tunnel as `fwd status --json` reports it.
+    func status(_ name: String) throws -> [String: Any]? {
+        let run = try fwd("status", "--json")
+        let rows = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]]
+        return rows?.first { $0["name"] as? String == name }
+    }
+
+    func state(_ name: String) -> String? {
+        (try? status(name))?["state"] as? String
+    }
+
+    /// Polls until `name` reaches `state`; returns the seconds it took, or nil on timeout.
+    @discardableResult
+    func waitForState(_ name: String, _ state: String, timeout: Double = 15) -> Double? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if self.state(name) == state { return Date().timeIntervalSince(start) }
+            usleep(100_000)
+        }
+        return nil
     }
 
     var environment: [String: String] {
@@ -61,6 +122,7 @@ final class FwdFixture: @unchecked Sendable {
         env["FWD_SSH_CONFIG"] = userSSHConfig
         env["FWD_TEMPLATES"] = Self.packageRoot + "/templates"
         env["NO_COLOR"] = "1"
+        env["FWD_PROBE_INTERVAL"] = "0.5"
         return env
     }
 
