@@ -14,7 +14,7 @@ public enum ProbeKind: String, Sendable, Hashable, Codable, CaseIterable {
     public func fits(_ forward: ForwardSpec) -> Bool {
         switch self {
         case .none: return true
-        case .tcp, .banner, .http: return forward.kind == .local && !forward.isDynamic && forward.listenPort != nil
+        case .tcp, .banner, .http: return forward.kind == .local
         case .socks: return forward.kind == .dynamic
         case .remote: return forward.kind == .remote
         }

@@ -1,0 +1,533 @@
+import Foundation
+import Testing
+@testable import FwdCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@Suite struct ProbeTests {
+    private func local(_ listen: ForwardEndpoint, target: ForwardEndpoint = .tcp(host: "db.lan", port: 5432)) -> ForwardSpec {
+        ForwardSpec(kind: .local, listen: listen, target: target)
+    }
+
+    private func local(port: Int) -> ForwardSpec { local(.tcp(host: nil, port: port)) }
+
+    private func dynamic(port: Int) -> ForwardSpec { ForwardSpec(kind: .dynamic, listen: .tcp(host: nil, port: port), target: nil) }
+
+    // MARK: tcp
+
+    @Test func tcpAgainstAClosedPortIsListenerDown() async throws {
+        let result = await HealthProbe(kind: .tcp).run(local(port: try closedPort()))
+        guard case .listenerDown(let message) = result.outcome else {
+            Issue.record("expected listenerDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("nothing listens on 127.0.0.1:"))
+        #expect(result.latencyMs > 0)
+    }
+
+    @Test func tcpAgainstAServerThatClosesAtOnceIsTargetDown() async throws {
+        let server = try FakeServer(.closeAtOnce)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .tcp).run(local(port: server.port))
+        guard case .targetDown = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+        #expect(result.latencyMs < 250, "a refusal is definite as soon as the EOF arrives")
+    }
+
+    @Test func tcpAgainstAServerThatHoldsIsUpAfterTheSettleWindow() async throws {
+        let server = try FakeServer(.hold)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .tcp).run(local(port: server.port))
+        #expect(result.outcome == .up)
+        #expect(result.latencyMs >= 200 && result.latencyMs < 1000)
+    }
+
+    @Test func wildcardAndLocalhostBindsAreReachedOnLoopback() async throws {
+        let server = try FakeServer(.banner)
+        defer { server.stop() }
+        for host in [nil, "", "*", "0.0.0.0", "localhost", "127.0.0.1"] as [String?] {
+            let result = await HealthProbe(kind: .banner).run(local(.tcp(host: host, port: server.port)))
+            #expect(result.outcome == .up, "bind \(String(describing: host))")
+        }
+    }
+
+    @Test func anIPv6WildcardIsReachedOnIPv6Loopback() async throws {
+        guard let server = try? FakeServer(.banner, host: "::1") else { return }  // no IPv6 here
+        defer { server.stop() }
+        for host in ["::", "::1"] {
+            let result = await HealthProbe(kind: .banner).run(local(.tcp(host: host, port: server.port)))
+            #expect(result.outcome == .up, "bind \(host)")
+        }
+    }
+
+    // MARK: banner
+
+    @Test func bannerFromTheServerIsUp() async throws {
+        let server = try FakeServer(.banner)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .banner).run(local(port: server.port))
+        #expect(result.outcome == .up)
+        #expect(result.latencyMs > 0 && result.latencyMs < 500)
+    }
+
+    @Test func aSilentServerIsNoAnswerWithinTheTimeout() async throws {
+        let server = try FakeServer(.hold)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .banner, timeout: 0.5).run(local(port: server.port))
+        guard case .noAnswer = result.outcome else {
+            Issue.record("expected noAnswer, got \(result.outcome)")
+            return
+        }
+        #expect(result.latencyMs >= 450 && result.latencyMs < 1000)
+    }
+
+    @Test func bannerFromAServerThatClosesIsTargetDown() async throws {
+        let server = try FakeServer(.closeAtOnce)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .banner).run(local(port: server.port))
+        guard case .targetDown = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+    }
+
+    // MARK: http
+
+    @Test func anyHTTPStatusIsUpAndTheRequestNamesTheTarget() async throws {
+        let server = try FakeServer(.http("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .http).run(local(.tcp(host: nil, port: server.port), target: .tcp(host: "wiki.lan", port: 8080)))
+        #expect(result.outcome == .up)
+        let request = String(decoding: server.received.first ?? [], as: UTF8.self)
+        #expect(request == "GET / HTTP/1.1\r\nHost: wiki.lan:8080\r\nConnection: close\r\nUser-Agent: fwd-probe\r\n\r\n")
+    }
+
+    @Test func httpAgainstAServerThatClosesIsTargetDown() async throws {
+        let server = try FakeServer(.closeAtOnce)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .http).run(local(port: server.port))
+        guard case .targetDown = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+    }
+
+    @Test func httpAgainstSomethingElseIsTargetDownWithWhatItSaid() async throws {
+        let server = try FakeServer(.http("SSH-2.0-OpenSSH_9.2\r\n"))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .http).run(local(port: server.port))
+        guard case .targetDown(let message) = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("not with HTTP") && message.contains("SSH-2.0"))
+    }
+
+    @Test func httpAgainstASilentServerIsNoAnswer() async throws {
+        let server = try FakeServer(.hold)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .http, timeout: 0.3).run(local(port: server.port))
+        guard case .noAnswer = result.outcome else {
+            Issue.record("expected noAnswer, got \(result.outcome)")
+            return
+        }
+    }
+
+    @Test func hostHeaderFollowsTheTarget() {
+        #expect(HealthProbe.hostHeader(for: local(.tcp(host: nil, port: 1), target: .tcp(host: "wiki", port: 80))) == "wiki")
+        #expect(HealthProbe.hostHeader(for: local(.tcp(host: nil, port: 1), target: .tcp(host: "::1", port: 8080))) == "[::1]:8080")
+        #expect(HealthProbe.hostHeader(for: local(.tcp(host: nil, port: 1), target: .unix(path: "/run/app.sock"))) == "localhost")
+    }
+
+    // MARK: socks
+
+    @Test func socksThatGrantsTheConnectIsUp() async throws {
+        let server = try FakeServer(.socks(reply: 0))
+        defer { server.stop() }
+        let probe = HealthProbe(kind: .socks, socksTarget: SocksTarget(host: "127.0.0.1", port: 2222))
+        let result = await probe.run(dynamic(port: server.port))
+        #expect(result.outcome == .up)
+        #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0x08, 0xae])
+    }
+
+    @Test func socksWithoutATargetConnectsToTheServersSSHPort() async throws {
+        let server = try FakeServer(.socks(reply: 0))
+        defer { server.stop() }
+        #expect(await HealthProbe(kind: .socks).run(dynamic(port: server.port)).outcome == .up)
+        #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0, 22])
+    }
+
+    @Test func socksConnectRequestsUseTheRightAddressType() {
+        #expect(HealthProbe.connectRequest(to: SocksTarget(host: "::1", port: 22)) == [5, 1, 0, 4] + Array(repeating: 0, count: 15) + [1, 0, 22])
+        #expect(HealthProbe.connectRequest(to: SocksTarget(host: "db", port: 5432)) == [5, 1, 0, 3, 2, 100, 98, 0x15, 0x38])
+        #expect(HealthProbe.connectRequest(to: SocksTarget(host: "db", port: 0)) == nil)
+    }
+
+    @Test func socksThatRefusesTheConnectIsTargetDown() async throws {
+        let server = try FakeServer(.socks(reply: 5))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
+        #expect(result.outcome == .targetDown("the SOCKS proxy on 127.0.0.1:\(server.port) could not connect to 127.0.0.1:22: connection refused"))
+    }
+
+    @Test func socksThatClosesAfterTheGreetingIsTargetDown() async throws {
+        let server = try FakeServer(.socksCloseAfterGreeting)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
+        guard case .targetDown(let message) = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("closed the connection instead of connecting to 127.0.0.1:22"))
+    }
+
+    @Test func somethingThatIsNotSOCKSIsTargetDown() async throws {
+        let server = try FakeServer(.banner)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
+        guard case .targetDown(let message) = result.outcome else {
+            Issue.record("expected targetDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("not a SOCKS5 proxy"))
+    }
+
+    @Test func socksAgainstAClosedPortIsListenerDown() async throws {
+        let result = await HealthProbe(kind: .socks).run(dynamic(port: try closedPort()))
+        guard case .listenerDown = result.outcome else {
+            Issue.record("expected listenerDown, got \(result.outcome)")
+            return
+        }
+    }
+
+    @Test func socksThatNeverAnswersIsNoAnswer() async throws {
+        let server = try FakeServer(.hold)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .socks, timeout: 0.3).run(dynamic(port: server.port))
+        guard case .noAnswer = result.outcome else {
+            Issue.record("expected noAnswer, got \(result.outcome)")
+            return
+        }
+        #expect(result.latencyMs < 800)
+    }
+
+    // MARK: UNIX sockets
+
+    @Test func unixSocketListeners() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/l.sock"
+        let spec = local(.unix(path: path))
+
+        guard case .listenerDown = await HealthProbe(kind: .tcp).run(spec).outcome else {
+            Issue.record("no socket file should be listenerDown")
+            return
+        }
+        let banner = try FakeServer(.banner, unixPath: path)
+        #expect(await HealthProbe(kind: .banner).run(spec).outcome == .up)
+        #expect(await HealthProbe(kind: .tcp).run(spec).outcome == .up)
+        banner.stop()
+
+        let closing = try FakeServer(.closeAtOnce, unixPath: path)
+        defer { closing.stop() }
+        guard case .targetDown = await HealthProbe(kind: .tcp).run(spec).outcome else {
+            Issue.record("a UNIX listener that closes at once should be targetDown")
+            return
+        }
+    }
+
+    // MARK: kinds
+
+    @Test func noneIsUpWithoutTouchingAnything() async throws {
+        let result = await HealthProbe(kind: .none).run(local(port: try closedPort()))
+        #expect(result == ProbeResult(outcome: .up, latencyMs: 0))
+    }
+
+    @Test func remoteForwardsAlwaysGoThroughTheMaster() throws {
+        let remote = try ForwardSpec.parse("8080:localhost:80", kind: .remote)
+        let remoteUnix = try ForwardSpec.parse("/tmp/r.sock:localhost:80", kind: .remote)
+        #expect(HealthProbe(kind: .tcp).effectiveKind(for: remote) == .remote)
+        #expect(HealthProbe(kind: .remote).effectiveKind(for: remoteUnix) == ProbeKind.none)
+        #expect(HealthProbe(kind: .none).effectiveKind(for: remote) == ProbeKind.none)
+        #expect(HealthProbe(kind: .remote).effectiveKind(for: local(port: 1)) == .tcp)
+        #expect(HealthProbe(kind: .remote).effectiveKind(for: dynamic(port: 1)) == .socks)
+        #expect(HealthProbe(kind: .banner).effectiveKind(for: local(port: 1)) == .banner)
+    }
+
+    @Test func remoteWithoutAMasterOrPortSaysWhy() async throws {
+        let remote = try ForwardSpec.parse("8080:localhost:80", kind: .remote)
+        #expect(await HealthProbe(kind: .remote).run(remote).outcome
+            == .listenerDown("no control socket for -R 8080:localhost:80: the master is not running"))
+        let allocated = try ForwardSpec.parse("0:localhost:80", kind: .remote)
+        guard case .noAnswer = await HealthProbe(kind: .remote, controlSocket: "/nonexistent").run(allocated).outcome else {
+            Issue.record("-R 0 without an allocated port cannot be probed")
+            return
+        }
+    }
+
+    @Test func remoteWithAGoneMasterIsListenerDownAndLeavesNoChild() async throws {
+        let remote = try ForwardSpec.parse("127.0.0.1:8080:localhost:80", kind: .remote)
+        let probe = HealthProbe(kind: .remote, timeout: 3, controlSocket: "/nonexistent/fwd-test.sock")
+        let result = await probe.run(remote)
+        guard case .listenerDown(let message) = result.outcome else {
+            Issue.record("expected listenerDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("127.0.0.1:8080"))
+        #expect(result.latencyMs < 3000, "ssh exits at once when it cannot reach the master")
+    }
+
+    // MARK: resources
+
+    #if os(Linux)
+    /// A leak of one descriptor per probe would show as 200; a small margin absorbs suites running in parallel.
+    @Test func probesDoNotLeakDescriptors() async throws {
+        let banner = try FakeServer(.banner, closesAfterAnswer: true)
+        let closing = try FakeServer(.closeAtOnce)
+        let http = try FakeServer(.http("HTTP/1.0 200 OK\r\n\r\n"))
+        let socks = try FakeServer(.socks(reply: 0), closesAfterAnswer: true)
+        let refused = try closedPort()
+        defer { [banner, closing, http, socks].forEach { $0.stop() } }
+
+        func probeAll() async {
+            #expect(await HealthProbe(kind: .banner).run(local(port: banner.port)).outcome == .up)
+            #expect(await HealthProbe(kind: .tcp).run(local(port: closing.port)).outcome != .up)
+            #expect(await HealthProbe(kind: .http).run(local(port: http.port)).outcome == .up)
+            #expect(await HealthProbe(kind: .socks).run(dynamic(port: socks.port)).outcome == .up)
+            #expect(await HealthProbe(kind: .tcp).run(local(port: refused)).outcome != .up)
+        }
+        await probeAll()  // warm up lazily opened descriptors (dispatch, resolver)
+        let before = try openDescriptors()
+        for _ in 0..<40 { await probeAll() }
+        let after = try openDescriptors()
+        #expect(after - before < 20, "\(before) descriptors before 200 probes, \(after) after")
+    }
+    #endif
+}
+
+// MARK: - Fake servers
+
+private func closedPort() throws -> Int {
+    let server = try FakeServer(.closeAtOnce)
+    let port = server.port
+    server.stop()
+    return port
+}
+
+private func temporaryDirectory() throws -> String {
+    var template = Array("/tmp/fwd-probe-XXXXXX".utf8CString)
+    guard let path = mkdtemp(&template) else { throw POSIXError(.EIO) }
+    return String(cString: path)
+}
+
+private func openDescriptors() throws -> Int {
+    try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+}
+
+/// A listener on 127.0.0.1 (or a UNIX socket) that treats each connection one way. Accepted descriptors the
+/// behaviour keeps open are closed by `stop()`.
+private final class FakeServer: @unchecked Sendable {
+    enum Behaviour: Sendable {
+        case closeAtOnce
+        case hold
+        case banner
+        /// Reads the request head, writes the answer and closes.
+        case http(String)
+        /// Answers the greeting with 05 00 and the CONNECT with REP `reply`; keeps the connection if granted.
+        case socks(reply: UInt8)
+        case socksCloseAfterGreeting
+    }
+
+    let port: Int
+    private let listener: Int32
+    private let behaviour: Behaviour
+    private let closesAfterAnswer: Bool
+    private let unixPath: String?
+    private let lock = NSLock()
+    private var stopping = false
+    private var kept: [Int32] = []
+    private var requests: [[UInt8]] = []
+    private let finished = DispatchSemaphore(value: 0)
+    private let handlers = DispatchGroup()
+
+    /// What each connection sent (the HTTP request head, or the SOCKS CONNECT request).
+    var received: [[UInt8]] { lock.withLock { requests } }
+
+    /// `closesAfterAnswer` closes even connections the behaviour would keep (a banner, a granted CONNECT).
+    init(_ behaviour: Behaviour, host: String = "127.0.0.1", unixPath: String? = nil, closesAfterAnswer: Bool = false) throws {
+        self.behaviour = behaviour
+        self.closesAfterAnswer = closesAfterAnswer
+        self.unixPath = unixPath
+        let fd: Int32
+        if let unixPath {
+            unlink(unixPath)
+            fd = socket(AF_UNIX, socketStream, 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { buffer in
+                buffer.copyBytes(from: Array(unixPath.utf8) + [0])
+            }
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
+            port = 0
+        } else if host.contains(":") {
+            fd = socket(AF_INET6, socketStream, 0)
+            var addr = sockaddr_in6()
+            addr.sin6_family = sa_family_t(AF_INET6)
+            inet_pton(AF_INET6, host, &addr.sin6_addr)
+            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            let rc = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+            }
+            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
+            port = Int(UInt16(bigEndian: addr.sin6_port))
+        } else {
+            fd = socket(AF_INET, socketStream, 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, host, &addr.sin_addr)
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let rc = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
+            }
+            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
+            port = Int(UInt16(bigEndian: addr.sin_port))
+        }
+        guard listen(fd, 64) == 0 else { throw FakeServerError.bind(fd, errno) }
+        listener = fd
+        Thread.detachNewThread { [self] in acceptLoop() }
+    }
+
+    func stop() {
+        lock.withLock { stopping = true }
+        finished.wait()
+        handlers.wait()
+        close(listener)
+        if let unixPath { unlink(unixPath) }
+        lock.withLock {
+            kept.forEach { close($0) }
+            kept = []
+        }
+    }
+
+    private func acceptLoop() {
+        defer { finished.signal() }
+        while !lock.withLock({ stopping }) {
+            var entry = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, 20) > 0 else { continue }
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { continue }
+            // Blocking reads in a handler give up after 3 s, so stop() cannot hang on a silent client.
+            var limit = timeval(tv_sec: 3, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            handlers.enter()
+            Thread.detachNewThread { [self] in
+                defer { handlers.leave() }
+                if handle(connection) && !closesAfterAnswer {
+                    lock.withLock { kept.append(connection) }
+                } else {
+                    close(connection)
+                }
+            }
+        }
+    }
+
+    /// Returns whether to keep the connection open.
+    private func handle(_ connection: Int32) -> Bool {
+        switch behaviour {
+        case .closeAtOnce:
+            return false
+        case .hold:
+            return true
+        case .banner:
+            write(connection, Array("SSH-2.0-x\r\n".utf8))
+            return true
+        case .http(let answer):
+            var head: [UInt8] = []
+            while !head.ends(with: Array("\r\n\r\n".utf8)), let more = read(connection, 1) { head += more }
+            record(head)
+            write(connection, Array(answer.utf8))
+            return false
+        case .socks(let reply):
+            guard read(connection, 3) == [5, 1, 0] else { return false }
+            write(connection, [5, 0])
+            guard let request = readConnect(connection) else { return false }
+            record(request)
+            write(connection, [5, reply, 0, 1, 0, 0, 0, 0, 0, 0])
+            return reply == 0
+        case .socksCloseAfterGreeting:
+            guard read(connection, 3) == [5, 1, 0] else { return false }
+            write(connection, [5, 0])
+            _ = readConnect(connection)
+            return false
+        }
+    }
+
+    private func readConnect(_ connection: Int32) -> [UInt8]? {
+        guard let head = read(connection, 4) else { return nil }
+        let addressLength: Int
+        switch head[3] {
+        case 1: addressLength = 4
+        case 4: addressLength = 16
+        case 3:
+            guard let length = read(connection, 1) else { return nil }
+            guard let rest = read(connection, Int(length[0]) + 2) else { return nil }
+            return head + length + rest
+        default: return nil
+        }
+        guard let rest = read(connection, addressLength + 2) else { return nil }
+        return head + rest
+    }
+
+    private func record(_ bytes: [UInt8]) {
+        lock.withLock { requests.append(bytes) }
+    }
+
+    /// Exactly `count` bytes, or nil on EOF/timeout.
+    private func read(_ connection: Int32, _ count: Int) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress! + got, count - got, 0) }
+            if n <= 0 { return nil }
+            got += n
+        }
+        return buffer
+    }
+
+    private func write(_ connection: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, noSignal) }
+    }
+}
+
+private struct FakeServerError: Error {
+    var code: Int32
+
+    /// Closes the half-made listener so a failed set-up leaks nothing.
+    static func bind(_ fd: Int32, _ code: Int32) -> FakeServerError {
+        close(fd)
+        return FakeServerError(code: code)
+    }
+}
+
+#if canImport(Darwin)
+private let socketStream = SOCK_STREAM
+private let noSignal: Int32 = 0
+#else
+private let socketStream = Int32(SOCK_STREAM.rawValue)
+private let noSignal = Int32(MSG_NOSIGNAL)
+#endif
+
+private extension Array where Element == UInt8 {
+    func ends(with suffix: [UInt8]) -> Bool {
+        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
+    }
+}
