@@ -22,14 +22,14 @@ import Darwin
             // The target answers: the first byte proves the round trip, well before the timeout.
             let answered = await probe.run(spec)
             #expect(answered.outcome == .up)
-            #expect(answered.latencyMs > 0 && answered.latencyMs < 1500)
+            #expect(answered.latencyMs > 0)
             try lab.expectNoProbeLeftBehind()
 
-            // A target that accepts but stays silent is up once the settle window passes without an EOF.
+            // A target that accepts but stays silent is up once the timeout passes without an EOF.
             target.stopAccepting()
             let silent = await probe.run(spec)
             #expect(silent.outcome == .up)
-            #expect(silent.latencyMs >= 900 && silent.latencyMs < 2500)
+            #expect(silent.latencyMs >= 1900, "up only once the timeout passed without an EOF")
             try lab.expectNoProbeLeftBehind()
 
             target.close()
@@ -39,7 +39,6 @@ import Darwin
                 return
             }
             #expect(message.contains("127.0.0.1:\(remotePort)"))
-            #expect(refused.latencyMs < 1500)
             try lab.expectNoProbeLeftBehind()
 
             try await lab.mux(.cancel(spec))
@@ -49,7 +48,6 @@ import Darwin
                 return
             }
             #expect(reason.contains("127.0.0.1:\(remotePort)"))
-            #expect(gone.latencyMs < 1500)
             try lab.expectNoProbeLeftBehind()
         }
     }

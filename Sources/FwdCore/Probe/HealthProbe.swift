@@ -60,10 +60,6 @@ public struct HealthProbe: Sendable {
     /// For tcp: how long a connection must stay open to count as up. ssh closes a -L connection whose target
     /// refused about one server round trip after accepting it, so raise this on slow links.
     public var settleWindow: Double = 0.25
-    /// For `remote`: a -R listener that neither closes nor answers within this window counts as up. A refused
-    /// local target comes back as an EOF about two round trips after the connection, so this leaves room for
-    /// slow links without making every probe of a silent target last the whole timeout.
-    public var remoteSettleWindow: Double = 1.0
 
     public init(kind: ProbeKind, timeout: Double = 2, socksTarget: SocksTarget? = nil, controlSocket: String? = nil,
                 ssh: String = "ssh") {
@@ -93,11 +89,8 @@ public struct HealthProbe: Sendable {
             let hostHeader = Self.hostHeader(for: forward)
             // Socket probes block in poll(), so each gets a thread of its own: on the cooperative pool they would
             // stall other tasks, and Linux's dispatch pool runs only about one blocking item per core.
-            outcome = await withCheckedContinuation { continuation in
-                Thread.detachNewThread {
-                    continuation.resume(returning: self.socketProbe(socketKind, address: address, hostHeader: hostHeader,
-                                                                    deadline: deadline))
-                }
+            outcome = await offPool {
+                self.socketProbe(socketKind, address: address, hostHeader: hostHeader, deadline: deadline)
             }
         }
         return ProbeResult(outcome: outcome, latencyMs: Self.milliseconds(ContinuousClock.now - start))
@@ -124,7 +117,7 @@ public struct HealthProbe: Sendable {
         let host = ProbeAddress.connectHost(forBind: bind)
         let command = SSHCommand.streamProbe(ssh: ssh, socket: controlSocket, host: host, port: port)
         return await RemoteStreamProbe(command: command, target: ProbeAddress.tcp(host: host, port: port).description,
-                                       deadline: min(deadline, .now + .seconds(max(0, remoteSettleWindow)))).run()
+                                       deadline: deadline).run()
     }
 
     // MARK: Socket probes (blocking; each runs on a thread of its own)

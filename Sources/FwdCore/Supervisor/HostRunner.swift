@@ -298,7 +298,7 @@ actor HostRunner {
             if let target {
                 var sawDown = false
                 while Date() < deadline {
-                    let open = LocalPort.isAccepting(host: target.host, port: target.port, timeout: 0.2)
+                    let open = await offPool { LocalPort.isAccepting(host: target.host, port: target.port, timeout: 0.2) }
                     if open && sawDown { break }
                     sawDown = sawDown || !open
                     try? await Task.sleep(for: .milliseconds(open ? 50 : 20))
