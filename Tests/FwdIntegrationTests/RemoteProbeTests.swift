@@ -14,7 +14,7 @@ import Darwin
     @Test func remoteProbeTellsUpFromTargetDownFromListenerDown() async throws {
         try await RemoteProbeLab.with { lab in
             let target = try TestListener(banner: "hello\n")
-            let remotePort = try freePort()
+            let remotePort = try LocalPort.free()
             let spec = try ForwardSpec.parse("127.0.0.1:\(remotePort):127.0.0.1:\(target.port)", kind: .remote)
             try await lab.mux(.forward(spec))
             let probe = HealthProbe(kind: .remote, timeout: 2, controlSocket: lab.socket)
@@ -67,196 +67,54 @@ import Darwin
     }
 }
 
-/// A private sshd on 127.0.0.1 and a ControlMaster to it, both torn down when `with` returns or throws.
+/// A private sshd (the shared fixture) and a ControlMaster to it, both torn down when `with` returns or throws.
 private struct RemoteProbeLab {
-    let directory: String
+    let fixture: FwdFixture
     let socket: String
 
     static func with(_ body: (RemoteProbeLab) async throws -> Void) async throws {
-        let sshd = "/usr/sbin/sshd"
-        guard FileManager.default.isExecutableFile(atPath: sshd) else {
-            Issue.record("\(sshd) is missing: install openssh-server (apt-get install openssh-server) to run the remote probe tests")
-            return
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            // Short: the master binds SOCK + 17 characters, and a ControlPath may be at most ~90 bytes.
+            try FileSystem.makeOwnedDirectory(f.paths.controlDirectory)
+            let socket = f.paths.controlDirectory + "/rp.sock"
+            let master = try await ControlMaster.spawn(
+                SSHCommand(executable: "ssh", arguments: ["-F", f.userSSHConfig, "-N", "-M", "-S", socket, "-o", "ControlPersist=no", "lab"]),
+                socket: socket, logPath: f.dir + "/master.log")
+            let deadline = Date().addingTimeInterval(10)
+            while (try? await CommandRunner.run(SSHCommand.mux(socket: socket, .check), timeout: .seconds(5)))?.status != 0 {
+                guard Date() < deadline, ProcessTable.isAlive(master.pid) else {
+                    await master.stop()
+                    throw ChildProcessError(description: "the master did not come up:\n\(master.stderr())")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            do {
+                try await body(RemoteProbeLab(fixture: f, socket: socket))
+            } catch {
+                await master.stop()
+                throw error
+            }
+            await master.stop()
         }
-        // Short: the master binds SOCK + 17 characters, and a ControlPath may be at most ~90 bytes.
-        let directory = try makeTemporaryDirectory("/tmp/fwd-rp-XXXXXX")
-        var children: [ChildProcess] = []
-        defer {
-            for child in children.reversed() { child.terminate() }
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-
-        for key in ["hostkey", "id_ed25519"] {
-            try await run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", "\(directory)/\(key)"])
-        }
-        try FileManager.default.copyItem(atPath: "\(directory)/id_ed25519.pub", toPath: "\(directory)/authorized_keys")
-        try """
-            ListenAddress 127.0.0.1
-            HostKey \(directory)/hostkey
-            PidFile \(directory)/sshd.pid
-            AuthorizedKeysFile \(directory)/authorized_keys
-            StrictModes no
-            UsePAM no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PermitRootLogin prohibit-password
-            AllowTcpForwarding yes
-            ClientAliveInterval 5
-
-            """.write(toFile: "\(directory)/sshd_config", atomically: true, encoding: .utf8)
-        if getuid() == 0 {
-            // sshd started as root refuses to run without its privilege-separation directory.
-            try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
-        }
-
-        let port = try freePort()
-        let server = try ChildProcess(sshd, ["-D", "-e", "-f", "\(directory)/sshd_config", "-p", "\(port)"], log: "\(directory)/sshd.log")
-        children.append(server)
-        try await waitUntil("sshd listens on 127.0.0.1:\(port)", log: server.log) {
-            guard server.isRunning else { throw LabError("sshd exited:\n\(server.logText)") }
-            return canConnect(port: port)
-        }
-
-        let hostKey = try String(contentsOfFile: "\(directory)/hostkey.pub", encoding: .utf8)
-        try "[127.0.0.1]:\(port) \(hostKey)".write(toFile: "\(directory)/known_hosts", atomically: true, encoding: .utf8)
-        let socket = "\(directory)/m.sock"
-        let master = try ChildProcess("/usr/bin/ssh", [
-            "-F", "none", "-N", "-M", "-S", socket,
-            "-o", "ControlPersist=no", "-o", "BatchMode=yes",
-            "-o", "UserKnownHostsFile=\(directory)/known_hosts", "-o", "StrictHostKeyChecking=yes",
-            "-o", "IdentitiesOnly=yes", "-i", "\(directory)/id_ed25519",
-            "-p", "\(port)", "-l", currentUser(), "127.0.0.1",
-        ], log: "\(directory)/master.log")
-        children.append(master)
-        let lab = RemoteProbeLab(directory: directory, socket: socket)
-        try await waitUntil("the master answers -O check", log: master.log) {
-            guard master.isRunning else { throw LabError("the master exited:\n\(master.logText)\nsshd:\n\(server.logText)") }
-            return (try? await CommandRunner.run(SSHCommand.mux(socket: socket, .check), timeout: .seconds(5)))?.status == 0
-        }
-
-        try await body(lab)
     }
 
     @discardableResult
     func mux(_ operation: SSHCommand.MuxOperation) async throws -> CommandResult {
         let result = try await CommandRunner.run(SSHCommand.mux(socket: socket, operation))
-        guard result.status == 0 else { throw LabError("`\(SSHCommand.mux(socket: socket, operation))` exited \(result.status): \(result.stderr)") }
+        guard result.status == 0 else {
+            throw ChildProcessError(description: "`\(SSHCommand.mux(socket: socket, operation))` exited \(result.status): \(result.stderr)")
+        }
         return result
     }
 
     /// No `ssh -W` for this lab still runs, and no ssh child of the test is left as a zombie.
     func expectNoProbeLeftBehind() throws {
-        for _ in 0..<10 {
-            let leftovers = childProcesses().filter { ($0.commandLine.contains("-W") && $0.commandLine.contains(socket)) || ($0.state == "Z" && $0.name == "ssh") }
-            if leftovers.isEmpty { return }
-            usleep(100_000)
+        func leftovers() -> [ChildInfo] {
+            childProcesses().filter { ($0.commandLine.contains("-W") && $0.commandLine.contains(socket)) || ($0.state == "Z" && $0.name == "ssh") }
         }
-        let leftovers = childProcesses().filter { ($0.commandLine.contains("-W") && $0.commandLine.contains(socket)) || ($0.state == "Z" && $0.name == "ssh") }
-        #expect(leftovers.isEmpty, "probe processes left behind: \(leftovers)")
-    }
-}
-
-// MARK: - Helpers
-
-private struct LabError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-private func run(_ executable: String, _ arguments: [String]) async throws {
-    let result = try await CommandRunner.run(SSHCommand(executable: executable, arguments: arguments))
-    guard result.status == 0 else { throw LabError("\(executable) \(arguments) exited \(result.status): \(result.stderr)") }
-}
-
-private func waitUntil(_ what: String, log: String, seconds: Double = 10, _ ready: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try await ready() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw LabError("timed out waiting until \(what); log \(log):\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-}
-
-private func makeTemporaryDirectory(_ pattern: String) throws -> String {
-    var template = Array(pattern.utf8CString)
-    guard let path = mkdtemp(&template) else { throw LabError("mkdtemp \(pattern): \(String(cString: strerror(errno)))") }
-    return String(cString: path)
-}
-
-private func currentUser() -> String {
-    guard let entry = getpwuid(getuid()) else { return "root" }
-    return String(cString: entry.pointee.pw_name)
-}
-
-/// A long-lived child (sshd, the master) started with posix_spawn, stdout and stderr going to a log file.
-/// `terminate()` sends SIGTERM, then SIGKILL after 3 s, and reaps it.
-private final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
-    let log: String
-    private let lock = NSLock()
-    private var exited = false
-
-    init(_ path: String, _ arguments: [String], log: String) throws {
-        self.log = log
-        #if canImport(Darwin)
-        var actions: posix_spawn_file_actions_t? = nil
-        var attributes: posix_spawnattr_t? = nil
-        #else
-        var actions = posix_spawn_file_actions_t()
-        var attributes = posix_spawnattr_t()
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-
-        // A clean signal mask and default SIGTERM/SIGPIPE, whatever thread the test runs on.
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGTERM)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = ([path] + arguments).map { strdup($0) }
-        let environment = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") }
-        defer { (argv + environment).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv + [nil], environment + [nil])
-        guard rc == 0 else { throw LabError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
-        self.pid = pid
-    }
-
-    var isRunning: Bool {
-        lock.withLock {
-            if exited { return false }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { exited = true }
-            return !exited
-        }
-    }
-
-    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
-    func terminate() {
-        guard isRunning else { return }
-        kill(pid, SIGTERM)
-        for _ in 0..<60 {
-            if !isRunning { return }
-            usleep(50_000)
-        }
-        kill(pid, SIGKILL)
-        lock.withLock {
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
-            exited = true
-        }
+        for _ in 0..<10 where !leftovers().isEmpty { usleep(100_000) }
+        #expect(leftovers().isEmpty, "probe processes left behind: \(leftovers())")
     }
 }
 
@@ -321,28 +179,9 @@ private func listeningSocket() throws -> (Int32, Int) {
     guard rc == 0 else {
         let code = errno
         _ = systemClose(fd)
-        throw LabError("cannot listen on 127.0.0.1: \(String(cString: strerror(code)))")
+        throw ChildProcessError(description: "cannot listen on 127.0.0.1: \(String(cString: strerror(code)))")
     }
     return (fd, Int(UInt16(bigEndian: addr.sin_port)))
-}
-
-/// A port that was free a moment ago (bind 0, read it, close).
-private func freePort() throws -> Int {
-    let (fd, port) = try listeningSocket()
-    _ = systemClose(fd)
-    return port
-}
-
-private func canConnect(port: Int) -> Bool {
-    let fd = socket(AF_INET, socketStream, 0)
-    defer { _ = systemClose(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
 }
 
 private struct ChildInfo: CustomStringConvertible {

@@ -28,7 +28,7 @@ public enum CommandRunner {
                 case .exited(let code): status = Int32(code)
                 case .signaled(let signal): status = 128 + Int32(signal)
                 }
-                return CommandResult(status: status, stdout: result.standardOutput ?? "", stderr: result.standardError ?? "")
+                return CommandResult(status: status, stdout: result.standardOutput, stderr: result.standardError)
             }
             group.addTask {
                 try await Task.sleep(for: timeout)

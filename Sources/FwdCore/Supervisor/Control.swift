@@ -102,58 +102,18 @@ public enum Control {
         flock(fd, LOCK_EX)
         defer { flock(fd, LOCK_UN) }
         if runningPID(paths) != nil { return }
-        let child = try spawnDetached([executable, "daemon"], log: paths.logDirectory + "/daemon.log", environment: environment)
+        let child = try ChildProcess([executable, "daemon"], outputPath: paths.logDirectory + "/daemon.log",
+                                     environment: environment, newSession: true)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if runningPID(paths) != nil { return }
-            var status: Int32 = 0
-            if waitpid(child, &status, WNOHANG) == child {
+            if child.exitStatus != nil {
                 let tail = (FileSystem.read(paths.logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
                 throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
             }
             usleep(10_000)
         }
         throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(paths.logDirectory)/daemon.log")
-    }
-
-    /// posix_spawn with a new session (POSIX_SPAWN_SETSID), stdin from /dev/null, output to `log`.
-    static func spawnDetached(_ argv: [String], log: String, environment: [String: String]) throws -> pid_t {
-        #if canImport(Darwin)
-        var actions: posix_spawn_file_actions_t? = nil
-        var attr: posix_spawnattr_t? = nil
-        let setsid: Int32 = 0x400
-        #else
-        var actions = posix_spawn_file_actions_t()
-        var attr = posix_spawnattr_t()
-        let setsid: Int32 = 0x80
-        #endif
-        posix_spawn_file_actions_init(&actions)
-        posix_spawnattr_init(&attr)
-        defer {
-            posix_spawn_file_actions_destroy(&actions)
-            posix_spawnattr_destroy(&attr)
-        }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(setsid | Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)))
-        let cArgv = argv.map { strdup($0) } + [nil]
-        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cArgv.forEach { free($0) }
-            cEnv.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgv, cEnv)
-        guard rc == 0 else { throw ControlError.failed("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
-        return pid
     }
 
     static func connectUnix(_ fd: Int32, _ path: String) -> Bool {

@@ -113,7 +113,7 @@ public final class SupervisorService: Sendable {
                 if let t = config.tunnel(named: status.name) {
                     list.append(t)
                 } else {
-                    try? store.transition(status.name, to: .failed, pid: nil,
+                    _ = try? store.transition(status.name, to: .failed, pid: nil,
                                           error: "tunnel \(status.name) is no longer in \(configPath)",
                                           message: "removed from the config; `fwd down \(status.name)` forgets it")
                 }

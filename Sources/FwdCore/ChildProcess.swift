@@ -50,7 +50,9 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
     /// stdin is /dev/null; stdout+stderr go to `outputPath` (appended) or /dev/null.
-    public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil) throws {
+    /// With `newSession` the child leads a session of its own (setsid): it outlives this process and the
+    /// terminal, as the background supervisor must.
+    public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil, newSession: Bool = false) throws {
         precondition(!argv.isEmpty, "argv must not be empty")
         self.argv = argv
 
@@ -74,7 +76,12 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
 
-        var flags = Int32(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        #if canImport(Darwin)
+        let setsid: Int32 = 0x400  // POSIX_SPAWN_SETSID
+        #else
+        let setsid: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc), not imported into Swift
+        #endif
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | (newSession ? setsid : Int32(POSIX_SPAWN_SETPGROUP))
         #if canImport(Darwin)
         flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)
         #else
@@ -88,7 +95,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setsigmask(&attr, &mask)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        for sig in [SIGTERM, SIGINT, SIGPIPE] { sigaddset(&defaults, sig) }
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, sig) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
