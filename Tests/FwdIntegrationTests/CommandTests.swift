@@ -57,7 +57,7 @@ import Glibc
 
     /// DESIGN.md: Foundation.Process on Linux reports no child's exit while one ssh runs. fwd watches ssh through
     /// swift-subprocess; this catches a regression to the stall.
-    @Test func childExitsAreSeenOnTimeWhileAMasterRuns() async throws {
+    @Test(.timeLimit(.minutes(1))) func childExitsAreSeenOnTimeWhileAMasterRuns() async throws {
         try await FwdFixture.with { f in
             try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
             let socket = f.dir + "/m.sock"
