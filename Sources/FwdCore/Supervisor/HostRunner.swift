@@ -115,6 +115,7 @@ actor HostRunner {
     // MARK: desired state
 
     private func update(_ list: [Tunnel], retry: Set<String>) async {
+        resolved = nil
         let wanted = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
         for (name, old) in tunnels where wanted[name] != old {
             if readyAt != nil { await cancelForwards(name) }
@@ -143,10 +144,9 @@ actor HostRunner {
             return
         }
         if readyAt != nil {
-            for t in tunnels.values.sorted(by: { $0.name < $1.name }) where added[t.name] == nil && tunnelFailures[t.name] == nil {
-                await addForwards(t)
-            }
-            await probe(only: Set(wanted.keys))
+            let fresh = tunnels.values.sorted(by: { $0.name < $1.name }).filter { added[$0.name] == nil && tunnelFailures[$0.name] == nil }
+            for t in fresh { await addForwards(t) }
+            await probe(only: Set(fresh.map(\.name)))
         } else if master == nil && !connectPending {
             for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "connecting to \(host)") }
             send(.connect(generation))
@@ -165,8 +165,10 @@ actor HostRunner {
         guard !tunnels.isEmpty, fatal == nil else { return }
         lastAttempt = Date()
         let r: ResolvedHost
-        do {
-            r = try await SSHResolver.resolve(destination, paths: paths)
+        do throws(SSHResolveError) {
+            // Resolved again after every update (the config may have changed), not on each reconnect:
+            // after a server restart every millisecond until the tunnel is back counts.
+            if let cached = resolved { r = cached } else { r = try await SSHResolver.resolve(destination, paths: paths) }
         } catch {
             if case .failed(_, let failure) = error, failure.failureClass == .fatal {
                 failAll(failure)
@@ -398,16 +400,29 @@ actor HostRunner {
     private func probe(only names: Set<String>?) async {
         guard let m = master, readyAt != nil else { return }
         let socksTarget = serverAddressAsSeenFromServer()
-        for t in tunnels.values.sorted(by: { $0.name < $1.name }) where tunnelFailures[t.name] == nil && (names?.contains(t.name) ?? true) {
-            guard added[t.name]?.count == t.forwards.count else { continue }
+        let due = tunnels.values.sorted(by: { $0.name < $1.name }).filter { t in
+            tunnelFailures[t.name] == nil && (names?.contains(t.name) ?? true) && added[t.name]?.count == t.forwards.count
+        }
+        // All probes of the round run at once: a silent remote target holds its probe for the whole timeout,
+        // and one after another they would hold up the event loop (and every `fwd up`) for as long.
+        let jobs = due.flatMap { t in t.forwards.enumerated().map { (t, $0.offset, $0.element) } }
+        let allocated = self.allocated
+        let ssh = paths.ssh
+        let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
+            for (t, index, f) in jobs {
+                let probe = HealthProbe(kind: t.probe(for: f), timeout: 2, socksTarget: socksTarget, controlSocket: m.socket, ssh: ssh)
+                group.addTask { (t.name, index, await probe.run(f, allocatedPort: allocated[f])) }
+            }
+            return await group.reduce(into: [String: [Int: ProbeResult]]()) { $0[$1.0, default: [:]][$1.1] = $1.2 }
+        }
+        for t in due {
+            guard tunnels[t.name] == t, let byIndex = results[t.name] else { continue }
             var statuses: [ForwardStatus] = []
             var worst: ProbeOutcome = .up
-            for f in t.forwards {
-                let kind = t.probe(for: f)
-                let probe = HealthProbe(kind: kind, timeout: 2, socksTarget: socksTarget, controlSocket: m.socket, ssh: paths.ssh)
-                let result = await probe.run(f, allocatedPort: allocated[f])
+            for (index, f) in t.forwards.enumerated() {
+                guard let result = byIndex[index] else { continue }
                 statuses.append(ForwardStatus(kind: f.kind.rawValue, spec: f.sshArgument, allocatedPort: allocated[f],
-                                              probe: kind.rawValue, probeMs: result.latencyMs, ok: result.outcome == .up))
+                                              probe: t.probe(for: f).rawValue, probeMs: result.latencyMs, ok: result.outcome == .up))
                 if severity(result.outcome) > severity(worst) { worst = result.outcome }
             }
             try? store.recordProbe(t.name, forwards: statuses)
