@@ -86,3 +86,54 @@ import Glibc
         }
     }
 }
+
+/// `fwd ssh`: a session with fwd's config, riding the master, with agent forwarding when the host asks.
+@Suite(.serialized) struct SessionTests {
+    func officeConfig(_ f: FwdFixture, forwardAgent: Bool) throws {
+        try f.write(userSSHConfig: "Match host 127.0.0.1\n    UserKnownHostsFile \(f.sshd.knownHosts)\n")
+        try f.write(config: """
+        [hosts.office]
+        hostname = "127.0.0.1"
+        port = \(f.sshd.port)
+        user = "\(f.sshd.user)"
+        identity = "\(f.sshd.clientKey)"
+        forward_agent = \(forwardAgent)
+
+        [tunnels.wiki]
+        host = "office"
+        local = "\(try LocalPort.free()):127.0.0.1:\(f.web.port)"
+        """)
+    }
+
+    @Test func sessionRidesTheMaster() async throws {
+        try await FwdFixture.with { f in
+            try officeConfig(f, forwardAgent: false)
+            #expect(try f.fwd("up", "wiki").ok)
+            let sessions = f.sshd.log().components(separatedBy: "Accepted publickey").count
+            let run = try f.fwd("ssh", "office", "--", "echo", "hello-from-$(hostname)")
+            #expect(run.ok, "\(run.stderr)")
+            #expect(run.stdout.hasPrefix("hello-from-"))
+            #expect(f.sshd.log().components(separatedBy: "Accepted publickey").count == sessions, "fwd ssh opened a new connection")
+        }
+    }
+
+    @Test func agentForwardingWhenTheHostAsks() async throws {
+        try await FwdFixture.with { f in
+            let agentSocket = f.dir + "/agent.sock"
+            let agent = try ChildProcess(["ssh-agent", "-D", "-a", agentSocket], outputPath: f.dir + "/agent.log")
+            defer { agent.kill() }
+            for _ in 0..<100 where !FileSystem.exists(agentSocket) { usleep(20_000) }
+            for forwardAgent in [true, false] {
+                try officeConfig(f, forwardAgent: forwardAgent)
+                var env = f.environment
+                env["SSH_AUTH_SOCK"] = agentSocket
+                let out = f.dir + "/session-\(forwardAgent).out"
+                let session = try ChildProcess([FwdFixture.binary, "ssh", "office", "--", "echo agent=${SSH_AUTH_SOCK:-none}"],
+                                               outputPath: out, environment: env)
+                #expect(session.waitExit(timeout: 20) == .exited(0), "\(FileSystem.read(out) ?? "")")
+                let text = FileSystem.read(out) ?? ""
+                #expect(text.contains("agent=") && text.contains("agent=none") != forwardAgent, "forward_agent = \(forwardAgent): \(text)")
+            }
+        }
+    }
+}
