@@ -61,6 +61,8 @@ actor HostRunner {
     private var fatal: SSHFailure?
     private var lastAttempt: Date?
     private var backoff: Backoff
+    /// When the host was last lost; nil while a master is up.
+    private var outageStart: Date?
 
     init(host: String, entry: HostEntry?, paths: FwdPaths, store: Store, options: SupervisorOptions) {
         self.host = host
@@ -124,6 +126,7 @@ actor HostRunner {
             }
             tunnelFailures[name] = nil
         }
+        let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
         tunnels = wanted
         for name in retry where tunnelFailures[name] != nil {
             tunnelFailures[name] = nil
@@ -152,9 +155,8 @@ actor HostRunner {
             send(.connect(generation))
             connectPending = true
         } else {
-            for name in tunnels.keys where tunnelFailures[name] == nil {
-                note(name, .starting, error: nil, "waiting for the connection to \(host)")
-            }
+            // Tunnels already waiting keep their last error (why the host is reconnecting).
+            for name in newcomers.sorted() { note(name, .starting, error: nil, "waiting for the connection to \(host)") }
         }
     }
 
@@ -249,6 +251,7 @@ actor HostRunner {
     private func masterReady() async {
         guard let m = master else { return }
         readyAt = Date()
+        outageStart = nil
         try? store.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
                                            socket: m.socket, startedAt: m.startedAt))
         try? store.log("master", tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(m.pid))")
@@ -264,6 +267,7 @@ actor HostRunner {
     private func masterExited(status: Int32) async {
         guard let m = master else { return }
         let uptime = readyAt.map { Date().timeIntervalSince($0) }
+        if outageStart == nil { outageStart = Date() }
         master = nil
         readyAt = nil
         added = [:]
@@ -295,15 +299,19 @@ actor HostRunner {
         let delay = backoff.next()
         let g = generation
         let target = canProbeServer ? serverAddress() : nil
+        let outage = Date().timeIntervalSince(outageStart ?? Date())
         Task { [weak self] in
             let deadline = Date().addingTimeInterval(delay)
             if let target {
+                // Poll fast while an outage is young (a restarting server), then ease off so a host that is
+                // gone for hours does not get fifty connection attempts a second.
+                let interval = outage < 10 ? 20 : outage < 60 ? 250 : 1000
                 var sawDown = false
                 while Date() < deadline {
                     let open = await offPool { LocalPort.isAccepting(host: target.host, port: target.port, timeout: 0.2) }
                     if open && sawDown { break }
                     sawDown = sawDown || !open
-                    try? await Task.sleep(for: .milliseconds(open ? 50 : 20))
+                    try? await Task.sleep(for: .milliseconds(open ? max(50, interval) : interval))
                 }
             } else {
                 try? await Task.sleep(for: .seconds(delay))
