@@ -54,7 +54,9 @@ actor HostRunner {
     private var stalled: [String: Int] = [:]
     private var master: ControlMaster?
     private var readyAt: Date?
+    /// What `ssh -G` said for the current or last master; re-read after an update (the config may have changed).
     private var resolved: ResolvedHost?
+    private var needsResolve = true
     /// Bumped for every master and every stop, so events from an old master or timer are ignored.
     private var generation = 0
     private var connectPending = false
@@ -117,7 +119,7 @@ actor HostRunner {
     // MARK: desired state
 
     private func update(_ list: [Tunnel], retry: Set<String>) async {
-        resolved = nil
+        needsResolve = true
         let wanted = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
         for (name, old) in tunnels where wanted[name] != old {
             if readyAt != nil { await cancelForwards(name) }
@@ -170,7 +172,7 @@ actor HostRunner {
         do throws(SSHResolveError) {
             // Resolved again after every update (the config may have changed), not on each reconnect:
             // after a server restart every millisecond until the tunnel is back counts.
-            if let cached = resolved { r = cached } else { r = try await SSHResolver.resolve(destination, paths: paths) }
+            if let cached = resolved, !needsResolve { r = cached } else { r = try await SSHResolver.resolve(destination, paths: paths) }
         } catch {
             if case .failed(_, let failure) = error, failure.failureClass == .fatal {
                 failAll(failure)
@@ -181,6 +183,7 @@ actor HostRunner {
             return
         }
         resolved = r
+        needsResolve = false
         guard let socket = r.controlPath else {
             failAll(SSHFailure(failureClass: .fatal, evidence: "ssh -G printed no ControlPath for \(host)", advice: "report this as a bug"))
             return
