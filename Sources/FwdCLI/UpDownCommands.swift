@@ -128,7 +128,7 @@ struct Waiter {
             if (failed && allSettled) || Date() >= deadline {
                 return pending.map { Date() >= deadline && !$0.contains(": failed") ? "\($0) (timed out after \(Int(timeout)) s)" : $0 }
             }
-            try await Task.sleep(for: .milliseconds(25))
+            try await Task.sleep(for: .milliseconds(5))
         }
     }
 

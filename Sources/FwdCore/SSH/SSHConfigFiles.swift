@@ -85,20 +85,32 @@ public enum SSHConfigFiles {
     /// `ssh -G` for each tunnel's host, which itself reads the root config, so host blocks are written first.
     @discardableResult
     public static func write(_ config: FwdConfig, paths: FwdPaths) async throws -> String {
+        try await writeResolving(config, paths: paths).text
+    }
+
+    /// `write`, also returning what `ssh -G` said for each tunnel host, so the supervisor need not ask again.
+    public static func writeResolving(_ config: FwdConfig, paths: FwdPaths) async throws -> (text: String, resolved: [String: ResolvedHost]) {
         try FileSystem.makePrivateDirectory(paths.stateDirectory)
         // ssh does not create the ControlPath's directory; /tmp is emptied at boot, so every write recreates it.
         try FileSystem.makeOwnedDirectory(paths.controlDirectory)
         try FileSystem.writeAtomically(rootConfig(paths: paths), to: paths.rootSSHConfig)
         try FileSystem.writeAtomically("\(header)\n\n" + hostBlocks(config, paths: paths), to: paths.fragment)
-        var resolved: [String: ResolvedHost] = [:]
-        for host in Set(config.tunnels.map(\.host)).sorted() {
-            resolved[host] = try await SSHResolver.resolve(Destination(host), paths: paths)
+        let hosts = Set(config.tunnels.map(\.host)).sorted()
+        let baselineName = "fwd-defaults.invalid"
+        let results = try await withThrowingTaskGroup(of: (String, ResolvedHost).self) { group in
+            for host in hosts {
+                group.addTask { (host, try await SSHResolver.resolve(Destination(host), paths: paths)) }
+            }
+            if !hosts.isEmpty {
+                group.addTask { (baselineName, try await SSHResolver.resolve(Destination(baselineName), paths: paths, config: "none")) }
+            }
+            return try await group.reduce(into: [String: ResolvedHost]()) { $0[$1.0] = $1.1 }
         }
-        let baseline = config.tunnels.isEmpty ? ResolvedHost(lines: []) :
-            try await SSHResolver.resolve(Destination("fwd-defaults.invalid"), paths: paths, config: "none")
+        let baseline = results[baselineName] ?? ResolvedHost(lines: [])
+        let resolved = results.filter { $0.key != baselineName }
         let text = fragment(config, paths: paths, resolved: resolved, baseline: baseline)
         try FileSystem.writeAtomically(text, to: paths.fragment)
-        return text
+        return (text, resolved)
     }
 
     public enum InstallOutcome: Sendable, Equatable {

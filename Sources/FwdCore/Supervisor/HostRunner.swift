@@ -25,7 +25,7 @@ public struct SupervisorOptions: Sendable {
 /// in one event loop, so state changes never interleave; timers and process watchers only post events.
 actor HostRunner {
     enum Event: Sendable {
-        case update([Tunnel], retry: Set<String>, done: CheckedContinuation<Void, Never>?)
+        case update([Tunnel], retry: Set<String>, resolved: ResolvedHost?, done: CheckedContinuation<Void, Never>?)
         case connect(Int)
         case masterReady(Int)
         case masterExited(Int, status: Int32)
@@ -92,8 +92,8 @@ actor HostRunner {
 
     private func handle(_ event: Event) async {
         switch event {
-        case .update(let list, let retry, let done):
-            await update(list, retry: retry)
+        case .update(let list, let retry, let resolved, let done):
+            await update(list, retry: retry, resolved: resolved)
             done?.resume()
         case .connect(let g) where g == generation && master == nil: await connect()
         case .masterReady(let g) where g == generation: await masterReady()
@@ -118,8 +118,13 @@ actor HostRunner {
 
     // MARK: desired state
 
-    private func update(_ list: [Tunnel], retry: Set<String>) async {
-        needsResolve = true
+    private func update(_ list: [Tunnel], retry: Set<String>, resolved fresh: ResolvedHost?) async {
+        if let fresh {
+            resolved = fresh
+            needsResolve = false
+        } else {
+            needsResolve = true
+        }
         let wanted = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
         for (name, old) in tunnels where wanted[name] != old {
             if readyAt != nil { await cancelForwards(name) }
@@ -224,11 +229,16 @@ actor HostRunner {
             let check = SSHCommand.mux(ssh: paths.ssh, socket: socket, .check)
             while !Task.isCancelled {
                 guard let self, await self.isCurrent(g) else { return }
-                if FileSystem.exists(socket), let r = try? await CommandRunner.run(check, timeout: .seconds(5)), r.status == 0 {
+                // The master creates its socket only after authentication, so a cheap stat comes first.
+                guard FileSystem.exists(socket) else {
+                    try? await Task.sleep(for: .milliseconds(3))
+                    continue
+                }
+                if let r = try? await CommandRunner.run(check, timeout: .seconds(5)), r.status == 0 {
                     self.send(.masterReady(g))
                     return
                 }
-                try? await Task.sleep(for: .milliseconds(15))
+                try? await Task.sleep(for: .milliseconds(10))
             }
         }
     }

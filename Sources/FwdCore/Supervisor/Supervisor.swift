@@ -7,6 +7,8 @@ public actor Supervisor {
     let store: Store
     let options: SupervisorOptions
     private var runners: [String: HostRunner] = [:]
+    private var fragmentInputs: String?
+    private var resolvedHosts: [String: ResolvedHost] = [:]
 
     public init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
@@ -33,10 +35,18 @@ public actor Supervisor {
     /// Applies `wanted` (tunnels that should be up). `retry` names tunnels the user just asked for: they get
     /// another attempt even after a failure that is otherwise not retried.
     public func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async {
-        do {
-            try await SSHConfigFiles.write(config, paths: paths)
-        } catch {
-            try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+        // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or the user's ssh_config changed:
+        // a warm `fwd up` on a live master should cost the `-O forward`, not a round of ssh runs.
+        let inputs = [config.path, paths.userSSHConfig].map { FileSystem.read($0) ?? "" }.joined(separator: "\u{0}")
+        if inputs != fragmentInputs || !FileSystem.exists(paths.fragment) || !FileSystem.exists(paths.controlDirectory) {
+            do {
+                resolvedHosts = try await SSHConfigFiles.writeResolving(config, paths: paths).resolved
+                fragmentInputs = inputs
+            } catch {
+                resolvedHosts = [:]
+                fragmentInputs = nil
+                try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+            }
         }
         let byHost = Dictionary(grouping: wanted, by: \.host)
         // Each runner has taken its update (and recorded the resulting state) before this returns, so a
@@ -45,10 +55,11 @@ public actor Supervisor {
             for (host, tunnels) in byHost {
                 let runner = runners[host] ?? HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
                 runners[host] = runner
-                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, done: $0)) } }
+                let resolved = resolvedHosts[host]
+                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, resolved: resolved, done: $0)) } }
             }
             for (host, runner) in runners where byHost[host] == nil {
-                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], done: $0)) } }
+                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], resolved: nil, done: $0)) } }
             }
         }
         await dropIdleRunners(keeping: Set(byHost.keys))
