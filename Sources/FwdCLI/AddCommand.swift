@@ -14,10 +14,10 @@ struct AddCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "The new tunnel's name: letters, digits, '.', '_' and '-'.")
+    @Argument(help: "The new tunnel's name: letters, digits, '.', '_' and '-'.", completion: .list([]))
     var name: String
 
-    @Option(help: "A [hosts] name, an ssh alias or user@host[:port].")
+    @Option(help: "A [hosts] name, an ssh alias or user@host[:port].", completion: Completions.hosts)
     var host: String
 
     @Option(name: .customShort("L"), help: ArgumentHelp("A local forward, as for ssh -L.", valueName: "spec"))
@@ -35,7 +35,7 @@ struct AddCommand: AsyncParsableCommand {
     @Flag(name: .customLong("public"), help: "Allow binding addresses other than loopback.")
     var isPublic = false
 
-    @Option(help: "A preset from `fwd templates` instead of -L/-R/-D.")
+    @Option(help: "A preset from `fwd templates` instead of -L/-R/-D.", completion: Completions.presets)
     var template: String?
 
     @Option(help: "With --template: the host the forward reaches (default: the preset's).")
@@ -64,7 +64,7 @@ struct AddCommand: AsyncParsableCommand {
         let path = paths.config
         let table: String
         if let template {
-            let preset = try Presets.named(template, in: try Presets.directory())
+            let preset = try Presets.named(template, in: try Context.templates())
             table = try preset.render(.init(name: name, host: host, target: target, port: port, targetPort: targetPort))
         } else {
             if let p = Validation.nameProblem(name) { throw ValidationError(p) }
@@ -98,7 +98,7 @@ struct RemoveCommand: AsyncParsableCommand {
         discussion: "Example: fwd rm intranet-wiki. Refused while a group still lists the tunnel."
     )
 
-    @Argument(help: "The tunnel name.")
+    @Argument(help: "The tunnel name.", completion: Completions.tunnels)
     var name: String
 
     func run() async throws {

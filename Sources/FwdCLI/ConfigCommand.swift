@@ -94,7 +94,7 @@ struct TemplatesCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let presets = Presets.all(in: try Presets.directory())
+        let presets = Presets.all(in: try Context.templates())
         if json {
             struct Item: Encodable { var name: String; var summary: String; var defaults: [String: String] }
             print(try JSONOutput.encode(presets.map { Item(name: $0.name, summary: $0.summary, defaults: $0.defaults) }))

@@ -14,7 +14,7 @@ public struct FwdCommand: AsyncParsableCommand {
             UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
             ListCommand.self, ShowCommand.self, AddCommand.self, RemoveCommand.self,
             RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self,
-            ConfigCommand.self, TemplatesCommand.self,
+            ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,
         ]
     )
 
@@ -28,6 +28,9 @@ struct Context {
     static func current() -> Context { Context(paths: FwdPaths.fromEnvironment()) }
 
     func loadConfig() throws -> FwdConfig { try ConfigLoader.load(path: paths.config) }
+
+    /// fwd's templates/ folder, found from this binary's real path (argv[0] is just "fwd" when run from PATH).
+    static func templates() throws -> String { try Presets.directory(executable: Executable.path) }
 }
 
 /// The entry point. Parses and runs the command asynchronously (calling `main()` from top-level code would

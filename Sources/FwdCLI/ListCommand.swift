@@ -72,15 +72,16 @@ enum JSONOutput {
     }
 }
 
-/// Plain aligned columns; widths count characters, and no colour codes are ever inside cells.
+/// Plain aligned columns; widths count characters, and no colour codes are ever inside cells: `paint` colours a
+/// cell (by row and column) after it is padded.
 enum Table {
-    static func render(_ rows: [[String]]) -> String {
+    static func render(_ rows: [[String]], paint: (_ row: Int, _ column: Int, _ padded: String) -> String = { $2 }) -> String {
         guard let columns = rows.map(\.count).max() else { return "" }
         var widths = Array(repeating: 0, count: columns)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        return rows.map { row in
+        return rows.enumerated().map { r, row in
             row.enumerated().map { i, cell in
-                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                paint(r, i, i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0))
             }.joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }

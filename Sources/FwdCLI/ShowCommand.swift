@@ -9,7 +9,7 @@ struct ShowCommand: AsyncParsableCommand {
         discussion: "Example: fwd show intranet-wiki"
     )
 
-    @Argument(help: "The tunnel name.")
+    @Argument(help: "The tunnel name.", completion: Completions.tunnels)
     var name: String
 
     @Flag(help: "Print JSON.")

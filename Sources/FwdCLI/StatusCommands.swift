@@ -6,25 +6,65 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show each tunnel's state, forwards, uptime, restarts, probe latency and last error.",
-        discussion: "States: starting, up, degraded (connected, target not answering), down, failed. Example: fwd status --json"
+        discussion: """
+        States: starting, up, degraded (connected, target not answering), down, failed. \
+        Examples: fwd status --json; fwd status --watch (redraws every second until Ctrl-C, on a terminal)
+        """
     )
 
-    @Argument(help: "Only this tunnel.")
+    @Argument(help: "Only this tunnel.", completion: Completions.tunnels)
     var name: String?
 
     @Flag(help: "Print a JSON array.")
     var json = false
 
+    @Flag(name: .shortAndLong, help: "Redraw the table every second until Ctrl-C (on a terminal only).")
+    var watch = false
+
+    func validate() throws {
+        if watch && json { throw ValidationError("--watch redraws a table for people; it does not go with --json") }
+    }
+
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
+        if json {
+            print(try JSONOutput.encode(try rows(store, paths: context.paths).rows.map(StatusJSON.init)))
+            return
+        }
+        let terminal = Terminal()
+        guard watch else {
+            print(try render(store, paths: context.paths, terminal: terminal), terminator: "")
+            return
+        }
+        guard terminal.isTTY else {
+            throw ValidationError("--watch redraws the terminal, and standard output is not one; use `fwd status` or `fwd status --json` in scripts")
+        }
+        // Ctrl-C ends the process (default SIGINT); each frame is drawn whole, so nothing is left half-written
+        // beyond the current line.
+        while !Task.isCancelled {
+            let frame: String
+            do {
+                frame = try render(store, paths: context.paths, terminal: terminal)
+            } catch {
+                frame = "\(error)\n"
+            }
+            let clock = LogsCommand.formatter.string(from: Date()).dropFirst(11).prefix(8)
+            print(Terminal.clearScreen + frame + terminal.paint("\n\(clock) · every 1 s · Ctrl-C to stop", .dim), terminator: "")
+            fflush(nil)
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// The rows to show; with no supervisor nothing runs, and the rows say so.
+    func rows(_ store: Store, paths: FwdPaths) throws -> (rows: [TunnelStatus], supervisor: Int32?) {
         var rows = try store.tunnels()
         if let name {
             rows = rows.filter { $0.name == name }
             if rows.isEmpty { throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: try store.tunnels().map(\.name))) }
         }
         // Rows say what the supervisor last saw; with no supervisor nothing runs, and the output says so.
-        let supervisor = Control.runningPID(context.paths)
+        let supervisor = Control.runningPID(paths)
         if supervisor == nil {
             rows = rows.map { row in
                 guard row.state != .down && row.state != .failed else { return row }
@@ -35,26 +75,29 @@ struct StatusCommand: AsyncParsableCommand {
                 return r
             }
         }
-        if json {
-            print(try JSONOutput.encode(rows.map(StatusJSON.init)))
-            return
-        }
+        return (rows, supervisor)
+    }
+
+    func render(_ store: Store, paths: FwdPaths, terminal: Terminal) throws -> String {
+        let (rows, supervisor) = try rows(store, paths: paths)
         if rows.isEmpty {
-            print("No tunnels have been brought up. `fwd list` shows the configured ones; `fwd up NAME` starts one.")
-            return
+            return "No tunnels have been brought up. `fwd list` shows the configured ones; `fwd up NAME` starts one.\n"
         }
         let now = Date()
         var table = [["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE", "LAST ERROR"]]
         for r in rows {
             let forwards = r.forwards.map { f in "\(Self.flag(f.kind)) \(f.spec)" + (f.allocatedPort.map { " (port \($0))" } ?? "") }
             table.append([
-                r.name, r.state.rawValue, forwards.joined(separator: ", "),
+                r.name, terminal.label(r.state), forwards.joined(separator: ", "),
                 r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
                 String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-", r.lastError ?? "",
             ])
         }
-        print(Table.render(table), terminator: "")
-        if supervisor == nil { print("(no supervisor is running)") }
+        var text = Table.render(table) { row, column, cell in
+            row > 0 && column == 1 ? terminal.paint(cell, Terminal.colour(rows[row - 1].state)) : cell
+        }
+        if supervisor == nil { text += "(no supervisor is running)\n" }
+        return text
     }
 
     static func flag(_ kind: String) -> String { ForwardKind(rawValue: kind)?.flag ?? kind }
@@ -100,6 +143,23 @@ struct StatusJSON: Encodable {
         probe_ms = r.probeMs
         last_error = r.lastError
     }
+
+    /// Every documented key is present, null when there is no value, so scripts can rely on the shape.
+    enum CodingKeys: String, CodingKey { case name, state, desired, host, forwards, pid, since, restarts, probe_ms, last_error }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(desired, forKey: .desired)
+        try c.encode(host, forKey: .host)
+        try c.encode(forwards, forKey: .forwards)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(since, forKey: .since)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(probe_ms, forKey: .probe_ms)
+        try c.encode(last_error, forKey: .last_error)
+    }
 }
 
 struct LogsCommand: AsyncParsableCommand {
@@ -109,7 +169,7 @@ struct LogsCommand: AsyncParsableCommand {
         discussion: "Example: fwd logs intranet-wiki -f"
     )
 
-    @Argument(help: "Only events of this tunnel (and its host's ssh log).")
+    @Argument(help: "Only events of this tunnel (and its host's ssh log).", completion: Completions.tunnels)
     var name: String?
 
     @Flag(name: .shortAndLong, help: "Keep printing new events until interrupted.")
@@ -118,11 +178,22 @@ struct LogsCommand: AsyncParsableCommand {
     @Option(help: "How many of the latest events to show first.")
     var lines: Int = 50
 
+    @Flag(help: "Print the events as a JSON array (without ssh's messages).")
+    var json = false
+
+    func validate() throws {
+        if json && follow { throw ValidationError("--json prints one array and ends; it does not go with --follow") }
+    }
+
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
         var events = try store.events(tunnel: name, after: 0, limit: 1_000_000)
         events = Array(events.suffix(lines))
+        if json {
+            Swift.print(try JSONOutput.encode(events.map(EventJSON.init)))
+            return
+        }
         events.forEach(Self.print)
         if let name, let host = try store.tunnel(name)?.host {
             let log = "\(context.paths.logDirectory)/\(host).log"
@@ -157,6 +228,30 @@ struct LogsCommand: AsyncParsableCommand {
     }
 }
 
+struct EventJSON: Encodable {
+    var id: Int64
+    var time: String
+    var tunnel: String?
+    var host: String?
+    var kind: String
+    var from: String?
+    var to: String?
+    var message: String
+
+    init(_ e: Event) {
+        id = e.id
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        time = formatter.string(from: e.time)
+        tunnel = e.tunnel
+        host = e.host
+        kind = e.kind
+        from = e.from
+        to = e.to
+        message = e.message
+    }
+}
+
 struct CheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
@@ -164,7 +259,7 @@ struct CheckCommand: AsyncParsableCommand {
         discussion: "Example: fwd check intranet-wiki"
     )
 
-    @Argument(help: "Tunnel or group names (default: every tunnel that is wanted up).")
+    @Argument(help: "Tunnel or group names (default: every tunnel that is wanted up).", completion: Completions.tunnelsAndGroups)
     var names: [String] = []
 
     @Flag(help: "Print JSON.")
@@ -181,9 +276,13 @@ struct CheckCommand: AsyncParsableCommand {
         if json {
             print(try JSONOutput.encode(rows.map(StatusJSON.init)))
         } else {
+            let terminal = Terminal()
             for r in rows {
-                let probes = r.forwards.map { "\($0.probe) \($0.ok == true ? "ok" : "FAIL") \($0.probeMs.map { String(format: "%.1f ms", $0) } ?? "")" }
-                print("\(r.name): \(r.state.rawValue)  [\(probes.joined(separator: "; "))]\(r.lastError.map { "  \($0)" } ?? "")")
+                let probes = r.forwards.map { f in
+                    let result = f.ok == true ? terminal.paint("ok", .green) : terminal.paint("FAIL", .red)
+                    return "\(f.probe) \(result) \(f.probeMs.map { String(format: "%.1f ms", $0) } ?? "")"
+                }
+                print("\(r.name): \(terminal.state(r.state))  [\(probes.joined(separator: "; "))]\(r.lastError.map { "  \($0)" } ?? "")")
             }
         }
         if rows.count < selected.count || rows.contains(where: { $0.state != .up }) { throw ExitCode(1) }
@@ -222,7 +321,7 @@ struct RunCommand: AsyncParsableCommand {
         discussion: "Example: fwd run intranet-wiki socks"
     )
 
-    @Argument(help: "Tunnel or group names.")
+    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
     var names: [String]
 
     func run() async throws {
@@ -253,7 +352,7 @@ struct SessionCommand: AsyncParsableCommand {
         discussion: "Example: fwd ssh office -- uptime"
     )
 
-    @Argument(help: "A [hosts] name, an ssh alias or user@host[:port].")
+    @Argument(help: "A [hosts] name, an ssh alias or user@host[:port].", completion: Completions.hosts)
     var host: String
 
     @Argument(parsing: .postTerminator, help: "Arguments for ssh after `--` (a remote command, or ssh options).")

@@ -13,7 +13,7 @@ struct UpCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Tunnel or group names.")
+    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
     var names: [String]
 
     @Option(help: "Seconds to wait for every tunnel to pass its probe.")
@@ -47,7 +47,7 @@ struct DownCommand: AsyncParsableCommand {
         discussion: "Forwards are cancelled on the live master; a host's master exits with its last tunnel. Example: fwd down --all"
     )
 
-    @Argument(help: "Tunnel or group names.")
+    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
     var names: [String] = []
 
     @Flag(help: "Take every tunnel down.")
@@ -55,6 +55,9 @@ struct DownCommand: AsyncParsableCommand {
 
     @Option(help: "Seconds to wait.")
     var timeout: Double = 15
+
+    @Flag(name: .shortAndLong, help: "Print nothing on success.")
+    var quiet = false
 
     func validate() throws {
         if names.isEmpty == !all { throw ValidationError("name tunnels or groups, or give --all") }
@@ -74,6 +77,7 @@ struct DownCommand: AsyncParsableCommand {
         guard Control.runningPID(context.paths) != nil else {
             // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
             for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
+            report(targets.map(\.name), store: store)
             return
         }
         let reply = try Control.request(ControlRequest(op: .reconcile, config: context.paths.config), paths: context.paths)
@@ -84,6 +88,12 @@ struct DownCommand: AsyncParsableCommand {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
         }
+        report(targets.map(\.name), store: store)
+    }
+
+    func report(_ names: [String], store: Store) {
+        guard !quiet else { return }
+        for name in names { print("\(name): \((try? store.tunnel(name))?.state.rawValue ?? "down")") }
     }
 }
 
@@ -144,6 +154,7 @@ enum Executable {
     static var path: String {
         let link = "/proc/self/exe"
         if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: link) { return resolved }
+        if let path = Bundle.main.executablePath { return path }
         return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     }
 }

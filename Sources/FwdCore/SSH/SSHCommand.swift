@@ -72,6 +72,11 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         return SSHCommand(executable: ssh, arguments: arguments + [muxPlaceholder])
     }
 
+    /// `ssh -V`: prints the OpenSSH version on stderr.
+    public static func version(ssh: String = "ssh") -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: ["-V"])
+    }
+
     /// Connects through the master to `host:port` as seen from the server (the `remote` probe of a -R forward).
     /// `ProxyCommand=false` stops ssh from silently dialling directly when the master is gone.
     public static func streamProbe(ssh: String = "ssh", socket: String, host: String, port: Int) -> SSHCommand {

@@ -28,9 +28,14 @@ public enum ProcessTable {
 
     /// The process listening on a local TCP port, as "name (pid N)", when /proc tells (Linux, own processes or root).
     public static func holder(ofPort port: Int) -> String? {
+        listener(onPort: port).map { "\($0.name) (pid \($0.pid))" }
+    }
+
+    /// The process listening on a local TCP port, when /proc tells (Linux, own processes or root).
+    public static func listener(onPort port: Int) -> (pid: Int32, name: String)? {
         var inodes = Set<String>()
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = FileSystem.read(file) else { continue }
+            guard let text = readAll(file) else { continue }
             for line in text.split(separator: "\n").dropFirst() {
                 let cols = line.split(separator: " ")
                 // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
@@ -46,10 +51,18 @@ public enum ProcessTable {
                 guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
                       link.hasPrefix("socket:["), inodes.contains(String(link.dropFirst(8).dropLast())) else { continue }
                 let name = FileSystem.read("/proc/\(pid)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                return "\(name) (pid \(pid))"
+                return (Int32(pid)!, name)
             }
         }
         return nil
+    }
+
+    /// A /proc file read to its end: they report size 0, and `String(contentsOfFile:)` stops after the first
+    /// chunk (about 4 KB, some 27 sockets of /proc/net/tcp), which missed listeners on a busy machine.
+    static func readAll(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
     }
 
     /// Sends SIGTERM, waits up to `grace` seconds for the process to vanish, then SIGKILL. For processes that are

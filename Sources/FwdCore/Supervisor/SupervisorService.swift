@@ -33,6 +33,7 @@ public final class SupervisorService: Sendable {
         let supervisor = Supervisor(paths: paths, store: store, options: options)
         await supervisor.reapStaleMasters()
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))")
+        if case .daemon = mode { Self.markAutostart(store: store, configPath: paths.config) }
 
         let (stopRequests, stopSink) = AsyncStream<String>.makeStream()
         let mode = self.mode
@@ -91,6 +92,17 @@ public final class SupervisorService: Sendable {
         }
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
         sources.forEach { $0.cancel() }
+    }
+
+    /// A daemon starting (at login, under systemd or launchd) wants the `autostart = true` tunnels up, as if
+    /// `fwd up` had named them. A config that does not parse is left to the first reconcile to report.
+    static func markAutostart(store: Store, configPath: String) {
+        guard let config = try? ConfigLoader.load(path: configPath) else { return }
+        let tunnels = config.tunnels.filter(\.autostart)
+        guard !tunnels.isEmpty else { return }
+        try? store.setDesired(.up, tunnels: tunnels.map { t in
+            (t.name, t.host, t.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: t.probe(for: $0).rawValue) })
+        })
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the

@@ -140,17 +140,29 @@ final class FwdFixture: @unchecked Sendable {
         try fwd(arguments: arguments, timeout: timeout)
     }
 
-    func fwd(arguments: [String], timeout: Double = 60) throws -> FwdRun {
+    func fwd(arguments: [String], environment changes: [String: String?] = [:], timeout: Double = 60) throws -> FwdRun {
+        try run([Self.binary] + arguments, environment: changes, timeout: timeout)
+    }
+
+    /// Runs any command with this fixture's environment, changed by `changes` (a nil value removes a variable),
+    /// and waits for it.
+    func run(_ argv: [String], environment changes: [String: String?] = [:], timeout: Double = 60) throws -> FwdRun {
         let id = UUID().uuidString.prefix(8)
         let out = "\(dir)/run-\(id).out", err = "\(dir)/run-\(id).err"
         // ChildProcess sends stdout and stderr to one file; run through sh to keep them apart.
         let script = "exec \"$0\" \"$@\" 2>\"\(err)\""
-        let child = try ChildProcess(["/bin/sh", "-c", script, Self.binary] + arguments, outputPath: out, environment: environment)
+        let child = try ChildProcess(["/bin/sh", "-c", script] + argv, outputPath: out, environment: environment(changes))
         guard let status = child.waitExit(timeout: timeout) else {
             child.kill()
-            throw ChildProcessError(description: "fwd \(arguments.joined(separator: " ")) did not finish in \(timeout) s")
+            throw ChildProcessError(description: "\(argv.joined(separator: " ")) did not finish in \(timeout) s")
         }
         return FwdRun(status: status, stdout: FileSystem.read(out) ?? "", stderr: FileSystem.read(err) ?? "")
+    }
+
+    func environment(_ changes: [String: String?]) -> [String: String] {
+        var env = environment
+        for (key, value) in changes { env[key] = value }
+        return env
     }
 
     /// Waits until `port` on 127.0.0.1 accepts connections.

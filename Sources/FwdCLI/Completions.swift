@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+/// Candidates for TAB. argument-parser runs these inside the binary at every TAB (`fwd ---completion …`), so
+/// they read the config file and nothing else: no database, no logging, no ssh. A missing or broken config
+/// gives no candidates rather than an error on the user's command line.
+enum Completions {
+    /// Tunnel names, without those already on the command line.
+    static let tunnels = CompletionKind.custom { words, index, _ in
+        silenceErrors()
+        return unused(names(groups: false), words: words, index: index)
+    }
+
+    /// Tunnel and group names, for commands that take either.
+    static let tunnelsAndGroups = CompletionKind.custom { words, index, _ in
+        silenceErrors()
+        return unused(names(groups: true), words: words, index: index)
+    }
+
+    /// Preset names for `--template`.
+    static let presets = CompletionKind.custom { _, _, _ in
+        silenceErrors()
+        guard let dir = try? Presets.directory(executable: Executable.path) else { return [] }
+        return Presets.all(in: dir).map(\.name)
+    }
+
+    /// `[hosts]` names, then the literal `Host` aliases of the user's ssh_config (and the files it includes).
+    static let hosts = CompletionKind.custom { _, _, _ in
+        silenceErrors()
+        let paths = FwdPaths.fromEnvironment()
+        let configured = ((try? ConfigLoader.load(path: paths.config))?.hosts.keys.sorted()) ?? []
+        // fwd's own files hold Host blocks named after tunnels, which are not hosts to connect a tunnel to.
+        let aliases = SSHConfigAliases.read(path: paths.userSSHConfig, home: FwdPaths.passwdHome(),
+                                            skipping: [paths.fragment, paths.rootSSHConfig])
+        var seen = Set<String>()
+        return (configured + aliases).filter { seen.insert($0).inserted }
+    }
+
+    /// Whatever goes wrong while completing (even an abort inside the TOML parser) must not write over the
+    /// user's command line: stderr goes nowhere for the rest of this short-lived process.
+    static func silenceErrors() {
+        let fd = open("/dev/null", O_WRONLY)
+        guard fd >= 0 else { return }
+        dup2(fd, STDERR_FILENO)
+        close(fd)
+    }
+
+    static func names(groups: Bool) -> [String] {
+        guard let config = try? ConfigLoader.load(path: FwdPaths.fromEnvironment().config) else { return [] }
+        return config.tunnels.map(\.name) + (groups ? config.groups.map(\.name) : [])
+    }
+
+    /// `fwd up a b <TAB>` need not offer a and b again.
+    static func unused(_ candidates: [String], words: [String], index: Int) -> [String] {
+        // words[0] is fwd and words[1] the subcommand, which may share a name with a tunnel.
+        let typed = Set(words.enumerated().filter { $0.offset >= 2 && $0.offset != index }.map(\.element))
+        return candidates.filter { !typed.contains($0) }
+    }
+}

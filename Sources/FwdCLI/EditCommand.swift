@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+struct EditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edit",
+        abstract: "Edit the config in $EDITOR; a version that does not parse is never saved.",
+        discussion: """
+        You edit a private copy. On save it is checked like every fwd command checks the config; if it is \
+        broken, the errors are printed with their line and column and, on a terminal, you can edit again. \
+        Otherwise (or if you decline) the config stays as it was and fwd exits 1. A good version replaces \
+        the config atomically. $EDITOR may carry arguments (EDITOR="code -w"); without it, vi.
+        """
+    )
+
+    static let starter = """
+    # fwd tunnels: each forward is written like an ssh -L, -R or -D argument. `fwd add --help` has more.
+    # [tunnels.wiki]
+    # host = "office"
+    # local = "8080:wiki.lan:80"
+
+    """
+
+    func run() async throws {
+        let path = Context.current().paths.config
+        let original = FileSystem.read(path)
+        if original == nil && FileSystem.exists(path) { throw ConfigError.io(path: path, reason: "cannot be read") }
+        let editor = ProcessInfo.processInfo.environment["EDITOR"].flatMap { $0.isEmpty ? nil : $0 } ?? "vi"
+
+        // A private directory of its own (mkdtemp: 0700), so the copy keeps the file's name for the editor.
+        let pattern = FileManager.default.temporaryDirectory.path + "/fwd-edit-XXXXXX"
+        var template = Array(pattern.utf8CString)
+        guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
+            throw FileSystemError.failed(path: pattern, action: "create", errno: errno)
+        }
+        let copy = dir + "/" + (path as NSString).lastPathComponent
+        var keepCopy = false
+        defer { if !keepCopy { try? FileManager.default.removeItem(atPath: dir) } }
+        let before = original ?? Self.starter
+        try FileSystem.writeAtomically(before, to: copy)
+
+        while true {
+            let status = try Self.runEditor(editor, file: copy)
+            guard status == 0 else {
+                throw ConfigError.refused("the editor (`\(editor)`) exited with status \(status); \(path) is unchanged")
+            }
+            let text = FileSystem.read(copy) ?? ""
+            if text == before {
+                print("No changes; \(path) is as it was.")
+                return
+            }
+            let config: FwdConfig
+            do {
+                config = try ConfigLoader.parse(text, path: path)
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                if isatty(STDIN_FILENO) == 1, Self.ask("Edit again? [Y/n] ") { continue }
+                throw ConfigError.refused("\(path) is unchanged; the broken edit was discarded")
+            }
+            // Someone (`fwd add`, another editor) changed the file meanwhile: keep both rather than lose theirs.
+            if FileSystem.read(path) != original {
+                keepCopy = true
+                throw ConfigError.refused("\(path) changed while you were editing; it is left as it is, and your version is in \(copy)")
+            }
+            try FileSystem.makePrivateDirectory((path as NSString).deletingLastPathComponent)
+            try FileSystem.writeAtomically(text, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+            print("Saved \(path) (\(config.tunnels.count) tunnels, \(config.groups.count) groups).")
+            return
+        }
+    }
+
+    static func ask(_ question: String) -> Bool {
+        FileHandle.standardError.write(Data(question.utf8))
+        guard let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
+        return answer.isEmpty || answer == "y" || answer == "yes"
+    }
+
+    /// Runs the editor on this terminal and waits for it. Through /bin/sh, as git does, because $EDITOR may
+    /// carry arguments; the file name goes in as "$1", never into the script text.
+    static func runEditor(_ editor: String, file: String) throws -> Int32 {
+        let argv = ["/bin/sh", "-c", "\(editor) \"$1\"", "sh", file]
+        #if canImport(Darwin)
+        var attr: posix_spawnattr_t? = nil
+        #else
+        var attr = posix_spawnattr_t()
+        #endif
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGINT, SIGQUIT, SIGTERM, SIGPIPE] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // Ctrl-C while the editor runs is for the editor, not for fwd.
+        let oldInt = signal(SIGINT, SIG_IGN)
+        let oldQuit = signal(SIGQUIT, SIG_IGN)
+        defer {
+            signal(SIGINT, oldInt)
+            signal(SIGQUIT, oldQuit)
+        }
+        let cArgv = argv.map { strdup($0) } + [nil]
+        defer { cArgv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], nil, &attr, cArgv, environ)
+        guard rc == 0 else { throw ConfigError.refused("cannot start the editor `\(editor)`: \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw ConfigError.refused("lost the editor: \(String(cString: strerror(errno)))") }
+        }
+        // WIFEXITED / WEXITSTATUS, which Swift does not import.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import FwdCore
+
+/// Whether output goes to a person. Colour and symbols only on a terminal, and never when NO_COLOR is set
+/// (no-color.org) or TERM is dumb; `--json` output never goes through this.
+struct Terminal {
+    /// The stream is a terminal (needed to redraw in place).
+    var isTTY: Bool
+    /// Colour and symbols are wanted.
+    var styled: Bool
+
+    init(fd: Int32 = STDOUT_FILENO, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        isTTY = isatty(fd) == 1
+        styled = isTTY && (environment["NO_COLOR"] ?? "").isEmpty && environment["TERM"] != "dumb"
+    }
+
+    enum Colour: String {
+        case red = "31", green = "32", yellow = "33", dim = "2"
+    }
+
+    /// Moves to the top left and clears the screen, for a redraw.
+    static let clearScreen = "\u{1b}[H\u{1b}[2J"
+
+    func paint(_ text: String, _ colour: Colour?) -> String {
+        guard styled, let colour else { return text }
+        return "\u{1b}[\(colour.rawValue)m\(text)\u{1b}[0m"
+    }
+
+    /// "● up", "◐ degraded", "✗ failed"… on a terminal; the bare state name otherwise.
+    func label(_ state: TunnelState) -> String {
+        guard styled else { return state.rawValue }
+        let symbol: String
+        switch state {
+        case .up: symbol = "●"
+        case .degraded: symbol = "◐"
+        case .starting: symbol = "…"
+        case .down: symbol = "○"
+        case .failed: symbol = "✗"
+        }
+        return "\(symbol) \(state.rawValue)"
+    }
+
+    static func colour(_ state: TunnelState) -> Colour? {
+        switch state {
+        case .up: return .green
+        case .degraded, .starting: return .yellow
+        case .failed: return .red
+        case .down: return .dim
+        }
+    }
+
+    /// The label, padded to `width` before colouring so escape codes never count towards column widths.
+    func state(_ state: TunnelState, width: Int = 0) -> String {
+        paint(label(state).padding(toLength: max(width, label(state).count), withPad: " ", startingAt: 0), Self.colour(state))
+    }
+}
