@@ -80,21 +80,6 @@ struct EditCommand: AsyncParsableCommand {
     /// carry arguments; the file name goes in as "$1", never into the script text.
     static func runEditor(_ editor: String, file: String) throws -> Int32 {
         let argv = ["/bin/sh", "-c", "\(editor) \"$1\"", "sh", file]
-        #if canImport(Darwin)
-        var attr: posix_spawnattr_t? = nil
-        #else
-        var attr = posix_spawnattr_t()
-        #endif
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGINT, SIGQUIT, SIGTERM, SIGPIPE] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         // Ctrl-C while the editor runs is for the editor, not for fwd.
         let oldInt = signal(SIGINT, SIG_IGN)
         let oldQuit = signal(SIGQUIT, SIG_IGN)
@@ -102,16 +87,16 @@ struct EditCommand: AsyncParsableCommand {
             signal(SIGINT, oldInt)
             signal(SIGQUIT, oldQuit)
         }
-        let cArgv = argv.map { strdup($0) } + [nil]
-        defer { cArgv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], nil, &attr, cArgv, environ)
-        guard rc == 0 else { throw ConfigError.refused("cannot start the editor `\(editor)`: \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw ConfigError.refused("lost the editor: \(String(cString: strerror(errno)))") }
+        let editorProcess: ChildProcess
+        do {
+            editorProcess = try ChildProcess(argv, outputPath: ChildProcess.inheritOutput, placement: .terminal)
+        } catch {
+            throw ConfigError.refused("cannot start the editor `\(editor)`: \(error)")
         }
-        // WIFEXITED / WEXITSTATUS, which Swift does not import.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        switch editorProcess.waitExit(timeout: .infinity) {
+        case .exited(let code): return code
+        case .signaled(let sig): return 128 + sig
+        case nil: return 1
+        }
     }
 }

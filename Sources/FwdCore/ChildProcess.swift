@@ -48,11 +48,20 @@ public final class ChildProcess: @unchecked Sendable {
     /// Pass as `outputPath` to let the child write to this process's stdout and stderr.
     public static let inheritOutput = "-"
 
+    /// Where the child runs relative to this process and its terminal.
+    public enum Placement: Sendable {
+        /// Its own process group, stdin from /dev/null: signals to our group (Ctrl-C) do not reach it.
+        case background
+        /// A session of its own (setsid): it outlives this process and the terminal, as the supervisor must.
+        case detached
+        /// Our terminal and process group, all three standard streams inherited: an editor.
+        case terminal
+    }
+
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
     /// stdin is /dev/null; stdout+stderr go to `outputPath` (appended) or /dev/null.
-    /// With `newSession` the child leads a session of its own (setsid): it outlives this process and the
-    /// terminal, as the background supervisor must.
-    public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil, newSession: Bool = false) throws {
+    public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil,
+                placement: Placement = .background) throws {
         precondition(!argv.isEmpty, "argv must not be empty")
         self.argv = argv
 
@@ -70,8 +79,10 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawnattr_destroy(&attr)
         }
 
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if outputPath != Self.inheritOutput {
+        if placement != .terminal {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        if outputPath != Self.inheritOutput && placement != .terminal {
             posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o600)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
@@ -81,7 +92,12 @@ public final class ChildProcess: @unchecked Sendable {
         #else
         let setsid: Int32 = 0x80  // POSIX_SPAWN_SETSID (glibc), not imported into Swift
         #endif
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | (newSession ? setsid : Int32(POSIX_SPAWN_SETPGROUP))
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        switch placement {
+        case .background: flags |= Int32(POSIX_SPAWN_SETPGROUP)
+        case .detached: flags |= setsid
+        case .terminal: break
+        }
         #if canImport(Darwin)
         flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)
         #else
@@ -95,7 +111,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setsigmask(&attr, &mask)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, sig) }
+        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGPIPE] { sigaddset(&defaults, sig) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
 
         let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }

@@ -103,7 +103,7 @@ public enum Control {
         defer { flock(fd, LOCK_UN) }
         if runningPID(paths) != nil { return }
         let child = try ChildProcess([executable, "daemon"], outputPath: paths.logDirectory + "/daemon.log",
-                                     environment: environment, newSession: true)
+                                     environment: environment, placement: .detached)
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if runningPID(paths) != nil { return }
