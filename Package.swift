@@ -45,5 +45,9 @@ let package = Package(
             name: "FwdIntegrationTests",
             dependencies: ["FwdCore"]
         ),
+        .testTarget(
+            name: "FwdFaultTests",
+            dependencies: ["FwdCore"]
+        ),
     ]
 )

@@ -131,9 +131,11 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// ssh splits on ':', so IPv6 addresses (and socket paths given in brackets) must be bracketed.
+    /// ssh splits on ':', so IPv6 addresses (and socket paths given in brackets) must be bracketed; so must a
+    /// path starting with '=', which ssh_config would drop. Scalars, not Characters: ':' followed by a combining
+    /// mark is one Character, but ssh still splits there.
     private static func bracketed(_ value: String) -> String {
-        value.contains(":") ? "[\(value)]" : value
+        value.unicodeScalars.contains(":") || value.hasPrefix("=") ? "[\(value)]" : value
     }
 
     static func isLoopbackAddress(_ host: String) -> Bool {
@@ -358,7 +360,8 @@ private struct ForwardSpecParser {
         if path.contains(":") && !field.bracketed {
             throw Reason("the socket path \"\(path)\" contains ':'; write it in brackets, e.g. [\(path)]")
         }
-        if path.split(separator: "/").contains("..") {
+        // Bytes, not Characters: in "a/../\u{301}x" the '/' after ".." joins the accent into one Character.
+        if path.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) {
             throw Reason("the socket path \"\(path)\" contains '..'; write the path without parent-directory steps")
         }
         try checkRenderable(path, role: "socket path")

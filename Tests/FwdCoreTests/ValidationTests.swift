@@ -61,6 +61,74 @@ import Testing
         }
     }
 
+    /// Injections the first list misses: other keys, other separators, Unicode that hides a character, names that
+    /// are paths. Every one is refused with a located error.
+    @Test(arguments: [
+        // A newline (or CR) in every other string value.
+        "[hosts.h]\njump = \"b\\nProxyCommand sh\"\n",
+        "[hosts.h]\nhostname = \"a\\rProxyCommand sh\"\n",
+        "[tunnels.a]\nhost = \"h\\nProxyCommand sh\"\nlocal = \"1:a:1\"\n",
+        "[tunnels.a]\nhost = \"h\"\nremote = \"1:a:1\\nLocalCommand x\"\n",
+        "[tunnels.a]\nhost = \"h\"\ndynamic = [\"1080\\nInclude /x\"]\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:a:1\"\nprobe = \"http\\nx\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:a:1\"\n[groups]\ng = [\"a\\nHost *\"]\n",
+        // A leading '-' wherever ssh could take it for an option.
+        "[hosts.h]\nhostname = \"-oProxyCommand=sh\"\n",
+        "[hosts.h]\nuser = \"-oProxyCommand=sh\"\n",
+        "[hosts.h]\nidentity = \"-oProxyCommand=sh\"\n",
+        "[hosts.h]\njump = \"ok,-oProxyCommand=sh\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:-oProxyCommand=sh:1\"\n",
+        "[tunnels.a]\nhost = \"alice@-oProxyCommand=sh\"\nlocal = \"1:a:1\"\n",
+        // ProxyCommand, LocalCommand, Include smuggled through option names and table names.
+        "[hosts.h]\noptions = { PROXYCOMMAND = \"sh\" }\n",
+        "[hosts.h]\noptions = { \"ProxyCommand=sh\" = \"x\" }\n",
+        "[hosts.h]\noptions = { \"Pr\\u043exyCommand\" = \"sh\" }\n",
+        "[hosts.h]\noptions = { include = \"/etc/passwd\" }\n",
+        "[hosts.h]\noptions = { Compression = \"yes\", PermitLocalCommand = \"yes\", LocalCommand = \"sh\" }\n",
+        "[hosts.\"h ProxyCommand sh\"]\nhostname = \"a\"\n",
+        "[tunnels.\"a\\tLocalCommand sh\"]\nhost = \"h\"\nlocal = \"1:a:1\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:a:1\"\n[groups]\n\"g Include /x\" = [\"a\"]\n",
+        // Socket paths that climb out with '..', also behind a combining mark that hides the '/' from Characters.
+        "[tunnels.a]\nhost = \"h\"\nremote = \"/tmp/../../etc/x.sock:127.0.0.1:1\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:/run/../etc/t.sock\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"/tmp/../\\u0301x.sock:a:1\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"[/tmp/..]:a:1\"\n",
+        // Names that are absolute or relative paths.
+        "[hosts.\"/etc/passwd\"]\nhostname = \"a\"\n",
+        "[tunnels.\"../x\"]\nhost = \"h\"\nlocal = \"1:a:1\"\n",
+        "[tunnels.a]\nhost = \"h\"\nlocal = \"1:a:1\"\n[groups]\n\"/tmp/g\" = [\"a\"]\n",
+    ])
+    func moreInjectionsAreRejectedWithALocation(_ text: String) {
+        do {
+            let config = try ConfigLoader.parse(text, path: "/c/fwd.toml")
+            Issue.record("accepted: \(String(reflecting: text)) → \(config.tunnels.map(\.name)) \(config.hosts.keys.sorted())")
+        } catch {
+            guard case .invalid(let diagnostics) = error else {
+                Issue.record("not located: \(error)")
+                return
+            }
+            #expect(diagnostics.allSatisfy { $0.description.hasPrefix("/c/fwd.toml:\($0.line):\($0.column): ") })
+        }
+    }
+
+    /// Found by FuzzTests: what fwd accepts must read back the same from its own text and from ssh_config.
+    @Test func oddSocketPathsRoundTrip() throws {
+        for (text, kind) in [("[=/tmp/x.sock]:h:1", ForwardKind.local), ("[/odd:\u{301}path]:h:1", .local), ("1:[=run/t.sock]", .local)] {
+            let spec = try ForwardSpec.parse(text, kind: kind)
+            #expect(try ForwardSpec.parse(spec.text, kind: kind) == spec, "\(spec.text)")
+            #expect(try ForwardSpec.parse(spec.sshArgument, kind: kind).target == spec.target)
+            #expect(!spec.configLine.contains(" ="), "ssh_config would drop the '=': \(spec.configLine)")
+        }
+    }
+
+    /// Found by FuzzTests: toml++ (inside TOMLKit) aborts on these in a debug build; fwd must report them instead.
+    @Test(arguments: ["[=]\n", "[#]\n", "[é]\n", "[\n", "[ #x]\n", "[[ [x]]\n", "[[[x]]]\n", "[\u{1b}[31mhosts.h]\n",
+                      "a = [}]\n", "a = [1, }]\n", "a = {b=[}]}\n", "a = [ # c\n}]\n", "a = 1979-05-27 1\n",
+                      "a = [1979-05-27Tfalse07:32:00Z]\n", "a = 0001-01-01 0\n", "x = \"a\u{7}\"\n"])
+    func inputsThatCrashedTheTOMLParserAreReported(_ text: String) {
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(text, path: "f") }
+    }
+
     @Test func printableShowsControlCharacters() {
         #expect(Validation.printable("a\nb\u{1b}") == "a\\nb\\u{1b}")
     }

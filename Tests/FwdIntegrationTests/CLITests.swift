@@ -70,6 +70,58 @@ import Testing
         }
     }
 
+    /// Hostile configs and arguments: every command that reads them fails with a located error, and nothing is run
+    /// (the marker file a smuggled command would create never appears) or written (no fragment, no state, no
+    /// Include in the user's ssh_config, no supervisor, no ssh).
+    @Test func hostileConfigsAndArgumentsRunAndWriteNothing() async throws {
+        try await FwdFixture.with { f in
+            let marker = f.dir + "/pwned"
+            let touch = "touch \(marker)"
+            let configs = [
+                "[hosts.office]\nhostname = \"a\\nProxyCommand \(touch)\"\n[tunnels.x]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+                "[hosts.office]\noptions = { LocalCommand = \"\(touch)\", PermitLocalCommand = \"yes\" }\n[tunnels.x]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+                "[hosts.office]\noptions = { Compression = \"yes\\nInclude \(marker)\" }\n[tunnels.x]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+                "[tunnels.x]\nhost = \"-oProxyCommand=\(touch)\"\nlocal = \"1:a:1\"\n",
+                "[tunnels.x]\nhost = \"office\"\nlocal = \"1:a:1\\n    ProxyCommand \(touch)\"\n",
+                "[tunnels.\"x\\nHost *\\n    ProxyCommand \(touch)\"]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+                "[tunnels.\"/etc/passwd\"]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+                "[tunnels.x]\nhost = \"office\"\nlocal = \"/tmp/../\\u0301x.sock:a:1\"\n",
+                "[=]\n[tunnels.x]\nhost = \"office\"\nlocal = \"1:a:1\"\n",
+            ]
+            for config in configs {
+                try f.write(config: config)
+                for args in [["up", "x"], ["show", "x"], ["list"], ["config", "print"], ["config", "install"], ["check", "x"]] {
+                    let run = try f.fwd(arguments: args)
+                    #expect(!run.ok, "fwd \(args) accepted \(String(reflecting: config))")
+                    #expect(run.stderr.range(of: #"\#(f.configPath):\d+:\d+: "#, options: .regularExpression) != nil,
+                            "fwd \(args): no file:line:col in \(run.stderr)")
+                }
+            }
+            let arguments: [[String]] = [
+                ["up", "--", "-oProxyCommand=\(touch)"],
+                ["show", "../../etc/passwd"],
+                ["add", "y", "--host", "alice@-oProxyCommand=\(touch)", "-L", "1:a:1"],
+                ["add", "y", "--host", "office", "-L", "1:a:1", "--probe", "http\nProxyCommand \(touch)"],
+                ["add", "y", "--host", "office", "-R", "/run/../\u{301}x.sock:a:1"],
+            ]
+            try f.write(config: base)
+            for args in arguments {
+                let run = try f.fwd(arguments: args)
+                #expect(!run.ok, "fwd \(args) should fail")
+                #expect(FileSystem.read(f.configPath) == base)
+            }
+            #expect(!FileManager.default.fileExists(atPath: marker), "a smuggled command ran")
+            #expect(!FileManager.default.fileExists(atPath: f.stateDir + "/ssh_config.fwd"))
+            // `fwd check` opens the state database before it reads the config, so an empty one may exist; nothing else.
+            let state = Set((try? FileManager.default.contentsOfDirectory(atPath: f.stateDir)) ?? [])
+            #expect(state.isSubset(of: ["fwd.db", "fwd.db.lock", "fwd.db-wal", "fwd.db-shm"]), "\(state)")
+            if state.contains("fwd.db") { #expect(try Store(path: f.paths.database).tunnels().isEmpty) }
+            #expect(!FileManager.default.fileExists(atPath: f.userSSHConfig))
+            #expect(f.supervisorProcesses().isEmpty)
+            #expect(f.sshProcesses().isEmpty)
+        }
+    }
+
     @Test func brokenConfigIsReportedWithLocationAndNothingIsWritten() async throws {
         try await FwdFixture.with { f in
             try f.write(config: base + "\n[tunnels.bad]\nhost = \"office\"\nlcoal = \"1:a:1\"\n")

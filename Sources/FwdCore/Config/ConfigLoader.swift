@@ -22,12 +22,17 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String, path: String) throws(ConfigError) -> FwdConfig {
+        // toml++ (inside TOMLKit) trips an assertion on some malformed input — an abort in a debug build, undefined
+        // behaviour where NDEBUG turns it into an assumption. `syntaxHazard` reports those inputs first.
+        if let bad = syntaxHazard(in: text) {
+            throw .invalid([Diagnostic(file: path, line: bad.line, column: bad.column, message: "TOML syntax error: \(bad.message)")])
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
             throw .invalid([Diagnostic(file: path, line: error.source.begin.line, column: error.source.begin.column,
-                                       message: "TOML syntax error: \(error.description)")])
+                                       message: "TOML syntax error: \(Validation.printable(error.description))")])
         } catch {
             throw .invalid([Diagnostic(file: path, line: 1, column: 1, message: "TOML syntax error: \(error)")])
         }
@@ -37,6 +42,121 @@ public enum ConfigLoader {
             throw .invalid(reader.diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
         }
         return config
+    }
+
+    /// Where toml++ would trip an assertion, or the first control character TOML forbids (only tab and line breaks
+    /// are allowed); line and column count Unicode scalars from 1. The assertions found so far by fuzzing: a table
+    /// header that does not start with a name (`[=]`, `[#]`, `[é]`, `[` at the end of a line), a '}' where an
+    /// array expects a value (`[}]`, `[1, }]`) and malformed date-times (`1979-05-27 1`). The scan follows
+    /// strings, comments and brackets only as far as it must to tell a table header from an array, and a value
+    /// from a key.
+    static func syntaxHazard(in text: String) -> (line: Int, column: Int, message: String)? {
+        let s = Array(text.unicodeScalars)
+        var line = 1, column = 1
+        for (i, c) in s.enumerated() {
+            let v = c.value
+            if c == "\n" {
+                line += 1
+                column = 1
+                continue
+            }
+            let crlf = c == "\r" && i + 1 < s.count && s[i + 1] == "\n"
+            if (v < 0x20 && c != "\t" && !crlf) || v == 0x7F {
+                return (line, column, "control character U+\(String(format: "%04X", v)) is not allowed (only tab and line breaks are); remove it")
+            }
+            column += 1
+        }
+
+        line = 1
+        column = 1
+        var i = 0
+        func at(_ k: Int) -> Unicode.Scalar? { k < s.count ? s[k] : nil }
+        func advance(_ n: Int = 1) {
+            for _ in 0..<n where i < s.count {
+                if s[i] == "\n" { line += 1; column = 1 } else { column += 1 }
+                i += 1
+            }
+        }
+        func skipBlanks() { while at(i) == " " || at(i) == "\t" { advance() } }
+        func startsName(_ c: Unicode.Scalar?) -> Bool {
+            guard let c else { return false }
+            return ("0"..."9").contains(c) || ("A"..."Z").contains(c) || ("a"..."z").contains(c) || ["_", "-", "\"", "'"].contains(c)
+        }
+        func dateOrTime(at k: Int) -> String? {
+            func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { at($0).map { ("0"..."9").contains($0) } ?? false } }
+            if digits(k..<(k + 4)) && at(k + 4) == "-" { return "date" }
+            if digits(k..<(k + 2)) && at(k + 2) == ":" { return "time" }
+            return nil
+        }
+        var arrays: [Bool] = [] // open '[' (true) and '{' (false) inside a value
+        var lineStart = true
+        var expectValue = false // where a value starts: after '=', or in an array after '[' or ','
+        while let c = at(i) {
+            switch c {
+            case "\n":
+                lineStart = arrays.isEmpty
+                advance()
+            case " ", "\t", "\r":
+                advance()
+            case "#":
+                while let d = at(i), d != "\n" { advance() }
+            case "\"", "'":
+                lineStart = false
+                expectValue = false
+                let triple = at(i + 1) == c && at(i + 2) == c
+                advance(triple ? 3 : 1)
+                while let d = at(i) {
+                    if d == "\\" && c == "\"" { advance(2); continue }
+                    if d == "\n" && !triple { break }
+                    if d == c && (!triple || (at(i + 1) == c && at(i + 2) == c)) {
+                        advance(triple ? 3 : 1)
+                        break
+                    }
+                    advance()
+                }
+            case "[" where arrays.isEmpty && lineStart:
+                // A table header: '[' or '[[', blanks, then a name or ']' (which toml++ reports itself).
+                lineStart = false
+                advance()
+                let spaced = at(i) == " " || at(i) == "\t"
+                skipBlanks()
+                if at(i) == "[" {
+                    if spaced { continue }
+                    advance()
+                    skipBlanks()
+                }
+                if !(startsName(at(i)) || at(i) == "]" || at(i) == nil) {
+                    return (line, column, "a table header must start with a name (letters, digits, '_', '-') or a quoted name, like [tunnels.wiki]")
+                }
+            case "[", "{":
+                lineStart = false
+                arrays.append(c == "[")
+                expectValue = c == "["
+                advance()
+            case "}" where expectValue && arrays.last == true:
+                return (line, column, "expected a value or ']' in the array, saw '}'")
+            case "]", "}":
+                if !arrays.isEmpty { arrays.removeLast() }
+                expectValue = false
+                advance()
+            case ",":
+                expectValue = arrays.last == true
+                advance()
+            case "=":
+                lineStart = false
+                expectValue = true
+                advance()
+            default:
+                // fwd.toml has no date or time values, and toml++ trips on some malformed ones (`1979-05-27 1`).
+                if expectValue, let kind = dateOrTime(at: i) {
+                    return (line, column, "\(kind) values are not used in fwd.toml; if this is text, put it in quotes")
+                }
+                lineStart = false
+                expectValue = false
+                advance()
+            }
+        }
+        return nil
     }
 
     private struct Reader {

@@ -69,7 +69,7 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
                                   advice: row.advice)
             }
         }
-        let last = lines.last.map { String($0.trimmingCharacters(in: .whitespaces).prefix(300)) }
+        let last = lines.map { String($0.trimmingCharacters(in: .whitespaces).prefix(300)) }.last { !$0.isEmpty }
         return SSHFailure(failureClass: .retry, evidence: last ?? "ssh exited with status \(status)",
                           advice: "fwd retries with backoff; `fwd logs` shows ssh's messages")
     }

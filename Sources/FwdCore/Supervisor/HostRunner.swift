@@ -307,22 +307,32 @@ actor HostRunner {
 
     /// Waits out the backoff, but reconnects as soon as the SSH port accepts again after having been seen
     /// closed: a restarted server is back in use within a poll interval instead of a whole backoff step.
+    /// While the port does not accept, no ssh is started even once the backoff is over (for up to `cap` more
+    /// seconds): one started into a dead path sits in SYN retries until ConnectTimeout and misses the path's return.
     private func scheduleReconnect(canProbeServer: Bool) {
         connectPending = true
         let delay = backoff.next()
+        let patience = backoff.cap
         let g = generation
         let target = canProbeServer ? serverAddress() : nil
         let outage = Date().timeIntervalSince(outageStart ?? Date())
         Task { [weak self] in
             let deadline = Date().addingTimeInterval(delay)
-            if let target {
+            // Resolved once, as ssh would: a HostName is usually a name, and the poll must not ask DNS every 20 ms.
+            // The port counts as open when any of the name's addresses accepts (ssh may use either family).
+            let addresses = await offPool { target.map { HostRunner.numericAddresses($0.host) } ?? [] }
+            if let target, !addresses.isEmpty {
                 // Poll fast while an outage is young (a restarting server), then ease off so a host that is
                 // gone for hours does not get fifty connection attempts a second.
                 let interval = outage < 10 ? 20 : outage < 60 ? 250 : 1000
                 var sawDown = false
-                while Date() < deadline {
-                    let open = await offPool { LocalPort.isAccepting(host: target.host, port: target.port, timeout: 0.2) }
-                    if open && sawDown { break }
+                while true {
+                    let open = await offPool {
+                        addresses.contains { LocalPort.isAccepting(host: $0, port: target.port, timeout: 0.2) }
+                    }
+                    if open && (sawDown || Date() >= deadline) { break }
+                    if !open && Date() >= deadline.addingTimeInterval(patience) { break }
+                    guard let self, await self.generation == g else { return }
                     sawDown = sawDown || !open
                     try? await Task.sleep(for: .milliseconds(open ? max(50, interval) : interval))
                 }
@@ -331,6 +341,26 @@ actor HostRunner {
             }
             self?.send(.connect(g))
         }
+    }
+
+    /// Every address `host` resolves to, as numeric strings in getaddrinfo's order; empty when it does not resolve.
+    nonisolated static func numericAddresses(_ host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_socktype = SOCK_STREAM_VALUE
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(first) }
+        var result: [String] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &name, socklen_t(name.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let address = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if !result.contains(address) { result.append(address) }
+            }
+            entry = current.pointee.ai_next
+        }
+        return result
     }
 
     /// The SSH server's address when fwd can reach it directly (no ProxyJump/ProxyCommand in the way).

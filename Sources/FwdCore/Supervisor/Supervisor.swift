@@ -9,6 +9,8 @@ public actor Supervisor {
     private var runners: [String: HostRunner] = [:]
     private var fragmentInputs: String?
     private var resolvedHosts: [String: ResolvedHost] = [:]
+    /// The last reconcile handed to `serially`; each new one waits for it.
+    private var lastReconcile: Task<Void, Never>?
 
     public init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
@@ -30,6 +32,19 @@ public actor Supervisor {
             unlink(record.socket)
             try? store.removeMaster(host: record.host)
         }
+    }
+
+    /// Runs `body` once every earlier call's body has finished, in call order. A reconcile reads the desired state
+    /// and then applies it across awaits (ssh -G, the runners), so two running at once could apply an older read
+    /// after a newer one, and would write fwd's ssh_config files at the same time.
+    public func serially<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
+        let previous = lastReconcile
+        let task = Task {
+            await previous?.value
+            return await body()
+        }
+        lastReconcile = Task { _ = await task.value }
+        return await task.value
     }
 
     /// Applies `wanted` (tunnels that should be up). `retry` names tunnels the user just asked for: they get

@@ -43,12 +43,14 @@ public final class SupervisorService: Sendable {
             case .ping:
                 return ControlReply(ok: true)
             case .reconcile:
-                do {
-                    try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
-                                             configPath: request.config ?? paths.config, retry: Set(request.names ?? []))
-                    return ControlReply(ok: true)
-                } catch {
-                    return ControlReply(ok: false, error: "\(error)")
+                return await supervisor.serially {
+                    do {
+                        try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
+                                                 configPath: request.config ?? paths.config, retry: Set(request.names ?? []))
+                        return ControlReply(ok: true)
+                    } catch {
+                        return ControlReply(ok: false, error: "\(error)")
+                    }
                 }
             case .check:
                 await supervisor.check(request.names.map(Set.init))
@@ -68,10 +70,16 @@ public final class SupervisorService: Sendable {
             sources.append(source)
         }
 
-        do {
-            try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config,
-                                     retry: [])
-        } catch {
+        // The control socket already serves: this first reconcile queues with the requests it may race.
+        let startError: (any Error)? = await supervisor.serially {
+            do {
+                try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config, retry: [])
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let error = startError {
             try? store.log("error", tunnel: nil, host: nil, message: "\(error)")
             if case .foreground = mode {
                 server.stop()

@@ -1,0 +1,160 @@
+import Foundation
+@testable import FwdCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Processes die without cleaning up: the ssh master, the supervisor, both. Afterwards there is exactly one
+/// master per host, every ssh belongs to the running supervisor, and the tunnels work.
+@Suite(.serialized, .enabled(if: isRoot, "needs root for network namespaces"))
+struct CrashTests {
+    func twoTunnels(_ f: FaultFixture) throws {
+        try f.write(config: f.webTunnel("wiki", port: 18080) + """
+        [tunnels.greeter]
+        host = "lab"
+        local = "12525:\(Topology.serviceName):\(FaultFixture.bannerPort)"
+        probe = "banner"
+
+        """)
+        let up = try f.fwd("up", "wiki", "greeter")
+        try #require(up.ok, "\(up.stderr)\n\(f.eventLog())")
+    }
+
+    /// One master, owned by the one supervisor, and the page loads.
+    func expectHealthy(_ f: FaultFixture, _ context: String) {
+        #expect(f.supervisorProcesses().count == 1, "\(context): supervisors \(f.supervisorProcesses())")
+        #expect(f.masters().count == 1, "\(context): masters \(f.masters())")
+        #expect(f.sshProcesses() == f.masters(), "\(context): ssh besides the master: \(f.sshProcesses())")
+        #expect(f.orphanedSSH().isEmpty, "\(context): orphaned ssh \(f.orphanedSSH())")
+        #expect(f.fetch(port: 18080)?.body == f.pageBody, "\(context): the page does not load")
+        #expect(f.state("wiki") == .up && f.state("greeter") == .up, "\(context): \(f.state("wiki").debugDescription) \(f.state("greeter").debugDescription)")
+    }
+
+    @Test func sigkilledMasterIsReplacedByExactlyOne() async throws {
+        try await FaultFixture.with { f in
+            try twoTunnels(f)
+            var figures: [Double] = []
+            for _ in 1...3 {
+                let old = try #require(f.masters().first)
+                kill(old, SIGKILL)
+                let killed = Date()
+                let back = f.waitUntil(timeout: 20) {
+                    let m = f.masters()
+                    return m.count == 1 && m[0] != old && f.state("wiki") == .up && f.state("greeter") == .up
+                }
+                let page = f.waitForPage(port: 18080, timeout: 10).map { _ in Date().timeIntervalSince(killed) }
+                figures.append(try #require(back ?? page, "no new master after SIGKILL"))
+                #expect(!ProcessTable.isAlive(old) || NamespacedSSHD.isZombie(old))
+                expectHealthy(f, "after SIGKILL of master \(old)")
+            }
+            print("fwd fault: master SIGKILL — tunnels up again after \(figures.map { String(format: "%.3f", $0) }.joined(separator: ", ")) s; one master, no orphans")
+            #expect(f.status("wiki")?.restarts == 3)
+        }
+    }
+
+    @Test func sigkilledSupervisorIsReplacedAndItsMasterReaped() async throws {
+        try await FaultFixture.with { f in
+            try twoTunnels(f)
+            for round in 1...2 {
+                let daemon = try #require(f.supervisorProcesses().first)
+                let master = try #require(f.masters().first)
+                kill(daemon, SIGKILL)
+                #expect(f.waitUntil(timeout: 5) { f.supervisorProcesses().isEmpty } != nil)
+                // ssh outlives its SIGKILLed parent (nothing can prevent that); the next supervisor must reap it.
+                #expect(f.masters() == [master], "round \(round): the master should outlive the supervisor")
+                let started = Date()
+                let up = try f.fwd("up", "wiki", "greeter")
+                #expect(up.ok, "\(up.stderr)")
+                print("fwd fault: supervisor SIGKILL (round \(round)) — `fwd up` brought both tunnels back in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
+                #expect(!ProcessTable.isAlive(master), "round \(round): the old master \(master) was not reaped")
+                expectHealthy(f, "after SIGKILL of supervisor \(daemon)")
+            }
+            #expect(f.events(kind: "master").contains { $0.message.contains("left by a previous supervisor") })
+        }
+    }
+
+    /// Both die at once: the master's socket file stays behind, next to its record in the store.
+    @Test func supervisorAndMasterKilledTogetherLeaveNothingBehind() async throws {
+        try await FaultFixture.with { f in
+            try twoTunnels(f)
+            let socket = try #require(try f.store().masters().first?.socket)
+            let daemon = try #require(f.supervisorProcesses().first)
+            let master = try #require(f.masters().first)
+            kill(daemon, SIGKILL)
+            kill(master, SIGKILL)
+            #expect(f.waitUntil(timeout: 5) { f.supervisorProcesses().isEmpty && f.masters().isEmpty } != nil)
+            #expect(FileSystem.exists(socket), "a SIGKILLed master leaves its socket file")
+            let up = try f.fwd("up", "wiki", "greeter")
+            #expect(up.ok, "\(up.stderr)\n\(f.eventLog())")
+            expectHealthy(f, "after SIGKILL of both")
+            let check = try run(f.topology.exec(f.topology.c, ["ssh", "-F", "none", "-S", socket, "-O", "check", "x"]))
+            #expect(check.contains("Master running (pid=\(f.masters().first ?? -1))"), "\(check)")
+        }
+    }
+
+    /// A stale ControlPath socket the store knows nothing about (e.g. the state directory was wiped): fwd
+    /// removes it instead of running a master without multiplexing beside it.
+    @Test func staleControlSocketAtStartIsReplaced() async throws {
+        try await FaultFixture.with { f in
+            try twoTunnels(f)
+            let socket = try #require(try f.store().masters().first?.socket)
+            #expect(try f.fwd("down", "--all").ok)
+            #expect(try f.fwd("daemon", "--stop").ok)
+            #expect(f.waitUntil(timeout: 10) { f.supervisorProcesses().isEmpty && f.sshProcesses().isEmpty } != nil)
+            #expect(try f.store().masters().isEmpty)
+            try makeDeadSocket(at: socket)
+            #expect(FileSystem.exists(socket))
+
+            let up = try f.fwd("up", "wiki", "greeter")
+            #expect(up.ok, "\(up.stderr)\n\(f.eventLog())")
+            expectHealthy(f, "with a stale socket at start")
+            let check = try run(f.topology.exec(f.topology.c, ["ssh", "-F", "none", "-S", socket, "-O", "check", "x"]))
+            #expect(check.contains("Master running (pid=\(f.masters().first ?? -1))"), "multiplexing must work: \(check)")
+            let log = FileSystem.read(f.stateDir + "/logs/lab.log") ?? ""
+            #expect(!log.contains("already exists, disabling multiplexing"), "\(log)")
+        }
+    }
+
+    /// A UNIX socket file nobody listens on: what a SIGKILLed master leaves.
+    func makeDeadSocket(at path: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw CommandFailed(description: "bind \(path): \(String(cString: strerror(errno)))") }
+    }
+}
+
+/// Known bug, kept visible: two fwd hosts that reach the same server as the same user (two aliases of one
+/// machine) get the same `%C` ControlPath. The supervisor runs one HostRunner per host name, so both start a
+/// master on one socket: the second runs "disabling multiplexing" beside the first, its forwards land on the
+/// first master, and once it exits its tunnels stay `starting` ("an ssh master fwd did not start already serves
+/// …") although they work. Fixing it means keying runners by ControlPath (or putting the host name into the
+/// path for the master and the fragment alike), which is more than a minimal change; see README-issue5.md.
+@Suite(.serialized, .enabled(if: isRoot, "needs root for network namespaces"))
+struct SharedControlPathTests {
+    @Test func twoAliasesOfOneServerGetOneMasterEach() async throws {
+        try await FaultFixture.with { f in
+            try f.write(userSSHConfig: f.hostBlock("lab") + f.hostBlock("lab2"))
+            try f.write(config: f.webTunnel("a", port: 18081, host: "lab") + f.webTunnel("b", port: 18082, host: "lab2"))
+            let up = try f.fwd("up", "a", "b", "--timeout", "15")
+            let down = try f.fwd("down", "b")
+            try await Task.sleep(for: .seconds(3))
+            let masterLogs = (FileSystem.read(f.stateDir + "/logs/lab.log") ?? "") + (FileSystem.read(f.stateDir + "/logs/lab2.log") ?? "")
+            print("fwd fault: two aliases of one server — masters \(f.masters().count), a is `\(f.state("a")?.rawValue ?? "?")` (\(f.status("a")?.lastError ?? "")), page through a \(f.fetch(port: 18081) == nil ? "fails" : "loads")")
+            withKnownIssue("two fwd hosts with one %C ControlPath share (and fight over) one socket", isIntermittent: true) {
+                #expect(up.ok && down.ok, "\(up.stderr)\(down.stderr)")
+                #expect(!masterLogs.contains("disabling multiplexing"))
+                #expect(f.state("a") == .up)
+                #expect(f.fetch(port: 18081)?.body == f.pageBody, "taking b down must not break a")
+            }
+        }
+    }
+}
