@@ -50,13 +50,14 @@ public enum FileSystem {
     /// `path`: a crash leaves the old file or the new one, never a torn one.
     public static func writeAtomically(_ contents: String, to path: String, mode: mode_t = 0o600) throws(FileSystemError) {
         let dir = (path as NSString).deletingLastPathComponent
-        let temp = "\(dir)/.\((path as NSString).lastPathComponent).\(getpid()).tmp"
+        // Unique per write, not just per process: two writes of one file at once must not share a temporary.
+        let temp = "\(dir)/.\((path as NSString).lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .failed(path: temp, action: "create", errno: errno) }
-        var bytes = Array(contents.utf8)
+        let bytes = Array(contents.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
                 let code = errno
@@ -79,7 +80,6 @@ public enum FileSystem {
             unlink(temp)
             throw .failed(path: path, action: "replace", errno: code)
         }
-        bytes.removeAll()
     }
 
     public static func exists(_ path: String) -> Bool {

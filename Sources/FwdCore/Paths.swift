@@ -45,7 +45,17 @@ public struct FwdPaths: Sendable, Equatable {
             ?? (nonEmpty(env["XDG_STATE_HOME"]).map { $0 + "/fwd" } ?? home + "/.local/state/fwd")
         let userSSH = nonEmpty(env["FWD_SSH_CONFIG"]) ?? passwdHome() + "/.ssh/config"
         return FwdPaths(config: absolute(config), stateDirectory: absolute(state), userSSHConfig: absolute(userSSH),
-                        ssh: nonEmpty(env["FWD_SSH"]) ?? "ssh")
+                        ssh: nonEmpty(env["FWD_SSH"]) ?? which("ssh", path: env["PATH"]) ?? "ssh")
+    }
+
+    /// The absolute path of `name` on PATH, looked up once: given a bare name, every spawn would try each PATH
+    /// directory in turn (one failed exec per directory before ssh's), on every `-O forward` and probe.
+    static func which(_ name: String, path: String?) -> String? {
+        for dir in (path ?? "/usr/bin:/bin").split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
     }
 
     /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
