@@ -18,6 +18,20 @@ enum Completions {
         return unused(names(groups: true), words: words, index: index)
     }
 
+    /// For `fwd down`: the tunnels (and groups with a member) that are not down, when the state database says
+    /// so; otherwise every name. The database is only peeked at, read-only, never created or waited on.
+    static let tunnelsToTakeDown = CompletionKind.custom { words, index, _ in
+        silenceErrors()
+        let paths = FwdPaths.fromEnvironment()
+        guard let config = try? ConfigLoader.load(path: paths.config) else { return [] }
+        let all = config.tunnels.map(\.name) + config.groups.map(\.name)
+        guard let states = Store.peekStates(path: paths.database) else { return unused(all, words: words, index: index) }
+        let running = Set(states.filter { $0.value != .down }.keys)
+        let preferred = config.tunnels.map(\.name).filter(running.contains)
+            + config.groups.filter { !running.isDisjoint(with: $0.members) }.map(\.name)
+        return unused(preferred.isEmpty ? all : preferred, words: words, index: index)
+    }
+
     /// Preset names for `--template`.
     static let presets = CompletionKind.custom { _, _, _ in
         silenceErrors()

@@ -47,7 +47,7 @@ struct DownCommand: AsyncParsableCommand {
         discussion: "Forwards are cancelled on the live master; a host's master exits with its last tunnel. Example: fwd down --all"
     )
 
-    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
+    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsToTakeDown)
     var names: [String] = []
 
     @Flag(help: "Take every tunnel down.")

@@ -114,3 +114,35 @@ import Testing
         }
     }
 }
+
+/// `fwd down <TAB>` offers what is up first, read from the state database without waiting or writing.
+@Suite(.serialized) struct DownCompletionTests {
+    @Test func downPrefersTunnelsThatAreUp() async throws {
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            try f.write(config: """
+            [tunnels.wiki]
+            host = "lab"
+            local = "\(try LocalPort.free()):127.0.0.1:\(f.web.port)"
+
+            [tunnels.db]
+            host = "lab"
+            local = "\(try LocalPort.free()):127.0.0.1:\(f.web.port)"
+
+            [groups]
+            work = ["wiki"]
+            other = ["db"]
+            """)
+            func candidates() throws -> [Substring] {
+                try f.fwd("---completion", "down", "--", "positional@0", "2", "0", "fwd", "down", "").stdout.split(separator: "\n")
+            }
+            // Nothing has run yet: no database, every name.
+            #expect(try candidates() == ["wiki", "db", "work", "other"])
+            #expect(!FileManager.default.fileExists(atPath: f.stateDir))
+            #expect(try f.fwd("up", "wiki").ok)
+            #expect(try candidates() == ["wiki", "work"])
+            #expect(try f.fwd("down", "wiki").ok)
+            #expect(try candidates() == ["wiki", "db", "work", "other"])
+        }
+    }
+}

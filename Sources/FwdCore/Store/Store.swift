@@ -161,6 +161,24 @@ public final class Store: Sendable {
         self.init(database: pool, now: now)
     }
 
+    /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything
+    /// and without waiting on a writer. nil when there is no database yet or it cannot be read at once.
+    public static func peekStates(path: String) -> [String: TunnelState]? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .immediateError
+        guard let queue = try? DatabaseQueue(path: path, configuration: configuration),
+              let rows = try? queue.read({ try Row.fetchAll($0, sql: "SELECT name, state FROM tunnel") }) else { return nil }
+        var states: [String: TunnelState] = [:]
+        for row in rows {
+            if let name: String = row["name"], let raw: String = row["state"], let state = TunnelState(rawValue: raw) {
+                states[name] = state
+            }
+        }
+        return states
+    }
+
     /// A private in-memory database, for tests.
     public static func inMemory(now: @escaping @Sendable () -> Date = { Date() }) throws -> Store {
         let queue = try DatabaseQueue()
