@@ -406,8 +406,11 @@ actor HostRunner {
             let failure = SSHFailure.classify(stderr: r.stderr, status: r.status)
             switch failure.failureClass {
             case .localConflict:
-                let port = f.listenPort.map { "local port \($0)" } ?? "the local socket"
-                let holder = f.listenPort.flatMap(ProcessTable.holder(ofPort:)).map { " (held by \($0))" } ?? ""
+                // Read once into a local: Swift 6.3.1's release optimizer crashes ("Found ownership error") on
+                // the two reads of `f.listenPort` this used to make.
+                let listenPort = f.listenPort
+                let port = listenPort.map { "local port \($0)" } ?? "the local socket"
+                let holder = listenPort.flatMap(ProcessTable.holder(ofPort:)).map { " (held by \($0))" } ?? ""
                 let message = "\(port) is already in use\(holder): stop that program or change the port in \(t.name)'s \(f.kind.rawValue) forward"
                 tunnelFailures[t.name] = message
                 await cancelForwards(t.name)
