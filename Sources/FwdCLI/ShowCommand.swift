@@ -25,7 +25,7 @@ struct ShowCommand: AsyncParsableCommand {
         let destination = Destination(tunnel.host)
         try await SSHConfigFiles.write(config, paths: paths)
         let resolved = try await SSHResolver.resolve(destination, paths: paths)
-        let socket = resolved.controlPath ?? "\(paths.controlDirectory)/%C"
+        let socket = paths.controlSocket(for: tunnel.host)
         let liveness = SSHCommand.Liveness(config.hostEntry(for: tunnel))
         var commands: [(String, SSHCommand)] = [
             ("master", .master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination, socket: socket, liveness: liveness)),

@@ -368,9 +368,9 @@ struct SessionCommand: AsyncParsableCommand {
         let config = try context.loadConfig()
         try await SSHConfigFiles.write(config, paths: context.paths)
         let destination = Destination(host)
-        let socket = try? await SSHResolver.resolve(destination, paths: context.paths).controlPath
+        let socket = context.paths.controlSocket(for: host)
         let command = SSHCommand.session(ssh: context.paths.ssh, config: context.paths.rootSSHConfig,
-                                         socket: socket.flatMap { FileSystem.exists($0) ? $0 : nil },
+                                         socket: FileSystem.exists(socket) ? socket : nil,
                                          destination: destination, extra: arguments)
         let argv = command.argv.map { strdup($0) } + [nil]
         execvp(command.executable, argv)

@@ -169,15 +169,15 @@ public struct Doctor: Sendable {
         return []
     }
 
-    /// The master binds `PATH.` plus 16 random characters and `%C` is 40 characters: 58 bytes beyond the
-    /// directory, within the 90 a socket address holds on Linux (DESIGN.md).
+    /// The master binds `PATH.` plus 16 random characters and a socket name is at most 40 characters: 58 bytes
+    /// beyond the directory, within the 90 a socket address holds on Linux (DESIGN.md).
     func controlPathLength() -> DoctorFinding {
-        let length = paths.controlDirectory.utf8.count + 58
+        let length = paths.controlDirectory.utf8.count + 1 + FwdPaths.socketNameLimit + 17
         guard length <= 90 else {
-            return DoctorFinding("control-path", .problem, "ControlPath \(paths.controlDirectory)/%C needs \(length) bytes; a socket path holds at most 90",
+            return DoctorFinding("control-path", .problem, "ControlPaths in \(paths.controlDirectory) need up to \(length) bytes; a socket path holds at most 90",
                                  fix: "run fwd with a shorter temporary directory (the sockets live in /tmp)")
         }
-        return DoctorFinding("control-path", .ok, "ControlPath \(paths.controlDirectory)/%C fits (\(length) of 90 bytes)")
+        return DoctorFinding("control-path", .ok, "ControlPaths in \(paths.controlDirectory) fit (at most \(length) of 90 bytes)")
     }
 
     /// A socket no master answers is left by a master that was killed; ssh then refuses to bind there and

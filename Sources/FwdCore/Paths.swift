@@ -59,13 +59,39 @@ public struct FwdPaths: Sendable, Equatable {
     }
 
     /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
-    /// characters: at most 90 bytes on Linux, about 86 on macOS (DESIGN.md). `%C` expands to 40 hex digits,
-    /// so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86. The hash of the state
-    /// directory keeps separate fwd instances (tests, other state dirs) apart.
+    /// characters: at most 90 bytes on Linux, about 86 on macOS (DESIGN.md). A socket name is at most 40
+    /// bytes (`controlSocket`), so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86.
+    /// The hash of the state directory keeps separate fwd instances (tests, other state dirs) apart.
     public static func controlDirectory(forState state: String) -> String {
+        "/tmp/fwd-\(geteuid())-\(String(fnv1a32(state), radix: 16))"
+    }
+
+    /// The longest socket name `controlSocket` returns.
+    public static let socketNameLimit = 40
+
+    /// The ControlMaster socket for `host` as written in fwd.toml (a `[hosts]` name, an ssh alias or
+    /// user@host[:port]): the name itself when it is short and plain, else `@` and a hash of it. fwd names the
+    /// socket itself rather than use `%C`, so the master starts without first asking `ssh -G` where its socket
+    /// goes, and two aliases of one server (same `%C`) get a master each, each with its own settings. The Host
+    /// blocks fwd generates carry the same path, so `ssh HOST` and `ssh TUNNEL` ride that master.
+    public func controlSocket(for host: String) -> String {
+        let plain = host.utf8.count <= Self.socketNameLimit && !host.hasPrefix(".")
+            && host.utf8.allSatisfy { $0 < 0x80 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")) }
+        if plain { return "\(controlDirectory)/\(host)" }
+        let hash = String(Self.fnv1a64(host), radix: 16)
+        return "\(controlDirectory)/@\(String(repeating: "0", count: 16 - hash.count))\(hash)"
+    }
+
+    static func fnv1a32(_ text: String) -> UInt32 {
         var hash: UInt32 = 2166136261
-        for byte in state.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
-        return "/tmp/fwd-\(geteuid())-\(String(hash, radix: 16))"
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
+        return hash
+    }
+
+    static func fnv1a64(_ text: String) -> UInt64 {
+        var hash: UInt64 = 14695981039346656037
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        return hash
     }
 
     public static func passwdHome() -> String {

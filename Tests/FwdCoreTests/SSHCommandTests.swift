@@ -48,19 +48,34 @@ import Testing
     }
 
     @Test func resolve() {
-        #expect(SSHCommand.resolve(ssh: "/usr/bin/ssh", config: "/s/ssh_config", destination: Destination("bob@h:22"),
-                                   controlDirectory: "/tmp/fwd-0-abc").argv == [
-            "/usr/bin/ssh", "-F", "/s/ssh_config", "-G", "-T", "-o", "ControlPath=/tmp/fwd-0-abc/%C",
-            "-o", "Port=22", "--", "bob@h",
+        #expect(SSHCommand.resolve(ssh: "/usr/bin/ssh", config: "/s/ssh_config", destination: Destination("bob@h:22")).argv == [
+            "/usr/bin/ssh", "-F", "/s/ssh_config", "-G", "-T", "-o", "Port=22", "--", "bob@h",
         ])
     }
 
     @Test func controlPathFitsTheSocketLimit() {
-        // The master binds PATH + "." + 16 random characters; %C is 40 hex digits. Linux allows 90 bytes
-        // (the longest state dir hashes to the same short directory), macOS about 86.
-        let dir = FwdPaths.controlDirectory(forState: "/home/someone-with-a-long-name/.local/state/fwd/" + String(repeating: "x", count: 200))
-        #expect(dir.utf8.count + 1 + 40 + 17 <= 86)
+        // The master binds PATH + "." + 16 random characters. Linux allows 90 bytes (the longest state dir
+        // hashes to the same short directory), macOS about 86.
+        let state = "/home/someone-with-a-long-name/.local/state/fwd/" + String(repeating: "x", count: 200)
+        let paths = FwdPaths(config: "/c", stateDirectory: state, userSSHConfig: "/u")
+        for host in ["lab", "bob@very-long-host-name.example.com:2222", String(repeating: "h", count: 200), "a%C", "ünï", ".hidden"] {
+            let socket = paths.controlSocket(for: host)
+            #expect(socket.hasPrefix(paths.controlDirectory + "/"))
+            #expect(socket.utf8.count + 17 <= 86, "\(socket)")
+        }
         #expect(FwdPaths.controlDirectory(forState: "/a") != FwdPaths.controlDirectory(forState: "/b"))
+    }
+
+    @Test func socketNamesAreReadableWhenPlainAndDistinctPerHost() {
+        let paths = FwdPaths(config: "/c", stateDirectory: "/s", userSSHConfig: "/u")
+        #expect(paths.controlSocket(for: "office-1.lan") == paths.controlDirectory + "/office-1.lan")
+        // Anything ssh_config would expand (%, ~) or that could escape the directory is hashed.
+        for host in ["bob@h:22", "a%C", "~x", "..", "a/b"] {
+            let name = String(paths.controlSocket(for: host).dropFirst(paths.controlDirectory.count + 1))
+            #expect(name.hasPrefix("@") && name.count == 17, "\(host) → \(name)")
+        }
+        let hosts = ["lab", "lab2", "bob@h", "bob@h:22", "Lab"]
+        #expect(Set(hosts.map(paths.controlSocket(for:))).count == hosts.count)
     }
 
     @Test func displayQuotesForTheShell() {

@@ -31,7 +31,7 @@ import Testing
             ForwardAgent yes
             Compression yes
             ControlMaster auto
-            ControlPath /tmp/fwd-0-1/%C
+            ControlPath /tmp/fwd-0-1/office
 
 
         """)
@@ -59,7 +59,7 @@ import Testing
             ProxyJump bastion
             ForwardAgent yes
             ControlMaster auto
-            ControlPath /tmp/fwd-0-1/%C
+            ControlPath /tmp/fwd-0-1/office
             ExitOnForwardFailure yes
             LocalForward 127.0.0.1:8080 wiki.lan:80
 

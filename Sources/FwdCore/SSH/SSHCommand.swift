@@ -86,11 +86,9 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         ])
     }
 
-    /// Asks ssh how it would connect to `destination` with fwd's config, including the expanded ControlPath.
-    public static func resolve(ssh: String = "ssh", config: String, destination: Destination, controlDirectory: String) -> SSHCommand {
-        SSHCommand(executable: ssh, arguments: [
-            "-F", config, "-G", "-T", "-o", "ControlPath=\(controlDirectory)/%C",
-        ] + destination.arguments)
+    /// Asks ssh how it would connect to `destination` with fwd's config.
+    public static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)
     }
 
     /// An interactive or command session that rides the host's master (`fwd ssh HOST -- ARGS`).

@@ -32,7 +32,7 @@ public enum SSHConfigFiles {
             if h.forwardX11 { out += "    ForwardX11 yes\n" }
             for option in h.options { out += "    \(option.name) \(option.value)\n" }
             out += "    ControlMaster auto\n"
-            out += "    ControlPath \(paths.controlDirectory)/%C\n\n"
+            out += "    ControlPath \(paths.controlSocket(for: name))\n\n"
         }
         return out
     }
@@ -52,7 +52,7 @@ public enum SSHConfigFiles {
                 }
             }
             out += "    ControlMaster auto\n"
-            out += "    ControlPath \(paths.controlDirectory)/%C\n"
+            out += "    ControlPath \(paths.controlSocket(for: tunnel.host))\n"
             out += "    ExitOnForwardFailure yes\n"
             for forward in tunnel.forwards { out += "    \(forward.configLine)\n" }
             out += "\n"
@@ -85,16 +85,28 @@ public enum SSHConfigFiles {
     /// `ssh -G` for each tunnel's host, which itself reads the root config, so host blocks are written first.
     @discardableResult
     public static func write(_ config: FwdConfig, paths: FwdPaths) async throws -> String {
-        try await writeResolving(config, paths: paths).text
+        try writeFiles(config, paths: paths)
+        let (resolved, baseline) = try await resolveTunnelHosts(config, paths: paths)
+        return try writeFiles(config, paths: paths, resolved: resolved, baseline: baseline)
     }
 
-    /// `write`, also returning what `ssh -G` said for each tunnel host, so the supervisor need not ask again.
-    public static func writeResolving(_ config: FwdConfig, paths: FwdPaths) async throws -> (text: String, resolved: [String: ResolvedHost]) {
+    /// Writes the root config and the fragment from what is known now (`resolved` may be empty or from an
+    /// earlier config: tunnel blocks then lack the copied settings until the next write). Needs no ssh run.
+    @discardableResult
+    public static func writeFiles(_ config: FwdConfig, paths: FwdPaths, resolved: [String: ResolvedHost] = [:],
+                                  baseline: ResolvedHost = ResolvedHost(lines: [])) throws -> String {
         try FileSystem.makePrivateDirectory(paths.stateDirectory)
         // ssh does not create the ControlPath's directory; /tmp is emptied at boot, so every write recreates it.
         try FileSystem.makeOwnedDirectory(paths.controlDirectory)
-        try FileSystem.writeAtomically(rootConfig(paths: paths), to: paths.rootSSHConfig)
-        try FileSystem.writeAtomically("\(header)\n\n" + hostBlocks(config, paths: paths), to: paths.fragment)
+        let root = rootConfig(paths: paths)
+        if FileSystem.read(paths.rootSSHConfig) != root { try FileSystem.writeAtomically(root, to: paths.rootSSHConfig) }
+        let text = fragment(config, paths: paths, resolved: resolved, baseline: baseline)
+        try FileSystem.writeAtomically(text, to: paths.fragment)
+        return text
+    }
+
+    /// `ssh -G` for every tunnel's host (with fwd's root config, so it must be written) and for ssh's defaults.
+    public static func resolveTunnelHosts(_ config: FwdConfig, paths: FwdPaths) async throws -> (resolved: [String: ResolvedHost], baseline: ResolvedHost) {
         let hosts = Set(config.tunnels.map(\.host)).sorted()
         let baselineName = "fwd-defaults.invalid"
         let results = try await withThrowingTaskGroup(of: (String, ResolvedHost).self) { group in
@@ -106,11 +118,7 @@ public enum SSHConfigFiles {
             }
             return try await group.reduce(into: [String: ResolvedHost]()) { $0[$1.0] = $1.1 }
         }
-        let baseline = results[baselineName] ?? ResolvedHost(lines: [])
-        let resolved = results.filter { $0.key != baselineName }
-        let text = fragment(config, paths: paths, resolved: resolved, baseline: baseline)
-        try FileSystem.writeAtomically(text, to: paths.fragment)
-        return (text, resolved)
+        return (results.filter { $0.key != baselineName }, results[baselineName] ?? ResolvedHost(lines: []))
     }
 
     public enum InstallOutcome: Sendable, Equatable {

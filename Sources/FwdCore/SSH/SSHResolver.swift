@@ -15,9 +15,6 @@ public struct ResolvedHost: Sendable, Equatable {
     public func value(_ key: String) -> String? { lines.first { $0.key == key }?.value }
     public func values(_ key: String) -> [String] { lines.filter { $0.key == key }.map(\.value) }
 
-    /// The expanded ControlPath: ssh computes `%C`, so fwd reads it rather than hashing (inputs changed in 9.6).
-    public var controlPath: String? { value("controlpath").flatMap { $0 == "none" ? nil : $0 } }
-
     public static func == (a: ResolvedHost, b: ResolvedHost) -> Bool {
         a.lines.map { "\($0.key) \($0.value)" } == b.lines.map { "\($0.key) \($0.value)" }
     }
@@ -40,8 +37,7 @@ public enum SSHResolveError: Error, Sendable, CustomStringConvertible {
 public enum SSHResolver {
     /// Runs `ssh -G` with fwd's root config (or `config`), so the user's own ssh_config applies.
     public static func resolve(_ destination: Destination, paths: FwdPaths, config: String? = nil) async throws(SSHResolveError) -> ResolvedHost {
-        let command = SSHCommand.resolve(ssh: paths.ssh, config: config ?? paths.rootSSHConfig, destination: destination,
-                                         controlDirectory: paths.controlDirectory)
+        let command = SSHCommand.resolve(ssh: paths.ssh, config: config ?? paths.rootSSHConfig, destination: destination)
         let result: CommandResult
         do {
             result = try await CommandRunner.run(command)

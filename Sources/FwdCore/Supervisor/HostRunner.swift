@@ -26,6 +26,8 @@ public struct SupervisorOptions: Sendable {
 actor HostRunner {
     enum Event: Sendable {
         case update([Tunnel], retry: Set<String>, resolved: ResolvedHost?, done: CheckedContinuation<Void, Never>?)
+        /// What `ssh -G` says for the host after a config change (resolved while the master connects).
+        case resolved(ResolvedHost)
         case connect(Int)
         case masterReady(Int)
         case masterExited(Int, status: Int32)
@@ -95,6 +97,9 @@ actor HostRunner {
         case .update(let list, let retry, let resolved, let done):
             await update(list, retry: retry, resolved: resolved)
             done?.resume()
+        case .resolved(let r):
+            resolved = r
+            needsResolve = false
         case .connect(let g) where g == generation && master == nil: await connect()
         case .masterReady(let g) where g == generation: await masterReady()
         case .masterExited(let g, let status) where g == generation: await masterExited(status: status)
@@ -173,26 +178,8 @@ actor HostRunner {
         connectPending = false
         guard !tunnels.isEmpty, fatal == nil else { return }
         lastAttempt = Date()
-        let r: ResolvedHost
-        do throws(SSHResolveError) {
-            // Resolved again after every update (the config may have changed), not on each reconnect:
-            // after a server restart every millisecond until the tunnel is back counts.
-            if let cached = resolved, !needsResolve { r = cached } else { r = try await SSHResolver.resolve(destination, paths: paths) }
-        } catch {
-            if case .failed(_, let failure) = error, failure.failureClass == .fatal {
-                failAll(failure)
-            } else {
-                for name in tunnels.keys.sorted() { note(name, .starting, error: error.description, "cannot resolve \(host); retrying") }
-                scheduleReconnect(canProbeServer: false)
-            }
-            return
-        }
-        resolved = r
-        needsResolve = false
-        guard let socket = r.controlPath else {
-            failAll(SSHFailure(failureClass: .fatal, evidence: "ssh -G printed no ControlPath for \(host)", advice: "report this as a bug"))
-            return
-        }
+        // fwd names the socket (FwdPaths.controlSocket), so the master starts without a `ssh -G` first.
+        let socket = paths.controlSocket(for: host)
         do {
             try FileSystem.makeOwnedDirectory(paths.controlDirectory)
             try FileSystem.makePrivateDirectory(paths.logDirectory)
@@ -202,7 +189,7 @@ actor HostRunner {
         }
         if let busy = await clearStaleSocket(socket) {
             for name in tunnels.keys.sorted() { note(name, .starting, error: busy.description, "waiting for the socket") }
-            scheduleReconnect(canProbeServer: false)
+            await scheduleReconnect(canProbeServer: false)
             return
         }
         let command = SSHCommand.master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination,
@@ -224,23 +211,28 @@ actor HostRunner {
             let status = await m.waitExit()
             self?.send(.masterExited(g, status: status))
         }
-        Task { [weak self, paths] in
-            // Ready when the master answers on its socket; that happens only after authentication.
-            let check = SSHCommand.mux(ssh: paths.ssh, socket: socket, .check)
+        Task { [weak self] in
+            // Ready when the socket appears: ssh binds a temporary name, listens, and only then links the
+            // ControlPath, all after authentication, so the path existing means the master takes requests.
+            // (clearStaleSocket removed any older file there.)
             while !Task.isCancelled {
                 guard let self, await self.isCurrent(g) else { return }
-                // The master creates its socket only after authentication, so a cheap stat comes first.
-                guard FileSystem.exists(socket) else {
-                    try? await Task.sleep(for: .milliseconds(3))
-                    continue
-                }
-                if let r = try? await CommandRunner.run(check, timeout: .seconds(5)), r.status == 0 {
+                if FileSystem.exists(socket) {
                     self.send(.masterReady(g))
                     return
                 }
-                try? await Task.sleep(for: .milliseconds(10))
+                try? await Task.sleep(for: .milliseconds(2))
             }
         }
+    }
+
+    /// What `ssh -G` says for the host: the supervisor's answer after a config change, else asked here once.
+    private func resolution() async -> ResolvedHost? {
+        if let r = resolved, !needsResolve { return r }
+        guard let r = try? await SSHResolver.resolve(destination, paths: paths) else { return resolved }
+        resolved = r
+        needsResolve = false
+        return r
     }
 
     private func isCurrent(_ g: Int) -> Bool { g == generation && master != nil && readyAt == nil }
@@ -265,14 +257,15 @@ actor HostRunner {
         guard let m = master else { return }
         readyAt = Date()
         outageStart = nil
-        try? store.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
-                                           socket: m.socket, startedAt: m.startedAt))
-        try? store.log("master", tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(m.pid))")
         added = [:]
         allocated = [:]
+        // Forwards first, bookkeeping after: every millisecond here is on the way to the tunnel being usable.
         for t in tunnels.values.sorted(by: { $0.name < $1.name }) where tunnelFailures[t.name] == nil {
             await addForwards(t)
         }
+        try? store.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
+                                           socket: m.socket, startedAt: m.startedAt))
+        try? store.log("master", tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(m.pid))")
         await probe(only: nil)
         schedule(.probeTick(generation), after: options.probeInterval)
     }
@@ -297,7 +290,7 @@ actor HostRunner {
             if uptime != nil { try? store.recordRestart(name, reason: failure.evidence) }
             note(name, .starting, error: failure.evidence, "connection lost; reconnecting")
         }
-        scheduleReconnect(canProbeServer: true)
+        await scheduleReconnect(canProbeServer: true)
     }
 
     private func failAll(_ failure: SSHFailure) {
@@ -309,12 +302,12 @@ actor HostRunner {
     /// closed: a restarted server is back in use within a poll interval instead of a whole backoff step.
     /// While the port does not accept, no ssh is started even once the backoff is over (for up to `cap` more
     /// seconds): one started into a dead path sits in SYN retries until ConnectTimeout and misses the path's return.
-    private func scheduleReconnect(canProbeServer: Bool) {
+    private func scheduleReconnect(canProbeServer: Bool) async {
         connectPending = true
         let delay = backoff.next()
         let patience = backoff.cap
         let g = generation
-        let target = canProbeServer ? serverAddress() : nil
+        let target = canProbeServer ? serverAddress(await resolution()) : nil
         let outage = Date().timeIntervalSince(outageStart ?? Date())
         Task { [weak self] in
             let deadline = Date().addingTimeInterval(delay)
@@ -364,7 +357,7 @@ actor HostRunner {
     }
 
     /// The SSH server's address when fwd can reach it directly (no ProxyJump/ProxyCommand in the way).
-    private func serverAddress() -> (host: String, port: Int)? {
+    private func serverAddress(_ resolved: ResolvedHost?) -> (host: String, port: Int)? {
         guard let r = resolved, r.value("proxyjump") == nil || r.value("proxyjump") == "none",
               r.value("proxycommand") == nil || r.value("proxycommand") == "none",
               let hostname = r.value("hostname"), let port = Int(r.value("port") ?? "22") else { return nil }
@@ -453,7 +446,7 @@ actor HostRunner {
 
     private func probe(only names: Set<String>?) async {
         guard let m = master, readyAt != nil else { return }
-        let socksTarget = serverAddressAsSeenFromServer()
+        let socksTarget = serverAddressAsSeenFromServer(await resolution())
         let due = tunnels.values.sorted(by: { $0.name < $1.name }).filter { t in
             tunnelFailures[t.name] == nil && (names?.contains(t.name) ?? true) && added[t.name]?.count == t.forwards.count
         }
@@ -516,7 +509,7 @@ actor HostRunner {
     }
 
     /// A SOCKS probe connects through the proxy to the SSH server's own port as seen from the server.
-    private func serverAddressAsSeenFromServer() -> SocksTarget {
+    private func serverAddressAsSeenFromServer(_ resolved: ResolvedHost?) -> SocksTarget {
         SocksTarget(host: "127.0.0.1", port: Int(resolved?.value("port") ?? "22") ?? 22)
     }
 

@@ -9,6 +9,7 @@ public actor Supervisor {
     private var runners: [String: HostRunner] = [:]
     private var fragmentInputs: String?
     private var resolvedHosts: [String: ResolvedHost] = [:]
+    private var baseline = ResolvedHost(lines: [])
     /// The last reconcile handed to `serially`; each new one waits for it.
     private var lastReconcile: Task<Void, Never>?
 
@@ -53,13 +54,13 @@ public actor Supervisor {
         // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or the user's ssh_config changed:
         // a warm `fwd up` on a live master should cost the `-O forward`, not a round of ssh runs.
         let inputs = [config.path, paths.userSSHConfig].map { FileSystem.read($0) ?? "" }.joined(separator: "\u{0}")
-        if inputs != fragmentInputs || !FileSystem.exists(paths.fragment) || !FileSystem.exists(paths.controlDirectory) {
+        let changed = inputs != fragmentInputs || !FileSystem.exists(paths.fragment) || !FileSystem.exists(paths.controlDirectory)
+        if changed {
+            // What a master needs (the root config and the host blocks) is written before any master starts; the
+            // tunnel blocks, which need a `ssh -G` per host, are completed below while masters connect.
             do {
-                resolvedHosts = try await SSHConfigFiles.writeResolving(config, paths: paths).resolved
-                fragmentInputs = inputs
+                try SSHConfigFiles.writeFiles(config, paths: paths, resolved: resolvedHosts, baseline: baseline)
             } catch {
-                resolvedHosts = [:]
-                fragmentInputs = nil
                 try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
             }
         }
@@ -70,7 +71,7 @@ public actor Supervisor {
             for (host, tunnels) in byHost {
                 let runner = runners[host] ?? HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
                 runners[host] = runner
-                let resolved = resolvedHosts[host]
+                let resolved = changed ? nil : resolvedHosts[host]
                 group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, resolved: resolved, done: $0)) } }
             }
             for (host, runner) in runners where byHost[host] == nil {
@@ -78,6 +79,19 @@ public actor Supervisor {
             }
         }
         await dropIdleRunners(keeping: Set(byHost.keys))
+        guard changed else { return }
+        do {
+            (resolvedHosts, baseline) = try await SSHConfigFiles.resolveTunnelHosts(config, paths: paths)
+            try SSHConfigFiles.writeFiles(config, paths: paths, resolved: resolvedHosts, baseline: baseline)
+            fragmentInputs = inputs
+            for (host, runner) in runners {
+                if let r = resolvedHosts[host] { runner.send(.resolved(r)) }
+            }
+        } catch {
+            resolvedHosts = [:]
+            fragmentInputs = nil
+            try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+        }
     }
 
     /// Probes the named tunnels (all when nil) now and records the results.
