@@ -138,7 +138,8 @@ struct Waiter {
             if (failed && allSettled) || Date() >= deadline {
                 return pending.map { Date() >= deadline && !$0.contains(": failed") ? "\($0) (timed out after \(Int(timeout)) s)" : $0 }
             }
-            try await Task.sleep(for: .milliseconds(5))
+            // A read of a few rows; fine-grained because `fwd up` returning is what the user waits for.
+            try await Task.sleep(for: .milliseconds(2))
         }
     }
 

@@ -121,6 +121,22 @@ import Testing
         #expect(f.advice.contains("ssh-keygen -R"))
     }
 
+    /// OpenSSH 9.2's own lines for a changed key on port 2299 (CR LF as ssh writes them): the advice names the
+    /// known_hosts entry as `[host]:port`, which a plain `ssh-keygen -R HOST` would miss.
+    @Test func hostKeyAdviceNamesTheEntrySSHPrinted() {
+        let lines = [
+            "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Offending ED25519 key in /tmp/lab/kh2:1",
+            "  remove with:", "  ssh-keygen -f \"/tmp/lab/kh2\" -R \"[127.0.0.1]:2299\"",
+            "Host key for [127.0.0.1]:2299 has changed and you have requested strict checking.", "Host key verification failed.",
+        ]
+        let f = SSHFailure.classify(stderr: lines.joined(separator: "\r\n"), status: 255)
+        #expect(f.failureClass == .fatal)
+        #expect(f.advice.hasSuffix("`ssh-keygen -f \"/tmp/lab/kh2\" -R \"[127.0.0.1]:2299\"`"), "\(f.advice)")
+        // Without the `remove with` lines (older ssh), the name comes from "Host key for … has changed".
+        let older = SSHFailure.classify(stderr: [lines[0], lines[4]].joined(separator: "\n"), status: 255)
+        #expect(older.advice.hasSuffix("`ssh-keygen -R '[127.0.0.1]:2299'`"), "\(older.advice)")
+    }
+
     @Test func unknownFailureIsRetried() {
         #expect(SSHFailure.classify(stderr: "", status: 255).failureClass == .retry)
         #expect(SSHFailure.classify(stderr: "", status: 255).evidence == "ssh exited with status 255")

@@ -58,6 +58,21 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
         ("kex_exchange_identification", .retry, "the server closed the connection during the handshake; fwd retries"),
     ]
 
+    /// The row's advice, made exact where ssh's own lines say more: for a changed host key, ssh prints the
+    /// `ssh-keygen -f FILE -R NAME` that removes the old key, with `[host]:port` when the port is not 22.
+    static func advice(_ row: (needle: String, failureClass: FailureClass, advice: String), lines: [Substring]) -> String {
+        guard row.needle == "REMOTE HOST IDENTIFICATION HAS CHANGED" else { return row.advice }
+        let trimmed = lines.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let remove = trimmed.first { $0.hasPrefix("ssh-keygen ") && $0.contains(" -R ") && !$0.contains("`") }
+            ?? trimmed.lazy.compactMap { line -> String? in
+                guard line.hasPrefix("Host key for "), let end = line.range(of: " has changed") else { return nil }
+                let name = line[line.index(line.startIndex, offsetBy: 13)..<end.lowerBound]
+                return name.isEmpty || name.contains("'") ? nil : "ssh-keygen -R '\(name)'"
+            }.first
+        guard let remove else { return row.advice }
+        return "the server's host key changed; verify it with the server's owner, then remove the old key with `\(remove)`"
+    }
+
     /// Classifies an ssh run from its stderr and exit status. An exit with no recognisable line is retried:
     /// giving up on an unknown message would leave a tunnel down that a reconnect would fix.
     public static func classify(stderr: String, status: Int32) -> SSHFailure {
@@ -66,7 +81,7 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
             if let line = lines.first(where: { $0.contains(row.needle) }) {
                 return SSHFailure(failureClass: row.failureClass,
                                   evidence: String(line.trimmingCharacters(in: .whitespaces).prefix(300)),
-                                  advice: row.advice)
+                                  advice: advice(row, lines: lines))
             }
         }
         let last = lines.map { String($0.trimmingCharacters(in: .whitespaces).prefix(300)) }.last { !$0.isEmpty }

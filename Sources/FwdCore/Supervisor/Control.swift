@@ -111,7 +111,8 @@ public enum Control {
                 let tail = (FileSystem.read(paths.logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
                 throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
             }
-            usleep(10_000)
+            // A cold `fwd up` waits here for the supervisor it just started: poll finely, it is on the clock.
+            usleep(1_000)
         }
         throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(paths.logDirectory)/daemon.log")
     }
