@@ -271,9 +271,10 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context.current()
+        // Names are checked against the config before the state directory is touched: a typo changes nothing.
+        let named = names.isEmpty ? nil : try context.loadConfig().resolve(names).map(\.name)
         let store = try Store(path: context.paths.database)
-        var selected = try store.desiredUp().map(\.name)
-        if !names.isEmpty { selected = try context.loadConfig().resolve(names).map(\.name) }
+        let selected = try named ?? store.desiredUp().map(\.name)
         let reply = try Control.request(ControlRequest(op: .check, names: selected), paths: context.paths)
         guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
         let rows = try selected.compactMap { try store.tunnel($0) }
