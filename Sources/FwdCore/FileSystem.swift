@@ -80,6 +80,20 @@ public enum FileSystem {
             unlink(temp)
             throw .failed(path: path, action: "replace", errno: code)
         }
+        removeAbandonedTemporaries(of: path)
+    }
+
+    /// Temporaries of `path` left by a writer that was killed between create and rename (`.NAME.PID.N.tmp`
+    /// whose PID no longer runs). Ones of live processes may be in flight and stay.
+    static func removeAbandonedTemporaries(of path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let prefix = ".\((path as NSString).lastPathComponent)."
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
+            let fields = entry.dropFirst(prefix.count).dropLast(4).split(separator: ".")
+            guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, UInt32(fields[1]) != nil else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink("\(dir)/\(entry)") }
+        }
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -104,6 +104,27 @@ import Testing
     }
 }
 
+@Suite struct AtomicWriteTests {
+    /// A writer killed between creating its temporary and renaming it (SIGKILL during `fwd add`) leaves
+    /// `.NAME.PID.N.tmp`; the next write of that file removes it. A live process's temporary may be in flight.
+    @Test func nextWriteRemovesTemporariesOfDeadWriters() throws {
+        let dir = NSTemporaryDirectory() + "fwd-atomic-\(UUID().uuidString)"
+        try FileSystem.makePrivateDirectory(dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let abandoned = "\(dir)/.fwd.toml.\(dead).12345.tmp"
+        let inFlight = "\(dir)/.fwd.toml.\(getpid()).678.tmp"
+        let unrelated = "\(dir)/.other.toml.\(dead).1.tmp"
+        for file in [abandoned, inFlight, unrelated] { try FileSystem.writeAtomically("x", to: file) }
+        try FileSystem.writeAtomically("[tunnels]\n", to: dir + "/fwd.toml")
+        #expect(!FileSystem.exists(abandoned))
+        #expect(FileSystem.exists(inFlight))
+        #expect(FileSystem.exists(unrelated))
+        #expect(FileSystem.read(dir + "/fwd.toml") == "[tunnels]\n")
+    }
+}
+
 @Suite struct ConfigEditorTests {
     let original = """
     # My tunnels — keep this comment

@@ -65,6 +65,11 @@ import Glibc
         let leftovers = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter { $0.hasSuffix(".tmp") }
         print("fwd fault: config writer SIGKILLed 200 times (an uninterrupted `fwd add` takes \(Int(typical * 1000)) ms here) — old text kept \(kept)×, new text \(replaced)× (\(killedEarly) runs died by the signal, the rest had finished); torn files 0; temporary files left behind \(leftovers.count)")
         #expect(kept > 0 && replaced > 0, "the kills should land both before and after the rename")
+        // The next write that completes removes what the killed writers left.
+        let last = try ChildProcess([FaultFixture.binary, "add", "last", "--host", "office", "-L", "29999:wiki.lan:80"], environment: env)
+        #expect(last.waitExit(timeout: 10) == .exited(0))
+        let after = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter { $0.hasSuffix(".tmp") }
+        #expect(after.isEmpty, "\(after)")
     }
 
     /// Modes of everything fwd writes while a tunnel runs, and no secret in any of it.
