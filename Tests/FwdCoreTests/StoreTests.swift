@@ -87,6 +87,18 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
         }
     }
 
+    /// The log keeps the newest events and drops the oldest as new ones arrive, so a supervisor that runs for
+    /// months on a flapping link does not grow its database without bound.
+    @Test func eventLogKeepsTheNewestAndStaysBounded() throws {
+        let store = try Store.inMemory(eventRetention: 128)
+        for i in 1...1000 { try store.log("probe", tunnel: "t", host: "h", message: "event \(i)") }
+        let kept = try store.events(limit: 10_000)
+        #expect(kept.count >= 128 && kept.count <= 130, "\(kept.count)")
+        #expect(kept.last?.message == "event 1000")
+        #expect(zip(kept, kept.dropFirst()).allSatisfy { $1.id == $0.id + 1 }, "the newest ones, without gaps")
+        #expect(try store.events(tunnel: "t", after: kept.last!.id).isEmpty)
+    }
+
     @Test func transitionLogsOneEventPerRealChange() throws {
         let clock = TestClock()
         let store = try Store.inMemory(now: { clock.now })

@@ -131,15 +131,23 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 public final class Store: Sendable {
     let database: any DatabaseWriter
     private let now: @Sendable () -> Date
+    /// How many of the newest events the log keeps; older ones are pruned as new ones arrive.
+    let eventRetention: Int64
 
-    private init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date) {
+    /// A supervisor writes a few events per state change and per reconnect: 50 000 are weeks of a flapping
+    /// link and a few MB, where an unpruned log would grow for as long as fwd runs.
+    public static let defaultEventRetention: Int64 = 50_000
+
+    private init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date, eventRetention: Int64) {
         self.database = database
         self.now = now
+        self.eventRetention = max(1, eventRetention)
     }
 
     /// Opens (creating and migrating if needed) the database at `path`, with the file and its -wal/-shm at
     /// mode 0600 and its directory at 0700.
-    public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() }) throws {
+    public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() },
+                            eventRetention: Int64 = Store.defaultEventRetention) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileSystem.makePrivateDirectory(directory) }
         // Two processes opening a fresh database at once fail in the WAL switch or the migrator without this
@@ -158,7 +166,7 @@ public final class Store: Sendable {
             }
             return pool
         }
-        self.init(database: pool, now: now)
+        self.init(database: pool, now: now, eventRetention: eventRetention)
     }
 
     /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything
@@ -180,10 +188,11 @@ public final class Store: Sendable {
     }
 
     /// A private in-memory database, for tests.
-    public static func inMemory(now: @escaping @Sendable () -> Date = { Date() }) throws -> Store {
+    public static func inMemory(now: @escaping @Sendable () -> Date = { Date() },
+                                eventRetention: Int64 = Store.defaultEventRetention) throws -> Store {
         let queue = try DatabaseQueue()
         try StoreSchema.migrator.migrate(queue)
-        return Store(database: queue, now: now)
+        return Store(database: queue, now: now, eventRetention: eventRetention)
     }
 
     // MARK: Desired state (CLI)
@@ -301,7 +310,7 @@ public final class Store: Sendable {
         }
     }
 
-    /// Forgets a tunnel that is no longer configured. Its events stay: the log is append-only.
+    /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.
     public func remove(_ tunnel: String) throws {
         _ = try database.write { db in try TunnelRow.deleteOne(db, key: tunnel) }
     }
@@ -362,6 +371,11 @@ public final class Store: Sendable {
                         from: String?, to: String?, message: String) throws {
         var row = EventRow(id: nil, time: time, tunnel: tunnel, host: host, kind: kind, fromState: from, toState: to, message: message)
         try row.insert(db)
+        // Ids only grow (AUTOINCREMENT), so the newest `eventRetention` are the ids above last − retention. Pruned
+        // in batches of a 64th of the retention, so the delete runs rarely and the table stays within 2 % of it.
+        if let id = row.id, id % max(1, eventRetention / 64) == 0 {
+            try db.execute(sql: "DELETE FROM event WHERE id <= ?", arguments: [id - eventRetention])
+        }
     }
 
     /// `new` with what was observed of the same forwards in `old`: the allocated port always (the server
