@@ -63,7 +63,8 @@ struct ServiceFaultTests {
             let aError = f.status("a")?.lastError ?? "", bError = f.status("b")?.lastError ?? ""
             #expect(aError.contains("Permission denied") && aError.contains("check the user and key"), "\(aError)")
             #expect(bError.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || bError.contains("Host key verification failed"), "\(bError)")
-            #expect(bError.contains("ssh-keygen -R") || bError.contains("check and accept it"), "\(bError)")
+            // The advice names the known_hosts entry as ssh does for a non-22 port: [host]:port.
+            #expect(bError.contains("-R \"[sshd-a]:2222\"") || bError.contains("check and accept it"), "\(bError)")
             #expect(up.stderr.contains("a: failed") && up.stderr.contains("b: failed"), "\(up.stderr)")
             print("fwd fault: wrong key — `fwd up` failed after \(String(format: "%.2f", took)) s: \(aError)")
             print("fwd fault: changed host key — \(bError)")
