@@ -66,6 +66,9 @@ public struct FwdPaths: Sendable, Equatable {
         "/tmp/fwd-\(geteuid())-\(String(fnv1a32(state), radix: 16))"
     }
 
+    /// The supervisor's control socket, beside the masters' sockets.
+    public var supervisorSocket: String { controlDirectory + "/fwd.sock" }
+
     /// The longest socket name `controlSocket` returns.
     public static let socketNameLimit = 40
 
@@ -77,7 +80,7 @@ public struct FwdPaths: Sendable, Equatable {
     public func controlSocket(for host: String) -> String {
         let plain = host.utf8.count <= Self.socketNameLimit && !host.hasPrefix(".")
             && host.utf8.allSatisfy { $0 < 0x80 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")) }
-        if plain { return "\(controlDirectory)/\(host)" }
+        if plain && "\(controlDirectory)/\(host)" != supervisorSocket { return "\(controlDirectory)/\(host)" }
         let hash = String(Self.fnv1a64(host), radix: 16)
         return "\(controlDirectory)/@\(String(repeating: "0", count: 16 - hash.count))\(hash)"
     }

@@ -70,7 +70,8 @@ import Testing
         let paths = FwdPaths(config: "/c", stateDirectory: "/s", userSSHConfig: "/u")
         #expect(paths.controlSocket(for: "office-1.lan") == paths.controlDirectory + "/office-1.lan")
         // Anything ssh_config would expand (%, ~) or that could escape the directory is hashed.
-        for host in ["bob@h:22", "a%C", "~x", "..", "a/b"] {
+        // So is a name that would take the supervisor's own socket.
+        for host in ["bob@h:22", "a%C", "~x", "..", "a/b", "fwd.sock"] {
             let name = String(paths.controlSocket(for: host).dropFirst(paths.controlDirectory.count + 1))
             #expect(name.hasPrefix("@") && name.count == 17, "\(host) → \(name)")
         }
