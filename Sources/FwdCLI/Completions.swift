@@ -3,8 +3,9 @@ import Foundation
 import FwdCore
 
 /// Candidates for TAB. argument-parser runs these inside the binary at every TAB (`fwd ---completion …`), so
-/// they read the config file and nothing else: no database, no logging, no ssh. A missing or broken config
-/// gives no candidates rather than an error on the user's command line.
+/// they only read: the config, the user's ssh_config for host aliases, and (for `down`) a read-only peek at the
+/// state database. No logging, no ssh, nothing written. A missing or broken config gives no candidates rather
+/// than an error on the user's command line.
 enum Completions {
     /// Tunnel names, without those already on the command line.
     static let tunnels = CompletionKind.custom { words, index, _ in

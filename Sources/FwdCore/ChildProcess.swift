@@ -59,7 +59,8 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
-    /// stdin is /dev/null; stdout+stderr go to `outputPath` (appended) or /dev/null.
+    /// stdin is /dev/null and stdout+stderr go to `outputPath` (appended) or /dev/null, except with `.terminal`,
+    /// which inherits all three.
     public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil,
                 placement: Placement = .background) throws {
         precondition(!argv.isEmpty, "argv must not be empty")

@@ -187,7 +187,7 @@ public struct Doctor: Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
         var findings: [DoctorFinding] = []
         var live = 0
-        for name in names where "\(dir)/\(name)" != Control.socketPath(paths) {
+        for name in names where "\(dir)/\(name)" != paths.supervisorSocket {
             let path = "\(dir)/\(name)"
             guard let st = Self.status(path), st.st_mode & S_IFMT == S_IFSOCK else { continue }
             let check = SSHCommand.mux(ssh: paths.ssh, socket: path, .check)
@@ -206,7 +206,7 @@ public struct Doctor: Sendable {
 
     /// `rows` are the tunnels in the store (none when it was not opened).
     func supervisorHealth(pid: Int32?, rows: [TunnelStatus]) -> [DoctorFinding] {
-        if let pid { return [DoctorFinding("supervisor", .ok, "the supervisor (pid \(pid)) answers on \(Control.socketPath(paths))")] }
+        if let pid { return [DoctorFinding("supervisor", .ok, "the supervisor (pid \(pid)) answers on \(paths.supervisorSocket)")] }
         let wanted = rows.filter { $0.desired == .up }.map(\.name)
         guard wanted.isEmpty else {
             return [DoctorFinding("supervisor", .problem, "no supervisor runs, but \(wanted.joined(separator: ", ")) \(wanted.count == 1 ? "is" : "are") wanted up",
@@ -238,7 +238,7 @@ public struct Doctor: Sendable {
     /// An ssh whose command line names fwd's socket directory is one of fwd's masters.
     func isOurSSH(_ pid: Int32) -> Bool {
         let argv = ProcessTable.commandLine(of: pid)
-        return (argv.first?.hasSuffix("ssh") ?? false) && argv.contains { $0.hasPrefix(paths.controlDirectory) }
+        return (argv.first?.hasSuffix("ssh") ?? false) && argv.contains { $0.hasPrefix(paths.controlDirectory + "/") }
     }
 
     /// Whether binding `host:port` fails because the address is in use. SO_REUSEADDR, or a port just released

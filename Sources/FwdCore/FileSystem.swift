@@ -92,7 +92,7 @@ public enum FileSystem {
         for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
             let fields = entry.dropFirst(prefix.count).dropLast(4).split(separator: ".")
             guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, UInt32(fields[1]) != nil else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { unlink("\(dir)/\(entry)") }
+            if !ProcessTable.isAlive(pid) { unlink("\(dir)/\(entry)") }
         }
     }
 

@@ -146,8 +146,7 @@ public final class Store: Sendable {
 
     /// Opens (creating and migrating if needed) the database at `path`, with the file and its -wal/-shm at
     /// mode 0600 and its directory at 0700.
-    public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() },
-                            eventRetention: Int64 = Store.defaultEventRetention) throws {
+    public convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() }) throws {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileSystem.makePrivateDirectory(directory) }
         // Two processes opening a fresh database at once fail in the WAL switch or the migrator without this
@@ -166,7 +165,7 @@ public final class Store: Sendable {
             }
             return pool
         }
-        self.init(database: pool, now: now, eventRetention: eventRetention)
+        self.init(database: pool, now: now, eventRetention: Store.defaultEventRetention)
     }
 
     /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything

@@ -49,7 +49,6 @@ public enum ControlError: Error, CustomStringConvertible {
 /// The supervisor's control socket and the lock that makes it the only one per state directory.
 public enum Control {
     /// In the short control directory: a UNIX socket path must fit in ~104 bytes and state dirs can be long.
-    public static func socketPath(_ paths: FwdPaths) -> String { paths.supervisorSocket }
     static func lockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/supervisor.lock" }
     static func spawnLockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/spawn.lock" }
 
@@ -71,7 +70,7 @@ public enum Control {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM_VALUE), 0)
         guard fd >= 0 else { throw ControlError.failed("cannot create a socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard connectUnix(fd, socketPath(paths)) else { throw ControlError.notRunning }
+        guard connectUnix(fd, paths.supervisorSocket) else { throw ControlError.notRunning }
         var tv = timeval()
         tv.tv_sec = Int(timeout)
         tv.tv_usec = .init((timeout - Double(Int(timeout))) * 1_000_000)
@@ -173,7 +172,7 @@ public final class ControlServer: @unchecked Sendable {
     private var isStopped = false
 
     public init(paths: FwdPaths, handler: @escaping @Sendable (ControlRequest) async -> ControlReply) throws {
-        path = Control.socketPath(paths)
+        path = paths.supervisorSocket
         try FileSystem.makeOwnedDirectory(paths.controlDirectory)
         // Only a process holding the supervisor lock gets here, so an existing socket file is stale.
         unlink(path)

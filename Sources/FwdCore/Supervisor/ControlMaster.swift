@@ -28,7 +28,7 @@ public final class ControlMaster: Sendable {
         self.exit = exit
     }
 
-    /// Spawns the master. Returns once the process exists (not once it is connected: see `waitReady`).
+    /// Spawns the master. Returns once the process exists (not once it is connected: `HostRunner.connect` waits for the socket).
     public static func spawn(_ command: SSHCommand, socket: String, logPath: String) async throws -> ControlMaster {
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }

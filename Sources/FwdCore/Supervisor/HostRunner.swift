@@ -25,8 +25,8 @@ public struct SupervisorOptions: Sendable {
 /// in one event loop, so state changes never interleave; timers and process watchers only post events.
 actor HostRunner {
     enum Event: Sendable {
-        case update([Tunnel], retry: Set<String>, resolved: ResolvedHost?, done: CheckedContinuation<Void, Never>?)
-        /// What `ssh -G` says for the host after a config change (resolved while the master connects).
+        case update([Tunnel], retry: Set<String>, done: CheckedContinuation<Void, Never>?)
+        /// What `ssh -G` says for the host, from the supervisor (after a config change, resolved while masters connect).
         case resolved(ResolvedHost)
         case connect(Int)
         case masterReady(Int)
@@ -56,9 +56,9 @@ actor HostRunner {
     private var stalled: [String: Int] = [:]
     private var master: ControlMaster?
     private var readyAt: Date?
-    /// What `ssh -G` said for the current or last master; re-read after an update (the config may have changed).
+    /// What `ssh -G` says for the host (reconnect polling, the SOCKS probe's port): the supervisor's latest
+    /// answer, kept until a newer one arrives.
     private var resolved: ResolvedHost?
-    private var needsResolve = true
     /// Bumped for every master and every stop, so events from an old master or timer are ignored.
     private var generation = 0
     private var connectPending = false
@@ -94,12 +94,11 @@ actor HostRunner {
 
     private func handle(_ event: Event) async {
         switch event {
-        case .update(let list, let retry, let resolved, let done):
-            await update(list, retry: retry, resolved: resolved)
+        case .update(let list, let retry, let done):
+            await update(list, retry: retry)
             done?.resume()
         case .resolved(let r):
             resolved = r
-            needsResolve = false
         case .connect(let g) where g == generation && master == nil: await connect()
         case .masterReady(let g) where g == generation: await masterReady()
         case .masterExited(let g, let status) where g == generation: await masterExited(status: status)
@@ -123,13 +122,7 @@ actor HostRunner {
 
     // MARK: desired state
 
-    private func update(_ list: [Tunnel], retry: Set<String>, resolved fresh: ResolvedHost?) async {
-        if let fresh {
-            resolved = fresh
-            needsResolve = false
-        } else {
-            needsResolve = true
-        }
+    private func update(_ list: [Tunnel], retry: Set<String>) async {
         let wanted = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
         for (name, old) in tunnels where wanted[name] != old {
             if readyAt != nil { await cancelForwards(name) }
@@ -221,18 +214,16 @@ actor HostRunner {
                     self.send(.masterReady(g))
                     return
                 }
-                try? await Task.sleep(for: .milliseconds(2))
+                // Fine while a normal login completes; coarser for one stuck in ConnectTimeout or a slow jump host.
+                try? await Task.sleep(for: .milliseconds(Date().timeIntervalSince(m.startedAt) < 1 ? 2 : 25))
             }
         }
     }
 
-    /// What `ssh -G` says for the host: the supervisor's answer after a config change, else asked here once.
+    /// What `ssh -G` says for the host: the supervisor's answer, or asked here when none has arrived yet.
     private func resolution() async -> ResolvedHost? {
-        if let r = resolved, !needsResolve { return r }
-        guard let r = try? await SSHResolver.resolve(destination, paths: paths) else { return resolved }
-        resolved = r
-        needsResolve = false
-        return r
+        if resolved == nil { resolved = try? await SSHResolver.resolve(destination, paths: paths) }
+        return resolved
     }
 
     private func isCurrent(_ g: Int) -> Bool { g == generation && master != nil && readyAt == nil }
@@ -446,13 +437,15 @@ actor HostRunner {
 
     private func probe(only names: Set<String>?) async {
         guard let m = master, readyAt != nil else { return }
-        let socksTarget = serverAddressAsSeenFromServer(await resolution())
         let due = tunnels.values.sorted(by: { $0.name < $1.name }).filter { t in
             tunnelFailures[t.name] == nil && (names?.contains(t.name) ?? true) && added[t.name]?.count == t.forwards.count
         }
         // All probes of the round run at once: a silent remote target holds its probe for the whole timeout,
         // and one after another they would hold up the event loop (and every `fwd up`) for as long.
         let jobs = due.flatMap { t in t.forwards.enumerated().map { (t, $0.offset, $0.element) } }
+        // Only a SOCKS probe needs the server's port (it connects to it through the proxy).
+        let needsServer = jobs.contains { t, _, f in t.probe(for: f) == .socks }
+        let socksTarget = serverAddressAsSeenFromServer(needsServer ? await resolution() : resolved)
         let allocated = self.allocated
         let ssh = paths.ssh
         let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in

@@ -69,13 +69,11 @@ public actor Supervisor {
         // caller that reads the store next sees the request's effect, not an older state.
         await withTaskGroup(of: Void.self) { group in
             for (host, tunnels) in byHost {
-                let runner = runners[host] ?? HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
-                runners[host] = runner
-                let resolved = changed ? nil : resolvedHosts[host]
-                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, resolved: resolved, done: $0)) } }
+                let runner = runners[host] ?? newRunner(host, config: config, resolved: changed ? nil : resolvedHosts[host])
+                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, done: $0)) } }
             }
             for (host, runner) in runners where byHost[host] == nil {
-                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], resolved: nil, done: $0)) } }
+                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], done: $0)) } }
             }
         }
         await dropIdleRunners(keeping: Set(byHost.keys))
@@ -92,6 +90,14 @@ public actor Supervisor {
             fragmentInputs = nil
             try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
         }
+    }
+
+    /// A runner for `host`, told what `ssh -G` said for it when that is known and current.
+    private func newRunner(_ host: String, config: FwdConfig, resolved: ResolvedHost?) -> HostRunner {
+        let runner = HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
+        runners[host] = runner
+        if let resolved { runner.send(.resolved(resolved)) }
+        return runner
     }
 
     /// Probes the named tunnels (all when nil) now and records the results.
