@@ -97,11 +97,6 @@ struct DownCommand: AsyncParsableCommand {
     }
 }
 
-extension ForwardStatus {
-    static func initial(for tunnel: Tunnel) -> [ForwardStatus] {
-        tunnel.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: tunnel.probe(for: $0).rawValue) }
-    }
-}
 
 /// Polls the store until every named tunnel reaches a wanted state, printing progress on a terminal.
 struct Waiter {
@@ -115,7 +110,8 @@ struct Waiter {
         let deadline = Date().addingTimeInterval(timeout)
         var shown: [String: TunnelState] = [:]
         while true {
-            let rows = try names.map { try store.tunnel($0) }
+            let current = try store.tunnels(named: names)
+            let rows = names.map { current[$0] }
             var pending: [String] = []
             var failed = false
             for (name, row) in zip(names, rows) {

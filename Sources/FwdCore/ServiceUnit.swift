@@ -100,6 +100,8 @@ public struct ServiceUnit: Sendable, Equatable {
         var vars: [Variable] = []
         if isSet("FWD_CONFIG") || isSet("XDG_CONFIG_HOME") { vars.append(Variable(name: "FWD_CONFIG", value: paths.config)) }
         if isSet("FWD_SSH_CONFIG") { vars.append(Variable(name: "FWD_SSH_CONFIG", value: paths.userSSHConfig)) }
+        // The service's PATH is not the shell's (launchd: /usr/bin:/bin…): an ssh chosen with FWD_SSH stays chosen.
+        if isSet("FWD_SSH") { vars.append(Variable(name: "FWD_SSH", value: paths.ssh)) }
         if isSet("FWD_STATE_DIR") || isSet("XDG_STATE_HOME") { vars.append(Variable(name: "FWD_STATE_DIR", value: paths.stateDirectory)) }
         self.environment = vars
     }

@@ -54,6 +54,16 @@ import Testing
         """)
     }
 
+    /// A service manager's PATH is not the login shell's: an ssh picked with FWD_SSH is pinned, ssh from PATH is not.
+    @Test func chosenSSHIsPinned() throws {
+        let custom = FwdPaths(config: "/c/fwd.toml", stateDirectory: "/s", userSSHConfig: "/u", ssh: "/opt/openssh/bin/ssh")
+        let pinned = try ServiceUnit(manager: .systemd, executable: "/bin/fwd", paths: custom, environment: ["FWD_SSH": "/opt/openssh/bin/ssh"])
+            .render(templates: Self.templates)
+        #expect(pinned.contains("Environment=\"FWD_SSH=/opt/openssh/bin/ssh\"\n"))
+        let plain = try ServiceUnit(manager: .systemd, executable: "/bin/fwd", paths: custom, environment: [:]).render(templates: Self.templates)
+        #expect(!plain.contains("FWD_SSH="))
+    }
+
     @Test func launchdGolden() throws {
         let unit = ServiceUnit(manager: .launchd, executable: "/usr/local/bin/fwd", paths: paths, environment: ["FWD_STATE_DIR": "s"])
         #expect(try unit.render(templates: Self.templates) == """

@@ -16,8 +16,12 @@ import Glibc
             #expect(f.fetch(port: port, timeout: 15)?.body == f.pageBody)
             #expect(f.waitForState("wiki", "up") != nil)
             #expect(try f.fwd("daemon").stderr.contains("already runs"), "a second supervisor must refuse")
+            // A config broken while `fwd run` runs must not keep its tunnels wanted after it ends (a later
+            // `fwd daemon` would bring them up).
+            try f.write(config: "[tunnels.wiki\n")
             run.signal(SIGINT)
             #expect(run.waitExit(timeout: 10) == .exited(0))
+            #expect(try Store(path: f.paths.database).tunnel("wiki")?.desired == .down)
             #expect(f.sshProcesses().isEmpty)
             #expect(!LocalPort.isAccepting(port: port))
             let output = FileSystem.read(f.dir + "/run.out") ?? ""

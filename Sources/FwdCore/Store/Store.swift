@@ -33,6 +33,13 @@ public struct ForwardStatus: Sendable, Codable, Equatable {
     }
 }
 
+extension ForwardStatus {
+    /// A tunnel's forwards as recorded before anything is known about them: spec and probe kind only.
+    public static func initial(for tunnel: Tunnel) -> [ForwardStatus] {
+        tunnel.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: tunnel.probe(for: $0).rawValue) }
+    }
+}
+
 public struct TunnelStatus: Sendable, Codable, Equatable {
     public var name: String
     public var host: String
@@ -319,6 +326,13 @@ public final class Store: Sendable {
     /// All tunnels, ordered by name.
     public func tunnels() throws -> [TunnelStatus] {
         try database.read { db in try TunnelRow.order(Column("name")).fetchAll(db).map { try $0.status() } }
+    }
+
+    /// The named tunnels that have a row, read in one transaction.
+    public func tunnels(named names: [String]) throws -> [String: TunnelStatus] {
+        try database.read { db in
+            try Dictionary(uniqueKeysWithValues: TunnelRow.fetchAll(db, keys: names).map { try ($0.name, $0.status()) })
+        }
     }
 
     public func tunnel(_ name: String) throws -> TunnelStatus? {

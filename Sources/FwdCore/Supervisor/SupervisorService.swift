@@ -94,9 +94,10 @@ public final class SupervisorService: Sendable {
         }
         server.stop()
         await supervisor.shutdown()
-        if case .foreground(let names) = mode, let config = try? ConfigLoader.load(path: paths.config),
-           let tunnels = try? config.resolve(names) {
-            try? store.setDesired(.down, tunnels: tunnels.map { ($0.name, $0.host, []) })
+        if case .foreground = mode {
+            // Exactly what this run wanted up, not what the config (maybe edited meanwhile, maybe broken) says now.
+            let owned = await supervisor.everWanted
+            try? store.setDesired(.down, tunnels: owned.sorted { $0.key < $1.key }.map { ($0.key, $0.value, []) })
         }
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
         sources.forEach { $0.cancel() }
@@ -109,7 +110,7 @@ public final class SupervisorService: Sendable {
         let tunnels = config.tunnels.filter(\.autostart)
         guard !tunnels.isEmpty else { return }
         try? store.setDesired(.up, tunnels: tunnels.map { t in
-            (t.name, t.host, t.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: t.probe(for: $0).rawValue) })
+            (t.name, t.host, ForwardStatus.initial(for: t))
         })
     }
 
@@ -124,7 +125,7 @@ public final class SupervisorService: Sendable {
             wanted = try config.resolve(names)
             // `fwd run` wants its tunnels only while it runs; rows exist so `fwd status` can show them.
             try store.setDesired(.up, tunnels: wanted.map { t in
-                (t.name, t.host, t.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: t.probe(for: $0).rawValue) })
+                (t.name, t.host, ForwardStatus.initial(for: t))
             })
         case .daemon:
             let desired = try store.desiredUp()
