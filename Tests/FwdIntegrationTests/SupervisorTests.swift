@@ -11,6 +11,32 @@ import Glibc
         try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
     }
 
+    /// The tunnel blocks copy what `ssh -G` says for the host; an edit in a file the user's ssh_config includes
+    /// is noticed at the next request, as an edit of the main file is.
+    @Test func editsInIncludedSSHConfigReachTheTunnelBlocks() async throws {
+        try await FwdFixture.with { f in
+            let included = f.dir + "/home/.ssh/lab.conf"
+            try FileSystem.writeAtomically(f.sshd.clientConfigBlock(alias: "lab"), to: included)
+            try f.write(userSSHConfig: "Include \(included)\n")
+            let p1 = try LocalPort.free(), p2 = try LocalPort.free()
+            try f.write(config: """
+            [tunnels.a]
+            host = "lab"
+            local = "\(p1):127.0.0.1:\(f.web.port)"
+            [tunnels.b]
+            host = "lab"
+            local = "\(p2):127.0.0.1:\(f.web.port)"
+            """)
+            #expect(try f.fwd("up", "a").ok)
+            let before = FileSystem.read(f.paths.fragment) ?? ""
+            #expect(before.contains("Port \(f.sshd.port)") && !before.contains("Compression yes"), "\(before)")
+            try FileSystem.writeAtomically(f.sshd.clientConfigBlock(alias: "lab").replacingOccurrences(of: "    BatchMode yes\n", with: "    BatchMode yes\n    Compression yes\n"), to: included)
+            #expect(try f.fwd("up", "b").ok)
+            let after = FileSystem.read(f.paths.fragment) ?? ""
+            #expect(after.contains("    Compression yes\n"), "\(after)")
+        }
+    }
+
     @Test func localDynamicAndRemoteForwardsShareOneMaster() async throws {
         try await FwdFixture.with { f in
             try labConfig(f)

@@ -13,20 +13,24 @@ public enum SSHConfigAliases {
     /// fwd's own fragment, whose Host blocks are tunnel names rather than hosts.
     public static func read(path: String, home: String, skipping: Set<String> = []) -> [String] {
         var seen = Set<String>()
-        var result: [String] = []
+        return walk(path: path, home: home, skipping: skipping).flatMap { parse($0.text).aliases }.filter { seen.insert($0).inserted }
+    }
+
+    /// `path` and every file its `Include` lines reach, with their text, in the order ssh reads them.
+    public static func walk(path: String, home: String, skipping: Set<String> = []) -> [(path: String, text: String)] {
+        var files: [(path: String, text: String)] = []
         var visited = skipping
         func visit(_ file: String, depth: Int) {
-            // ssh stops at 16 levels; a completion needs far fewer, and a loop must end.
+            // ssh stops at 16 levels; a loop must end.
             guard depth < 8, !visited.contains(file), let text = FileSystem.read(file) else { return }
             visited.insert(file)
-            let parsed = parse(text)
-            for alias in parsed.aliases where seen.insert(alias).inserted { result.append(alias) }
-            for include in parsed.includes {
+            files.append((file, text))
+            for include in parse(text).includes {
                 for match in expand(include, home: home) { visit(match, depth: depth + 1) }
             }
         }
         visit(path, depth: 0)
-        return result
+        return files
     }
 
     /// The literal `Host` names and the `Include` arguments of one file.

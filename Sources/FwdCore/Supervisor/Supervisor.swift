@@ -54,9 +54,14 @@ public actor Supervisor {
     /// another attempt even after a failure that is otherwise not retried.
     public func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async {
         for t in wanted { everWanted[t.name] = t.host }
-        // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or the user's ssh_config changed:
-        // a warm `fwd up` on a live master should cost the `-O forward`, not a round of ssh runs.
-        let inputs = [config.path, paths.userSSHConfig].map { FileSystem.read($0) ?? "" }.joined(separator: "\u{0}")
+        // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or an ssh_config file ssh reads
+        // (the user's, the system's, and what they include) changed: a warm `fwd up` on a live master should
+        // cost the `-O forward`, not a round of ssh runs.
+        let home = FwdPaths.passwdHome()
+        let sshFiles = [paths.userSSHConfig, "/etc/ssh/ssh_config"].flatMap {
+            SSHConfigAliases.walk(path: $0, home: home, skipping: [paths.fragment])
+        }
+        let inputs = ([FileSystem.read(config.path) ?? ""] + sshFiles.map { "\($0.path)\u{0}\($0.text)" }).joined(separator: "\u{0}")
         let changed = inputs != fragmentInputs || !FileSystem.exists(paths.fragment) || !FileSystem.exists(paths.controlDirectory)
         if changed {
             // What a master needs (the root config and the host blocks) is written before any master starts; the
