@@ -58,7 +58,8 @@ public struct Doctor: Sendable {
         findings.append(controlPathLength())
         findings += await staleSockets()
         let safeToOpen = !permissions.contains { $0.status == .problem } && FileSystem.exists(paths.database)
-        let store = safeToOpen ? try? Store(path: paths.database) : nil
+        // Read-only: doctor only looks (no lock file, no migration, no mode change).
+        let store = safeToOpen ? Store.readOnly(path: paths.database) : nil
         let rows = store.flatMap { try? $0.tunnels() } ?? []
         let masters = Set((store.flatMap { try? $0.masters() } ?? []).map { Int32($0.pid) })
         let supervisor = Control.runningPID(paths)

@@ -178,12 +178,8 @@ public final class Store: Sendable {
     /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything
     /// and without waiting on a writer. nil when there is no database yet or it cannot be read at once.
     public static func peekStates(path: String) -> [String: TunnelState]? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .immediateError
-        guard let queue = try? DatabaseQueue(path: path, configuration: configuration),
-              let rows = try? queue.read({ try Row.fetchAll($0, sql: "SELECT name, state FROM tunnel") }) else { return nil }
+        guard let store = readOnly(path: path),
+              let rows = try? store.database.read({ try Row.fetchAll($0, sql: "SELECT name, state FROM tunnel") }) else { return nil }
         var states: [String: TunnelState] = [:]
         for row in rows {
             if let name: String = row["name"], let raw: String = row["state"], let state = TunnelState(rawValue: raw) {
@@ -191,6 +187,17 @@ public final class Store: Sendable {
             }
         }
         return states
+    }
+
+    /// The database at `path` opened read-only, without creating, migrating, locking or waiting on a writer
+    /// (completion, `fwd doctor`): nil when it does not exist or cannot be opened at once.
+    public static func readOnly(path: String) -> Store? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .immediateError
+        guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return nil }
+        return Store(database: queue, now: { Date() }, eventRetention: defaultEventRetention)
     }
 
     /// A private in-memory database, for tests.
