@@ -1262,7 +1262,7 @@ class Bench:
             print("  ".join(c.ljust(w) if len(c) <= w else c for c, w in zip(r, widths)))
         md = ["# fwd benchmarks", "",
               "Measured by `scripts/bench` (issue 6): fwd beside raw OpenSSH and autossh, each figure the median of "
-              f"{self.args.runs} runs from the same run of the script. Re-run with `scripts/bench`; timings are "
+              f"≥ {self.args.runs} runs from the same run of the script. Re-run with `scripts/bench`; timings are "
               "never asserted in tests.", "", "## Machine", "", "| | |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in self.machine()]
         md += ["", "## Results", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
