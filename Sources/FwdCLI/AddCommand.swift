@@ -85,8 +85,7 @@ struct AddCommand: AsyncParsableCommand {
         let existing = FileSystem.read(path) ?? ""
         // A TOML file that cannot tell us where our error is: report against a name the user recognises.
         let edited = try ConfigEditor.appending(table, named: name, to: existing, path: path)
-        try FileSystem.makePrivateDirectory((path as NSString).deletingLastPathComponent)
-        try FileSystem.writeAtomically(edited.text, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+        try ConfigEditor.save(edited.text, to: path)
         print("Added tunnel \(name) to \(path). Bring it up with `fwd up \(name)`.")
     }
 }
@@ -107,7 +106,7 @@ struct RemoveCommand: AsyncParsableCommand {
             throw ConfigError.io(path: path, reason: "no config file; nothing to remove")
         }
         let edited = try ConfigEditor.removing(name, from: existing, path: path)
-        try FileSystem.writeAtomically(edited, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+        try ConfigEditor.save(edited, to: path)
         print("Removed tunnel \(name) from \(path).")
     }
 }

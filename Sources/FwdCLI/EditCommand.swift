@@ -63,8 +63,7 @@ struct EditCommand: AsyncParsableCommand {
                 keepCopy = true
                 throw ConfigError.refused("\(path) changed while you were editing; it is left as it is, and your version is in \(copy)")
             }
-            try FileSystem.makePrivateDirectory((path as NSString).deletingLastPathComponent)
-            try FileSystem.writeAtomically(text, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+            try ConfigEditor.save(text, to: path)
             print("Saved \(path) (\(config.tunnels.count) tunnels, \(config.groups.count) groups).")
             return
         }

@@ -3,6 +3,12 @@ import Foundation
 /// Edits fwd.toml as text, so comments and formatting the user wrote survive. Every edit is checked by parsing
 /// the result before it is written (atomically): a refused or broken edit leaves the file as it was.
 public enum ConfigEditor {
+    /// Replaces the config file atomically, keeping its mode (0600 for a new file, its directory 0700).
+    public static func save(_ text: String, to path: String) throws {
+        try FileSystem.makePrivateDirectory((path as NSString).deletingLastPathComponent)
+        try FileSystem.writeAtomically(text, to: path, mode: FileSystem.mode(of: path) ?? 0o600)
+    }
+
     /// The TOML table for a new tunnel.
     public static func table(for tunnel: Tunnel) -> String {
         var out = "[tunnels.\(tunnel.name)]\nhost = \(quote(tunnel.host))\n"
