@@ -335,18 +335,30 @@ struct RunCommand: AsyncParsableCommand {
         let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)))
         let store = try Store(path: context.paths.database)
         let after = try store.events(after: 0, limit: 1_000_000).last?.id ?? 0
+        let names = Set(tunnels.map(\.name))
         let printer = Task {
             var last = after
-            while !Task.isCancelled {
-                for e in (try? store.events(after: last, limit: 1000)) ?? [] where e.tunnel.map(tunnels.map(\.name).contains) ?? true {
-                    LogsCommand.print(e)
-                    last = e.id
+            while true {
+                // Read before the round: the round that follows cancellation is the last, and prints what the
+                // shutdown recorded.
+                let cancelled = Task.isCancelled
+                while let batch = try? store.events(after: last, limit: 1000), let end = batch.last?.id {
+                    for e in batch where e.tunnel.map(names.contains) ?? true { LogsCommand.print(e) }
+                    last = end
                 }
+                if cancelled { return }
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
-        defer { printer.cancel() }
-        try await service.run()
+        do {
+            try await service.run()
+        } catch {
+            printer.cancel()
+            await printer.value
+            throw error
+        }
+        printer.cancel()
+        await printer.value
     }
 }
 

@@ -76,6 +76,26 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
         }
     }
 
+    /// `fwd run` opens two Stores (its output and the supervisor's). Opening the second must keep the locks of
+    /// the first: when they were dropped, another process closing its connection (here the sqlite3 shell)
+    /// took itself for the last one, checkpointed and deleted the WAL, and every later commit went to the
+    /// deleted file. `fwd run` lost its "desired down" at exit that way.
+    @Test func aSecondStoreInOneProcessKeepsLaterWritesVisible() throws {
+        let sqlite = "/usr/bin/sqlite3"
+        try #require(FileManager.default.isExecutableFile(atPath: sqlite), "the sqlite3 shell is needed (.ci/run installs it)")
+        try withTemporaryDirectory { dir in
+            let path = dir + "/fwd.db"
+            let first = try Store(path: path)
+            try first.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward])])
+            let second = try Store(path: path)
+            let count = "SELECT count(*) FROM tunnel;"
+            #expect(try ChildProcess.run([sqlite, path, count]).output.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            try second.setDesired(.up, tunnels: [(name: "db", host: "office", forwards: [])])
+            #expect(try ChildProcess.run([sqlite, path, count]).output.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+            #expect(try first.tunnels().count == 2)
+        }
+    }
+
     @Test func existingLooseFileIsTightened() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/fwd.db"

@@ -21,11 +21,16 @@ import Glibc
             try f.write(config: "[tunnels.wiki\n")
             run.signal(SIGINT)
             #expect(run.waitExit(timeout: 10) == .exited(0))
-            #expect(try Store(path: f.paths.database).tunnel("wiki")?.desired == .down)
+            let output = FileSystem.read(f.dir + "/run.out") ?? ""
+            let row = try Store(path: f.paths.database).tunnel("wiki")
+            #expect(row?.desired == .down, "\(output)")
+            #expect(row?.forwards.map(\.kind) == ["local"], "the row keeps its forwards for `fwd status`")
             #expect(f.sshProcesses().isEmpty)
             #expect(!LocalPort.isAccepting(port: port))
-            let output = FileSystem.read(f.dir + "/run.out") ?? ""
-            #expect(output.contains("wiki  state starting → up"), "\(output)")
+            // The events of the shutdown itself are printed before `fwd run` exits.
+            for needle in ["wiki  state starting → up", "wiki  state up → down", "wiki  desired: desired down"] {
+                #expect(output.contains(needle), "\(output)")
+            }
         }
     }
 

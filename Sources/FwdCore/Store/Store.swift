@@ -413,12 +413,20 @@ public final class Store: Sendable {
         }
     }
 
+    /// Creates the database file at mode 0600, or tightens an existing one by path. It never opens an existing
+    /// file: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's too. A
+    /// Store already open in this process (`fwd run` has two) would then look closed to other processes, and
+    /// the next one to close its connection would checkpoint and delete the WAL under it: every later commit
+    /// would go to a deleted file.
     private static func createPrivateFile(_ path: String) throws {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystemError.failed(path: path, action: "create", errno: errno) }
-        defer { close(fd) }
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)  // a new file: no connection of this process has locks on it
+        } else if errno != EEXIST {
+            throw FileSystemError.failed(path: path, action: "create", errno: errno)
+        }
         // open's mode is filtered by the umask, and an existing file keeps its own mode.
-        if fchmod(fd, 0o600) != 0 { throw FileSystemError.failed(path: path, action: "set mode 0600 on", errno: errno) }
+        if chmod(path, 0o600) != 0 { throw FileSystemError.failed(path: path, action: "set mode 0600 on", errno: errno) }
     }
 
     private static func holdingLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T {

@@ -10,8 +10,8 @@ public actor Supervisor {
     private var fragmentInputs: String?
     private var resolvedHosts: [String: ResolvedHost] = [:]
     private var baseline = ResolvedHost(lines: [])
-    /// Every tunnel an apply has wanted (name → host): what `fwd run` marks down when it ends.
-    private(set) var everWanted: [String: String] = [:]
+    /// Every tunnel an apply has wanted, by name (the latest definition): what `fwd run` marks down when it ends.
+    private(set) var everWanted: [String: Tunnel] = [:]
     /// The last reconcile handed to `serially`; each new one waits for it.
     private var lastReconcile: Task<Void, Never>?
 
@@ -53,7 +53,7 @@ public actor Supervisor {
     /// Applies `wanted` (tunnels that should be up). `retry` names tunnels the user just asked for: they get
     /// another attempt even after a failure that is otherwise not retried.
     public func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async {
-        for t in wanted { everWanted[t.name] = t.host }
+        for t in wanted { everWanted[t.name] = t }
         // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or an ssh_config file ssh reads
         // (the user's, the system's, and what they include) changed: a warm `fwd up` on a live master should
         // cost the `-O forward`, not a round of ssh runs.

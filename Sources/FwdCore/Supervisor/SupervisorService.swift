@@ -97,7 +97,9 @@ public final class SupervisorService: Sendable {
         if case .foreground = mode {
             // Exactly what this run wanted up, not what the config (maybe edited meanwhile, maybe broken) says now.
             let owned = await supervisor.everWanted
-            try? store.setDesired(.down, tunnels: owned.sorted { $0.key < $1.key }.map { ($0.key, $0.value, []) })
+            try? store.setDesired(.down, tunnels: owned.values.sorted { $0.name < $1.name }.map { t in
+                (t.name, t.host, ForwardStatus.initial(for: t))
+            })
         }
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
         sources.forEach { $0.cancel() }
