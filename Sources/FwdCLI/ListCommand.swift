@@ -48,7 +48,7 @@ struct TunnelJSON: Encodable {
     var name: String
     var host: String
     var forwards: [Forward]
-    var probe: String?
+    @JSONNull var probe: String?
     var `public`: Bool
     var autostart: Bool
     var groups: [String]

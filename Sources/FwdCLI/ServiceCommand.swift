@@ -113,8 +113,8 @@ struct ServiceCommand: AsyncParsableCommand {
                     var manager: String
                     var path: String
                     var installed: Bool
-                    var current: Bool?
-                    var supervisor_pid: Int32?
+                    @JSONNull var current: Bool?
+                    @JSONNull var supervisor_pid: Int32?
                     var autostart: [String]
                 }
                 print(try JSONOutput.encode(Report(manager: unit.manager.rawValue, path: path, installed: installed != nil,

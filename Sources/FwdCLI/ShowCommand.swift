@@ -39,9 +39,9 @@ struct ShowCommand: AsyncParsableCommand {
             struct Shown: Encodable {
                 var tunnel: TunnelJSON
                 var destination: String
-                var hostname: String?
-                var user: String?
-                var port: String?
+                @JSONNull var hostname: String?
+                @JSONNull var user: String?
+                @JSONNull var port: String?
                 var control_path: String
                 var commands: [String: [[String]]]
             }

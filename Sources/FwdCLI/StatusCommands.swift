@@ -116,19 +116,19 @@ struct StatusJSON: Encodable {
     var desired: String
     var host: String
     var forwards: [ForwardJSON]
-    var pid: Int?
+    @JSONNull var pid: Int?
     var since: String
     var restarts: Int
-    var probe_ms: Double?
-    var last_error: String?
+    @JSONNull var probe_ms: Double?
+    @JSONNull var last_error: String?
 
     struct ForwardJSON: Encodable {
         var kind: String
         var spec: String
-        var allocated_port: Int?
+        @JSONNull var allocated_port: Int?
         var probe: String
-        var probe_ms: Double?
-        var ok: Bool?
+        @JSONNull var probe_ms: Double?
+        @JSONNull var ok: Bool?
     }
 
     /// Made once: building a formatter per row was a third of `status --json`'s time at 100 tunnels
@@ -146,23 +146,6 @@ struct StatusJSON: Encodable {
         restarts = r.restarts
         probe_ms = r.probeMs
         last_error = r.lastError
-    }
-
-    /// Every documented key is present, null when there is no value, so scripts can rely on the shape.
-    enum CodingKeys: String, CodingKey { case name, state, desired, host, forwards, pid, since, restarts, probe_ms, last_error }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(state, forKey: .state)
-        try c.encode(desired, forKey: .desired)
-        try c.encode(host, forKey: .host)
-        try c.encode(forwards, forKey: .forwards)
-        try c.encode(pid, forKey: .pid)
-        try c.encode(since, forKey: .since)
-        try c.encode(restarts, forKey: .restarts)
-        try c.encode(probe_ms, forKey: .probe_ms)
-        try c.encode(last_error, forKey: .last_error)
     }
 }
 
@@ -235,11 +218,11 @@ struct LogsCommand: AsyncParsableCommand {
 struct EventJSON: Encodable {
     var id: Int64
     var time: String
-    var tunnel: String?
-    var host: String?
+    @JSONNull var tunnel: String?
+    @JSONNull var host: String?
     var kind: String
-    var from: String?
-    var to: String?
+    @JSONNull var from: String?
+    @JSONNull var to: String?
     var message: String
 
     static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)

@@ -6,8 +6,8 @@ import Darwin
 #endif
 
 /// One result of `fwd doctor`: what was checked, whether it is fine, and how to fix it when not.
-public struct DoctorFinding: Sendable, Equatable, Codable {
-    public enum Status: String, Sendable, Codable {
+public struct DoctorFinding: Sendable, Equatable, Encodable {
+    public enum Status: String, Sendable, Encodable {
         case ok
         /// Worth knowing, but nothing is broken: does not make `fwd doctor` fail.
         case warning
@@ -19,7 +19,7 @@ public struct DoctorFinding: Sendable, Equatable, Codable {
     public var check: String
     public var status: Status
     public var message: String
-    public var fix: String?
+    @JSONNull public var fix: String?
 
     public init(_ check: String, _ status: Status, _ message: String, fix: String? = nil) {
         self.check = check

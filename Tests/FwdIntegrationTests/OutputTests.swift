@@ -107,22 +107,29 @@ import Testing
             func keys(_ value: Any?) -> Set<String> { Set((value as? [String: Any])?.keys.map { $0 } ?? []) }
 
             let list = try #require(try json(try f.fwd("list", "--json")) as? [[String: Any]])
-            #expect(keys(list.first).isSuperset(of: ["name", "host", "forwards", "public", "autostart", "groups"]))
+            // Every key is always there; one without a value is null (scripts can rely on the shape).
+            #expect(keys(list.first) == ["name", "host", "forwards", "probe", "public", "autostart", "groups"])
             #expect(keys((list.first?["forwards"] as? [Any])?.first) == ["kind", "spec", "ssh_argument", "probe"])
 
             let show = try json(try f.fwd("show", "wiki", "--json"))
-            #expect(keys(show).isSuperset(of: ["tunnel", "destination", "control_path", "commands"]))
+            #expect(keys(show) == ["tunnel", "destination", "hostname", "user", "port", "control_path", "commands"])
 
             for args in [["status", "--json"], ["check", "wiki", "--json"]] {
                 let rows = try #require(try json(try f.fwd(arguments: args)) as? [[String: Any]])
                 #expect(rows.count == 1)
-                #expect(keys(rows.first).isSuperset(of: ["name", "state", "desired", "host", "forwards", "since", "restarts"]), "\(args)")
+                #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error"], "\(args)")
+                #expect(rows.first?["last_error"] is NSNull, "\(args)")
+                let forward = (rows.first?["forwards"] as? [Any])?.first
+                #expect(keys(forward) == ["kind", "spec", "allocated_port", "probe", "probe_ms", "ok"], "\(args)")
+                #expect((forward as? [String: Any])?["allocated_port"] is NSNull, "\(args)")
                 #expect(rows.first?["state"] as? String == "up")
             }
 
             let events = try #require(try json(try f.fwd("logs", "wiki", "--json")) as? [[String: Any]])
             #expect(!events.isEmpty)
-            #expect(events.allSatisfy { keys($0).isSuperset(of: ["id", "time", "kind", "message"]) })
+            #expect(events.allSatisfy { keys($0) == ["id", "time", "tunnel", "host", "kind", "from", "to", "message"] })
+            let all = try #require(try json(try f.fwd("logs", "--json")) as? [[String: Any]])
+            #expect(all.contains { $0["kind"] as? String == "daemon" && $0["tunnel"] is NSNull })
             #expect(events.contains { $0["kind"] as? String == "state" && $0["to"] as? String == "up" && $0["tunnel"] as? String == "wiki" })
             #expect(!(try f.fwd("logs", "--json", "--follow")).ok)
 
@@ -135,11 +142,13 @@ import Testing
             #expect(keys(doctor) == ["ok", "findings"])
             #expect(doctor["ok"] as? Bool == false && report.status == .exited(1))
             let findings = try #require(doctor["findings"] as? [[String: Any]])
-            #expect(findings.allSatisfy { keys($0).isSuperset(of: ["check", "status", "message"]) })
+            #expect(findings.allSatisfy { keys($0) == ["check", "status", "message", "fix"] })
+            #expect(findings.contains { $0["status"] as? String == "ok" && $0["fix"] is NSNull })
             #expect(findings.filter { $0["status"] as? String == "problem" }.allSatisfy { $0["fix"] is String })
 
             let service = try json(try f.fwd("service", "status", "--json"))
-            #expect(keys(service).isSuperset(of: ["manager", "path", "installed", "autostart"]))
+            #expect(keys(service) == ["manager", "path", "installed", "current", "supervisor_pid", "autostart"])
+            #expect((service as? [String: Any])?["current"] is NSNull, "no unit is installed here")
         }
     }
 
