@@ -49,8 +49,8 @@ struct Terminal {
         }
     }
 
-    /// The label, padded to `width` before colouring so escape codes never count towards column widths.
-    func state(_ state: TunnelState, width: Int = 0) -> String {
-        paint(label(state).padding(toLength: max(width, label(state).count), withPad: " ", startingAt: 0), Self.colour(state))
+    /// The label in its colour (tables pad cells before they colour them, in `Table.render`).
+    func state(_ state: TunnelState) -> String {
+        paint(label(state), Self.colour(state))
     }
 }

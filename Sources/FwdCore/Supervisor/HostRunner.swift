@@ -312,7 +312,10 @@ actor HostRunner {
                 var sawDown = false
                 while true {
                     let open = await offPool {
-                        addresses.contains { LocalPort.isAccepting(host: $0, port: target.port, timeout: 0.2) }
+                        addresses.contains { address in
+                            (try? ProbeSocket.connect(to: .tcp(host: address, port: target.port),
+                                                      until: .now + .milliseconds(200))) != nil
+                        }
                     }
                     if open && (sawDown || Date() >= deadline) { break }
                     if !open && Date() >= deadline.addingTimeInterval(patience) { break }
