@@ -144,11 +144,8 @@ import Testing
 
         """, to: dir + "/fwd.toml")
         let store = try Store.inMemory()
-        SupervisorService.markAutostart(store: store, configPath: dir + "/fwd.toml")
+        try SupervisorService.markAutostart(store: store, config: try ConfigLoader.load(path: dir + "/fwd.toml"))
         #expect(try store.desiredUp().map(\.name) == ["a"])
         #expect(try store.tunnel("b") == nil)
-        // A broken config marks nothing and does not throw: the first reconcile reports it.
-        try FileSystem.writeAtomically("[tunnels.a\n", to: dir + "/fwd.toml")
-        SupervisorService.markAutostart(store: try Store.inMemory(), configPath: dir + "/fwd.toml")
     }
 }

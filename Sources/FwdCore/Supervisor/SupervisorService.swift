@@ -33,7 +33,6 @@ public final class SupervisorService: Sendable {
         let supervisor = Supervisor(paths: paths, store: store, options: options)
         await supervisor.reapStaleMasters()
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))")
-        if case .daemon = mode { Self.markAutostart(store: store, configPath: paths.config) }
 
         let (stopRequests, stopSink) = AsyncStream<String>.makeStream()
         let mode = self.mode
@@ -73,7 +72,8 @@ public final class SupervisorService: Sendable {
         // The control socket already serves: this first reconcile queues with the requests it may race.
         let startError: (any Error)? = await supervisor.serially {
             do {
-                try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config, retry: [])
+                try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config, retry: [],
+                                         autostart: true)
                 return nil
             } catch {
                 return error
@@ -105,21 +105,12 @@ public final class SupervisorService: Sendable {
         sources.forEach { $0.cancel() }
     }
 
-    /// A daemon starting (at login, under systemd or launchd) wants the `autostart = true` tunnels up, as if
-    /// `fwd up` had named them. A config that does not parse is left to the first reconcile to report.
-    static func markAutostart(store: Store, configPath: String) {
-        guard let config = try? ConfigLoader.load(path: configPath) else { return }
-        let tunnels = config.tunnels.filter(\.autostart)
-        guard !tunnels.isEmpty else { return }
-        try? store.setDesired(.up, tunnels: tunnels.map { t in
-            (t.name, t.host, ForwardStatus.initial(for: t))
-        })
-    }
-
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
-    /// running tunnels stay as they are and the error is reported to the caller.
+    /// running tunnels stay as they are and the error is reported to the caller. `autostart` (a daemon's first
+    /// reconcile, at login or under systemd/launchd) also wants the `autostart = true` tunnels up, as if `fwd up`
+    /// had named them.
     static func reconcile(_ supervisor: Supervisor, store: Store, paths: FwdPaths, mode: Mode, configPath: String,
-                          retry: Set<String>) async throws {
+                          retry: Set<String>, autostart: Bool = false) async throws {
         let config = try ConfigLoader.load(path: configPath)
         let wanted: [Tunnel]
         switch mode {
@@ -130,6 +121,7 @@ public final class SupervisorService: Sendable {
                 (t.name, t.host, ForwardStatus.initial(for: t))
             })
         case .daemon:
+            if autostart { try markAutostart(store: store, config: config) }
             let desired = try store.desiredUp()
             var list: [Tunnel] = []
             for status in desired {
@@ -144,5 +136,12 @@ public final class SupervisorService: Sendable {
             wanted = list
         }
         await supervisor.apply(config, wanted: wanted, retry: retry)
+    }
+
+    /// Wants the `autostart = true` tunnels up, as `fwd up` naming them would.
+    static func markAutostart(store: Store, config: FwdConfig) throws {
+        let tunnels = config.tunnels.filter(\.autostart)
+        guard !tunnels.isEmpty else { return }
+        try store.setDesired(.up, tunnels: tunnels.map { t in (t.name, t.host, ForwardStatus.initial(for: t)) })
     }
 }
