@@ -1185,7 +1185,7 @@ class Bench:
                 (srss, sref), ms = idle["ws"]["sup"], idle["ws"]["masters"]
                 self.detail(f"Working set over the {self.args.idle_seconds:g} s idle window (pages referenced after "
                             "`clear_refs`; an upper bound, as a shared page another process used counts too): "
-                            f"supervisor {sref / 1024:.1f} of {srss / 1024:.1f} MB resident; "
+                            f"supervisor {sref / 1024:.1f} of the {srss / 1024:.1f} MB resident at the window's end; "
                             f"master{'s' if len(ms) != 1 else ''} {sum(r for _, r in ms) / 1024:.1f} "
                             f"of {sum(r for r, _ in ms) / 1024:.1f} MB. The rest is resident but unused while idle: "
                             "mostly code pages of the binary that ran at start-up or that the kernel mapped around "

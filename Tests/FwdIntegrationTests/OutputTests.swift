@@ -106,9 +106,12 @@ import Testing
             _ = try upWiki(f)
             func keys(_ value: Any?) -> Set<String> { Set((value as? [String: Any])?.keys.map { $0 } ?? []) }
 
+            // A second tunnel without a probe of its own: its `probe` is null, not left out.
+            #expect(try f.fwd("add", "plain", "--host", "lab", "-L", "\(try LocalPort.free()):127.0.0.1:\(f.web.port)").ok)
             let list = try #require(try json(try f.fwd("list", "--json")) as? [[String: Any]])
             // Every key is always there; one without a value is null (scripts can rely on the shape).
-            #expect(keys(list.first) == ["name", "host", "forwards", "probe", "public", "autostart", "groups"])
+            #expect(list.allSatisfy { keys($0) == ["name", "host", "forwards", "probe", "public", "autostart", "groups"] })
+            #expect(list.first { $0["name"] as? String == "plain" }?["probe"] is NSNull)
             #expect(keys((list.first?["forwards"] as? [Any])?.first) == ["kind", "spec", "ssh_argument", "probe"])
 
             let show = try json(try f.fwd("show", "wiki", "--json"))

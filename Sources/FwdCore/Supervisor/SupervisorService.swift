@@ -121,7 +121,14 @@ public final class SupervisorService: Sendable {
                 (t.name, t.host, ForwardStatus.initial(for: t))
             })
         case .daemon:
-            if autostart { try markAutostart(store: store, config: config) }
+            if autostart {
+                // A store that refuses the write must not keep the tunnels `fwd up` already wants from coming up.
+                do {
+                    try markAutostart(store: store, config: config)
+                } catch {
+                    try? store.log("error", tunnel: nil, host: nil, message: "cannot mark the autostart tunnels wanted: \(error)")
+                }
+            }
             let desired = try store.desiredUp()
             var list: [Tunnel] = []
             for status in desired {
