@@ -97,7 +97,6 @@ struct DownCommand: AsyncParsableCommand {
     }
 }
 
-
 /// Polls the store until every named tunnel reaches a wanted state, printing progress on a terminal.
 struct Waiter {
     let store: Store

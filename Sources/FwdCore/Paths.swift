@@ -66,7 +66,8 @@ public struct FwdPaths: Sendable, Equatable {
         "/tmp/fwd-\(geteuid())-\(String(fnv1a32(state), radix: 16))"
     }
 
-    /// The supervisor's control socket, beside the masters' sockets.
+    /// The supervisor's control socket, beside the masters' sockets: in the short control directory, because a
+    /// UNIX socket path must fit in about 104 bytes and a state directory can be long.
     public var supervisorSocket: String { controlDirectory + "/fwd.sock" }
 
     /// The longest socket name `controlSocket` returns.

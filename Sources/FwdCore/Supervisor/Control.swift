@@ -48,7 +48,6 @@ public enum ControlError: Error, CustomStringConvertible {
 
 /// The supervisor's control socket and the lock that makes it the only one per state directory.
 public enum Control {
-    /// In the short control directory: a UNIX socket path must fit in ~104 bytes and state dirs can be long.
     static func lockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/supervisor.lock" }
     static func spawnLockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/spawn.lock" }
 
