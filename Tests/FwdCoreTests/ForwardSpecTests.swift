@@ -262,7 +262,7 @@ private func parseError(_ text: String, _ kind: ForwardKind) -> ForwardSpecError
     }
 
     @Test func randomSpecsRoundTripThroughTextAndSSHArgument() throws {
-        var rng = XorShift(seed: 0x5eed_f00d)
+        var rng = FuzzRandom(seed: 0x5eed_f00d)
         var failures: [String] = []
         for _ in 0..<5000 {
             let spec = rng.spec()
@@ -281,7 +281,7 @@ private func parseError(_ text: String, _ kind: ForwardKind) -> ForwardSpecError
     }
 
     @Test func garbageNeverCrashesAndAcceptedGarbageRoundTrips() {
-        var rng = XorShift(seed: 42)
+        var rng = FuzzRandom(seed: 42)
         let pieces: [String] = [
             "[", "]", ":", ":", ":", "\\", "/", "0", "1", "8080", "65536", "h", "wiki.lan", "*", "-", ".",
             "::1", "http", " ", "\n", "#", "$", "é", "\u{301}", "\0", "%", "=", "'",
@@ -327,27 +327,8 @@ private func parseError(_ text: String, _ kind: ForwardKind) -> ForwardSpecError
     }
 }
 
-/// A tiny seeded generator so failures reproduce.
-private struct XorShift {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed == 0 ? 1 : seed }
-
-    mutating func next() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-
-    mutating func int(_ range: ClosedRange<Int>) -> Int {
-        range.lowerBound + Int(next() % UInt64(range.count))
-    }
-
-    mutating func chance(_ percent: Int) -> Bool { int(0...99) < percent }
-
-    mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
-
+/// Generators of forward-spec parts, on FuzzTests' seeded generator so failures reproduce.
+extension FuzzRandom {
     mutating func word(_ alphabet: String, _ length: ClosedRange<Int>) -> String {
         let letters = Array(alphabet)
         return String((0..<int(length)).map { _ in pick(letters) })

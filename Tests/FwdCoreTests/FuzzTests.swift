@@ -375,7 +375,7 @@ import Testing
     }
 }
 
-/// xorshift64*, seeded, so a failing case reproduces from FWD_FUZZ_SEED.
+/// xorshift64*, seeded, so a failing case reproduces (FWD_FUZZ_SEED here; fixed seeds in ForwardSpecTests).
 struct FuzzRandom {
     private var state: UInt64
 

@@ -194,16 +194,9 @@ private struct ChildInfo: CustomStringConvertible {
 
 /// This process's children, from /proc (Linux); empty elsewhere.
 private func childProcesses() -> [ChildInfo] {
-    let me = getpid()
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-    return entries.compactMap { entry -> ChildInfo? in
-        guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 2, Int32(fields[1]) == me else { return nil }
-        let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
-        let commandLine = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        return ChildInfo(pid: pid, name: String(stat[stat.index(after: open)..<close]), state: String(fields[0]), commandLine: commandLine)
+    ProcessTable.children(of: getpid()).map { pid in
+        ChildInfo(pid: pid, name: FileSystem.read("/proc/\(pid)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?",
+                  state: ProcessTable.state(of: pid) ?? "?", commandLine: ProcessTable.commandLine(of: pid).joined(separator: " "))
     }
 }
 

@@ -202,15 +202,7 @@ public final class LabSSHD: @unchecked Sendable {
 
     private static func childPids(of parent: pid_t) -> [pid_t] {
         #if os(Linux)
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { name -> pid_t? in
-            guard let pid = pid_t(name),
-                  let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            // Fields after "(comm)": state, ppid, ...
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
-        }
+        return ProcessTable.children(of: parent)
         #else
         let output = (try? ChildProcess.run(["pgrep", "-P", String(parent)], timeout: 5).output) ?? ""
         return output.split(whereSeparator: \.isNewline).compactMap { pid_t($0) }

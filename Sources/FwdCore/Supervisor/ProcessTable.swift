@@ -10,11 +10,29 @@ public enum ProcessTable {
     /// The process start time (clock ticks since boot, /proc/PID/stat field 22) — with the pid it identifies a
     /// process even after the pid is reused. nil when the process does not exist (or on systems without /proc).
     public static func startTime(of pid: Int32) -> UInt64? {
+        statFields(of: pid).flatMap { $0.count > 19 ? UInt64($0[19]) : nil }
+    }
+
+    /// The process state letter of /proc/PID/stat ("R", "S", "Z" for a zombie…); nil when there is no such process.
+    public static func state(of pid: Int32) -> String? { statFields(of: pid)?.first.map(String.init) }
+
+    /// The parent's pid; nil when there is no such process.
+    public static func parent(of pid: Int32) -> Int32? { statFields(of: pid).flatMap { $0.count > 1 ? Int32($0[1]) : nil } }
+
+    /// Every pid in /proc (empty on systems without it).
+    public static func allPids() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
+    }
+
+    public static func children(of parent: Int32) -> [Int32] {
+        allPids().filter { self.parent(of: $0) == parent }
+    }
+
+    /// The fields of /proc/PID/stat after the command name (which may contain spaces and parentheses): the state
+    /// is [0], the parent [1], the start time [19].
+    private static func statFields(of pid: Int32) -> [Substring]? {
         guard let stat = FileSystem.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after the command name (which may contain spaces) start at field 3.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19 else { return nil }
-        return UInt64(fields[19])
+        return stat[stat.index(after: close)...].split(separator: " ")
     }
 
     public static func commandLine(of pid: Int32) -> [String] {
@@ -44,14 +62,14 @@ public enum ProcessTable {
                 inodes.insert(String(cols[9]))
             }
         }
-        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
-        for pid in pids where Int32(pid) != nil {
+        guard !inodes.isEmpty else { return nil }
+        for pid in allPids() {
             guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             for fd in fds {
                 guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
                       link.hasPrefix("socket:["), inodes.contains(String(link.dropFirst(8).dropLast())) else { continue }
                 let name = FileSystem.read("/proc/\(pid)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                return (Int32(pid)!, name)
+                return (pid, name)
             }
         }
         return nil

@@ -221,9 +221,9 @@ final class FaultFixture: @unchecked Sendable {
 
     /// Live (non-zombie) processes whose command line matches.
     func processes(where match: ([String]) -> Bool) -> [Int32] {
-        ProcessInfoLite.allPids().filter { pid in
+        ProcessTable.allPids().filter { pid in
             let cmd = ProcessTable.commandLine(of: pid)
-            return !cmd.isEmpty && match(cmd) && ProcessInfoLite.state(of: pid) != "Z"
+            return !cmd.isEmpty && match(cmd) && ProcessTable.state(of: pid) != "Z"
         }
     }
 
@@ -254,12 +254,12 @@ final class FaultFixture: @unchecked Sendable {
     /// ssh processes of this fixture that no running supervisor owns.
     func orphanedSSH() -> [Int32] {
         let supervisors = Set(supervisorProcesses())
-        return sshProcesses().filter { pid in !supervisors.contains(ProcessInfoLite.parent(of: pid) ?? -1) }
+        return sshProcesses().filter { pid in !supervisors.contains(ProcessTable.parent(of: pid) ?? -1) }
     }
 
     /// Unreaped children of `pid`.
     func zombies(of pid: Int32) -> [Int32] {
-        ProcessInfoLite.allPids().filter { ProcessInfoLite.parent(of: $0) == pid && ProcessInfoLite.state(of: $0) == "Z" }
+        ProcessTable.allPids().filter { ProcessTable.parent(of: $0) == pid && ProcessTable.state(of: $0) == "Z" }
     }
 
     /// The whole event log, one line per event, for a failing test's output (or FWD_FAULT_DEBUG=1).
@@ -272,7 +272,7 @@ final class FaultFixture: @unchecked Sendable {
 
     /// What a failing test needs to see: the end of the event log, of ssh's and sshd's logs, and the ssh processes.
     func diagnostics() -> String {
-        let ssh = sshProcesses().map { "\($0) [\(ProcessInfoLite.state(of: $0) ?? "?")] parent \(ProcessInfoLite.parent(of: $0) ?? -1): \(ProcessTable.commandLine(of: $0).joined(separator: " "))" }
+        let ssh = sshProcesses().map { "\($0) [\(ProcessTable.state(of: $0) ?? "?")] parent \(ProcessTable.parent(of: $0) ?? -1): \(ProcessTable.commandLine(of: $0).joined(separator: " "))" }
         let logs = ((try? FileManager.default.contentsOfDirectory(atPath: stateDir + "/logs")) ?? []).sorted().map { name in
             "--- logs/\(name):\n" + (FileSystem.read(stateDir + "/logs/" + name) ?? "").split(separator: "\n").suffix(15).joined(separator: "\n")
         }

@@ -103,7 +103,7 @@ final class NamespacedSSHD: @unchecked Sendable {
         lock.withLock {
             guard let proc = child else { return }
             child = nil
-            let sessions = Self.children(of: proc.pid)
+            let sessions = ProcessTable.children(of: proc.pid)
             for pid in sessions {
                 Glibc.kill(-pid, SIGKILL)
                 Glibc.kill(pid, SIGKILL)
@@ -111,7 +111,7 @@ final class NamespacedSSHD: @unchecked Sendable {
             proc.kill()
             // The sessions were the listener's children; with it gone, init reaps them.
             let deadline = Date().addingTimeInterval(2)
-            while Date() < deadline, sessions.contains(where: { Glibc.kill($0, 0) == 0 && !Self.isZombie($0) }) { usleep(5_000) }
+            while Date() < deadline, sessions.contains(where: { Glibc.kill($0, 0) == 0 && ProcessTable.state(of: $0) != "Z" }) { usleep(5_000) }
         }
     }
 
@@ -124,26 +124,10 @@ final class NamespacedSSHD: @unchecked Sendable {
             $0.contains("Connection from \(Topology.clientAddress) port ") && $0.contains(" on \(address) port \(port) ")
         }.count
     }
-
-    static func children(of parent: Int32) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap(Int32.init).filter { ProcessInfoLite.parent(of: $0) == parent }
-    }
-
-    static func isZombie(_ pid: Int32) -> Bool { ProcessInfoLite.state(of: pid) == "Z" }
 }
 
-/// Fields of /proc/PID/stat.
+/// What the soak test samples of a process (the rest of /proc is `ProcessTable`'s).
 enum ProcessInfoLite {
-    static func fields(_ pid: Int32) -> [Substring]? {
-        guard let stat = FileSystem.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        return stat[stat.index(after: close)...].split(separator: " ")
-    }
-
-    static func state(of pid: Int32) -> String? { fields(pid)?.first.map(String.init) }
-
-    static func parent(of pid: Int32) -> Int32? { fields(pid).flatMap { $0.count > 1 ? Int32($0[1]) : nil } }
-
     /// Open descriptors (entries of /proc/PID/fd).
     static func fdCount(_ pid: Int32) -> Int? { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count }
 
@@ -152,9 +136,5 @@ enum ProcessInfoLite {
         guard let status = FileSystem.read("/proc/\(pid)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
         return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-    }
-
-    static func allPids() -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init)
     }
 }

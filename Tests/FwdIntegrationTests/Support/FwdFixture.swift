@@ -64,11 +64,10 @@ final class FwdFixture: @unchecked Sendable {
 
     /// Live processes whose command line contains `needle`.
     func processes(where match: ([String]) -> Bool) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap(Int32.init).filter { pid in
+        ProcessTable.allPids().filter { pid in
             let cmd = ProcessTable.commandLine(of: pid)
             // A zombie has an empty command line; it is not running anything.
-            return !cmd.isEmpty && match(cmd) && (FileSystem.read("/proc/\(pid)/stat")?.contains(") Z ") != true)
+            return !cmd.isEmpty && match(cmd) && ProcessTable.state(of: pid) != "Z"
         }
     }
 
