@@ -28,7 +28,6 @@ import time
 
 SSHD = "/usr/sbin/sshd"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 HELPERS = ("serve-http", "serve-source", "serve-echo", "wait-http", "wait-tcp")
 POLL = 0.005  # the wait loop's interval, the same for fwd and every baseline
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,25 +36,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers run as child processes (`bench.py serve-http …`), so the measuring process never serves traffic itself.
 
-def serve_http(port, bind):
-    body = b"<h1>fwd bench</h1>\n"
-    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-             % len(body)) + body
+def serve(port, bind, handle, backlog=1024):
+    """Accepts forever, each connection on a thread of its own; prints "ready" once it listens."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((bind, port))
-    srv.listen(1024)
+    srv.listen(backlog)
 
-    def handle(conn):
+    def run(conn):
         try:
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            conn.sendall(reply)
+            handle(conn)
         except OSError:
             pass
         finally:
@@ -64,60 +54,47 @@ def serve_http(port, bind):
     print("ready", flush=True)
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=run, args=(conn,), daemon=True).start()
 
 
-def serve_source(port, bind, nbytes):
+HTTP_BODY = b"<h1>fwd bench</h1>\n"
+HTTP_REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+              % len(HTTP_BODY)) + HTTP_BODY
+
+
+def http_reply(conn):
+    """Reads a request head, answers one small page and closes: the target behind every forward."""
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    conn.sendall(HTTP_REPLY)
+
+
+def source(nbytes):
     """Sends `nbytes` to each client, then closes: the far end of the throughput measure."""
-    chunk = bytes(1 << 20)
-    view = memoryview(chunk)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((bind, port))
-    srv.listen(16)
+    view = memoryview(bytes(1 << 20))
 
-    def handle(conn):
-        try:
-            left = nbytes
-            while left > 0:
-                n = min(left, len(chunk))
-                conn.sendall(view[:n])
-                left -= n
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    print("ready", flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    def send(conn):
+        left = nbytes
+        while left > 0:
+            n = min(left, len(view))
+            conn.sendall(view[:n])
+            left -= n
+        conn.shutdown(socket.SHUT_WR)
+    return send
 
 
-def serve_echo(port, bind):
+def echo(conn):
     """An echo service: what autossh's monitor talks to when given `-M PORT:ECHO_PORT`."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((bind, port))
-    srv.listen(64)
-
-    def handle(conn):
-        try:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    break
-                conn.sendall(data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    print("ready", flush=True)
     while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        data = conn.recv(65536)
+        if not data:
+            break
+        conn.sendall(data)
 
 
 def http_get(host, port, timeout=2.0):
@@ -155,11 +132,11 @@ def helper_main(argv):
     p.add_argument("--timeout", type=float, default=20)
     a = p.parse_args(argv)
     if a.mode == "serve-http":
-        serve_http(a.port, a.bind)
+        serve(a.port, a.bind, http_reply)
     elif a.mode == "serve-echo":
-        serve_echo(a.port, a.bind)
+        serve(a.port, a.bind, echo, backlog=64)
     elif a.mode == "serve-source":
-        serve_source(a.port, a.bind, a.bytes)
+        serve(a.port, a.bind, source(a.bytes), backlog=16)
     elif a.mode == "wait-http":
         sys.exit(0 if wait_page(a.port, a.timeout, host=a.bind) else 1)
     else:
@@ -366,7 +343,9 @@ class Bench:
         self.dir = tempfile.mkdtemp(prefix="fwdb-", dir="/tmp")
         os.chmod(self.dir, 0o700)
         self.mark = f"FWD_BENCH_MARK={self.dir}".encode()
-        self.env = dict(os.environ, FWD_BENCH_MARK=self.dir, NO_COLOR="1", LC_ALL="C")
+        # fwd runs with its defaults: none of the caller's FWD_* settings (probe interval, ssh, templates) leak in.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FWD_")}
+        self.env.update(FWD_BENCH_MARK=self.dir, NO_COLOR="1", LC_ALL="C")
         self.env.pop("SSH_AUTH_SOCK", None)  # the lab key is the only key; no agent of the user's is asked
         self.ports = PortPool()
         self.children = []
@@ -698,7 +677,6 @@ class Bench:
                 if med[k] is not None:
                     self.detail(f"| {k} | {med[k] * 1000:.0f} |")
             self.detail("")
-        self.cold = (fwd_t, raw_t, phases)
 
     def cold_phases(self, env, wall0, cmd, page):
         """Reads the supervisor's event log (times to the ms) and returns offsets from the start of `fwd up`."""
@@ -785,7 +763,9 @@ class Bench:
                 t0 = time.perf_counter()
                 p = self.run([self.fwd, "up", name, "-q"], env=env, timeout=60)
                 ok = wait_page(add_ports[name], 10)
-                if p.returncode == 0 and ok and i:
+                if p.returncode or ok is None:
+                    raise CannotMeasure(f"`fwd up {name}` (tcp probe) exited {p.returncode}: {p.stderr.decode(errors='replace')[-300:]}")
+                if i:
                     tcp_t.append(ok - t0)
                 self.run([self.fwd, "down", name], env=env, timeout=30)
             # 2c: the same add on a host that already carries 20 tunnels with the default tcp probe
@@ -801,8 +781,8 @@ class Bench:
                     busy_t.append(ok - t0)
                 self.run([self.fwd, "down", name], env=env, timeout=60)
             self.run([self.fwd, "down", "crowd"], env=env, timeout=60)
-            # What fwd's warm path runs besides `ssh -O forward`: `ssh -G` (twice per `fwd up`, to rewrite the
-            # ssh_config fragment) and the Swift process start.
+            # Reference costs: one `ssh -G` (what a config change costs per host) and the Swift process start,
+            # which every `fwd up` pays before its `ssh -O forward`.
             for _ in range(runs):
                 t0 = time.perf_counter()
                 self.run(["ssh", "-F", os.path.join(env["FWD_STATE_DIR"], "ssh_config"), "-G", "-T", "bench0"])
@@ -831,7 +811,6 @@ class Bench:
         self.detail(f"raw `ssh -F none -S SOCK -O forward -L …` runs (ms): {self.ms_list(raw_t)}; the command alone: {self.ms_list(raw_cmd)}  ")
         self.detail(f"one `ssh -G` with fwd's config: median {fmt_ms(median(getfwd))}; "
                     f"starting the fwd binary (`fwd --help`): median {fmt_ms(median(start))}\n")
-        self.warm = dict(fwd=fwd_t, raw=raw_t, getfwd=getfwd, start=start)
 
     # -- 3. recovery ---------------------------------------------------------------------------------------------
 
@@ -849,8 +828,11 @@ class Bench:
         # which is what this measures, are the defaults. The namespace measure (4) runs the real loop.
         echo = self.ports.take()
         self.start_server("serve-echo", "--port", echo)
-        for who in results:
-            for i in range(runs):
+        tools = list(results)
+        for i in range(runs):
+            # Run by run, each tool in turn, starting with a different one each run: a load change on the shared
+            # machine then falls on all three alike.
+            for who in tools[i % len(tools):] + tools[:i % len(tools)]:
                 port = self.ports.take()
                 spec = f"127.0.0.1:{port}:127.0.0.1:{self.http_port}"
                 env = None
@@ -992,7 +974,8 @@ class Bench:
                             state = next((r["state"] for r in json.loads(p.stdout) if r["name"] == "nt"), None)
                         except ValueError:
                             state = None
-                        if state != "up":
+                        # Only a state read says fwd left `up`; a failed read is no evidence either way.
+                        if p.returncode == 0 and isinstance(state, str) and state != "up":
                             found["fwd"] = time.perf_counter() - t0
                     time.sleep(0.02)
                 for argv in undrop:
@@ -1278,7 +1261,7 @@ class Bench:
                                                    os.path.exists("/usr/lib/autossh/autossh") else out(["autossh", "-V"])),
                 ("swift --version", out(["swift", "--version"])), ("runs per measure", str(self.args.runs)),
                 ("load average (1 min) at start → end", f"{self.load_start} → {os.getloadavg()[0]:.2f} "
-                 "(the machine is shared; fwd and its baseline are interleaved run by run)")]
+                 "(the machine is shared; timed measures alternate fwd and its baselines run by run)")]
 
     def report(self):
         header = ["Measure", "fwd", "Baseline", "Ratio", "Goal", "Met?"]
@@ -1294,9 +1277,9 @@ class Bench:
         for r in table:
             print("  ".join(c.ljust(w) if len(c) <= w else c for c, w in zip(r, widths)))
         md = ["# fwd benchmarks", "",
-              "Measured by `scripts/bench` (issue 6): fwd beside raw OpenSSH and autossh, each figure the median of "
-              f"≥ {self.args.runs} runs from the same run of the script. Re-run with `scripts/bench`; timings are "
-              "never asserted in tests.", "", "## Machine", "", "| | |", "|---|---|"]
+              "Measured by `scripts/bench` (issue 6): fwd beside raw OpenSSH and autossh in the same run of the "
+              f"script, each timing the median of ≥ {self.args.runs} runs (footprint and idle CPU are one sample "
+              "each). Re-run with `scripts/bench`; timings are never asserted in tests.", "", "## Machine", "", "| | |", "|---|---|"]
         md += [f"| {k} | {v} |" for k, v in self.machine()]
         md += ["", "## Results", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]
