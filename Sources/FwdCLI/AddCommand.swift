@@ -57,6 +57,10 @@ struct AddCommand: AsyncParsableCommand {
         if template == nil && (target != nil || port != nil || targetPort != nil) {
             throw ValidationError("--target, --port and --target-port go with --template")
         }
+        if template == nil, let p = Validation.nameProblem(name) { throw ValidationError(p) }
+        if let probe, ProbeKind(rawValue: probe) == nil {
+            throw ValidationError("unknown probe \"\(probe)\"; expected one of: \(ProbeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 
     func run() async throws {
@@ -67,17 +71,13 @@ struct AddCommand: AsyncParsableCommand {
             let preset = try Presets.named(template, in: try Context.templates())
             table = try preset.render(.init(name: name, host: host, target: target, port: port, targetPort: targetPort))
         } else {
-            if let p = Validation.nameProblem(name) { throw ValidationError(p) }
             var forwards: [ForwardSpec] = []
             for (kind, specs) in [(ForwardKind.local, local), (.remote, remote), (.dynamic, dynamic)] {
                 for s in specs { forwards.append(try ForwardSpec.parse(s, kind: kind)) }
             }
             var tunnel = Tunnel(name: name, host: host, forwards: forwards)
             if let probe {
-                guard let kind = ProbeKind(rawValue: probe) else {
-                    throw ValidationError("unknown probe \"\(probe)\"; expected one of: \(ProbeKind.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                tunnel.probe = kind
+                tunnel.probe = ProbeKind(rawValue: probe)
             }
             tunnel.isPublic = isPublic
             table = ConfigEditor.table(for: tunnel)

@@ -69,7 +69,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
 
         guard try run(fwd, ["up", "demo"], env) == .exited(0) else {
-            throw ValidationError("`fwd up demo` failed; see above")
+            throw CommandFailure("`fwd up demo` failed; see above")
         }
         let page = try HTTPGet.fetch(host: "127.0.0.1", port: wikiPort)
         say("GET http://127.0.0.1:\(wikiPort)/ through the tunnel → HTTP \(page.status):\n    \(page.body.trimmingCharacters(in: .whitespacesAndNewlines))")

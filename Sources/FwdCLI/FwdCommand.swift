@@ -50,3 +50,10 @@ public enum FwdMain {
         }
     }
 }
+
+/// A run-time failure of a command, printed as `Error: …` with exit status 1. (argument-parser prints a
+/// usage banner and exits 64 for a `ValidationError`, which is for bad arguments only.)
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

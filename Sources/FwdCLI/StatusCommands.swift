@@ -38,7 +38,7 @@ struct StatusCommand: AsyncParsableCommand {
             return
         }
         guard terminal.isTTY else {
-            throw ValidationError("--watch redraws the terminal, and standard output is not one; use `fwd status` or `fwd status --json` in scripts")
+            throw CommandFailure("--watch redraws the terminal, and standard output is not one; use `fwd status` or `fwd status --json` in scripts")
         }
         // Ctrl-C ends the process (default SIGINT); each frame is drawn whole, so nothing is left half-written
         // beyond the current line.
@@ -86,7 +86,7 @@ struct StatusCommand: AsyncParsableCommand {
         let now = Date()
         var table = [["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE", "LAST ERROR"]]
         for r in rows {
-            let forwards = r.forwards.map { f in "\(Self.flag(f.kind)) \(f.spec)" + (f.allocatedPort.map { " (port \($0))" } ?? "") }
+            let forwards = r.forwards.map { f in "\(f.kind.flag) \(f.spec)" + (f.allocatedPort.map { " (port \($0))" } ?? "") }
             table.append([
                 r.name, terminal.label(r.state), forwards.joined(separator: ", "),
                 r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
@@ -100,7 +100,6 @@ struct StatusCommand: AsyncParsableCommand {
         return text
     }
 
-    static func flag(_ kind: String) -> String { ForwardKind(rawValue: kind)?.flag ?? kind }
 
     static func duration(_ seconds: Double) -> String {
         let s = Int(seconds)
@@ -140,7 +139,7 @@ struct StatusJSON: Encodable {
         state = r.state.rawValue
         desired = r.desired.rawValue
         host = r.host
-        forwards = r.forwards.map { ForwardJSON(kind: $0.kind, spec: $0.spec, allocated_port: $0.allocatedPort, probe: $0.probe, probe_ms: $0.probeMs, ok: $0.ok) }
+        forwards = r.forwards.map { ForwardJSON(kind: $0.kind.rawValue, spec: $0.spec, allocated_port: $0.allocatedPort, probe: $0.probe.rawValue, probe_ms: $0.probeMs, ok: $0.ok) }
         pid = r.pid
         since = r.since.formatted(Self.timestamp)
         restarts = r.restarts
@@ -192,11 +191,22 @@ struct LogsCommand: AsyncParsableCommand {
         guard follow else { return }
         var last = try events.last?.id ?? (store.events(tunnel: name, after: 0, limit: 1_000_000).last?.id ?? 0)
         while !Task.isCancelled {
-            try await Task.sleep(for: .milliseconds(250))
+            // Pushed by the supervisor as they are recorded. With none running, nothing records events but
+            // other fwd commands, and the log is read once a second until one starts.
+            if let client = try? ControlClient(paths: context.paths) {
+                try client.send(ControlRequest(op: .follow, names: name.map { [$0] }, after: last))
+                _ = try client.reply(timeout: 10)
+                while let reply = try? client.next(timeout: nil) {
+                    guard let e = reply.event else { continue }
+                    Self.print(e)
+                    last = e.id
+                }
+            }
             for e in try store.events(tunnel: name, after: last, limit: 1000) {
                 Self.print(e)
                 last = e.id
             }
+            try await Task.sleep(for: .seconds(1))
         }
     }
 
@@ -209,7 +219,7 @@ struct LogsCommand: AsyncParsableCommand {
 
     static func print(_ e: Event) {
         let subject = e.tunnel ?? e.host ?? "fwd"
-        let change = e.kind == "state" ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
+        let change = e.kind == .state ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
         Swift.print("\(formatter.string(from: e.time))  \(subject)  \(e.kind)\(change): \(e.message)")
         fflush(nil)
     }
@@ -232,7 +242,7 @@ struct EventJSON: Encodable {
         time = e.time.formatted(Self.timestamp)
         tunnel = e.tunnel
         host = e.host
-        kind = e.kind
+        kind = e.kind.rawValue
         from = e.from
         to = e.to
         message = e.message
@@ -258,8 +268,7 @@ struct CheckCommand: AsyncParsableCommand {
         let named = names.isEmpty ? nil : try context.loadConfig().resolve(names).map(\.name)
         let store = try Store(path: context.paths.database)
         let selected = try named ?? store.desiredUp().map(\.name)
-        let reply = try Control.request(ControlRequest(op: .check, names: selected), paths: context.paths)
-        guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
+        try Control.request(ControlRequest(op: .check, names: selected), paths: context.paths)
         let rows = try selected.compactMap { try store.tunnel($0) }
         if json {
             print(try JSONOutput.encode(rows.map(StatusJSON.init)))
@@ -290,15 +299,20 @@ struct DaemonCommand: AsyncParsableCommand {
     @Flag(help: "Ask the running supervisor to stop, and wait until it has.")
     var stop = false
 
+    @Flag(help: .hidden)
+    var onDemand = false
+
+    @Option(help: .hidden)
+    var readyFd: Int32?
+
     func run() async throws {
         let paths = Context.current().paths
         if stop {
-            guard let pid = Control.runningPID(paths) else { throw ControlError.notRunning }
-            _ = try Control.request(ControlRequest(op: .stop), paths: paths)
-            while kill(pid, 0) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            // The supervisor answers once its masters are down and its lock is released.
+            try Control.request(ControlRequest(op: .stop), paths: paths, timeout: 60)
             return
         }
-        try await SupervisorService(paths: paths, mode: .daemon).run()
+        try await SupervisorService(paths: paths, mode: .daemon, onDemand: onDemand, readyFD: readyFd).run()
     }
 }
 
@@ -315,33 +329,12 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let context = Context.current()
         let tunnels = try context.loadConfig().resolve(names)
-        let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)))
-        let store = try Store(path: context.paths.database)
-        let after = try store.events(after: 0, limit: 1_000_000).last?.id ?? 0
         let names = Set(tunnels.map(\.name))
-        let printer = Task {
-            var last = after
-            while true {
-                // Read before the round: the round that follows cancellation is the last, and prints what the
-                // shutdown recorded.
-                let cancelled = Task.isCancelled
-                while let batch = try? store.events(after: last, limit: 1000), let end = batch.last?.id {
-                    for e in batch where e.tunnel.map(names.contains) ?? true { LogsCommand.print(e) }
-                    last = end
-                }
-                if cancelled { return }
-                try? await Task.sleep(for: .milliseconds(100))
-            }
-        }
-        do {
-            try await service.run()
-        } catch {
-            printer.cancel()
-            await printer.value
-            throw error
-        }
-        printer.cancel()
-        await printer.value
+        let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)))
+        // The supervisor runs in this process: its events come straight from its store writer.
+        try await service.run(onEvent: { e in
+            if e.tunnel.map(names.contains) ?? true { LogsCommand.print(e) }
+        })
     }
 }
 
@@ -358,9 +351,12 @@ struct SessionCommand: AsyncParsableCommand {
     @Argument(parsing: .postTerminator, help: "Arguments for ssh after `--` (a remote command, or ssh options).")
     var arguments: [String] = []
 
+    func validate() throws {
+        if let p = Validation.hostProblem(host) { throw ValidationError(p) }
+    }
+
     func run() async throws {
         let context = Context.current()
-        if let p = Validation.hostProblem(host) { throw ValidationError(p) }
         let config = try context.loadConfig()
         try await SSHConfigFiles.write(config, paths: context.paths)
         let destination = Destination(host)
@@ -370,6 +366,6 @@ struct SessionCommand: AsyncParsableCommand {
                                          destination: destination, extra: arguments)
         let argv = command.argv.map { strdup($0) } + [nil]
         execvp(command.executable, argv)
-        throw ValidationError("cannot run \(command.executable): \(String(cString: strerror(errno)))")
+        throw CommandFailure("cannot run \(command.executable): \(String(cString: strerror(errno)))")
     }
 }

@@ -27,12 +27,11 @@ struct UpCommand: AsyncParsableCommand {
         let config = try context.loadConfig()
         let tunnels = try config.resolve(names)
         let store = try Store(path: context.paths.database)
-        try store.setDesired(.up, tunnels: tunnels.map { ($0.name, $0.host, ForwardStatus.initial(for: $0)) })
-        try Control.ensureSupervisor(context.paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
-        let reply = try Control.request(ControlRequest(op: .reconcile, config: config.path, names: tunnels.map(\.name)), paths: context.paths)
-        guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
-        let outcome = try await Waiter(store: store, names: tunnels.map(\.name), quiet: quiet)
-            .wait(until: { $0 == .up }, failFast: { $0 == .failed }, timeout: timeout)
+        try store.setDesired(.up, tunnels: tunnels)
+        let request = ControlRequest(op: .watch, config: config.path, names: tunnels.map(\.name))
+        let client = try Waiter.watch(request, paths: context.paths, starting: true)
+        let outcome = try Waiter(names: tunnels.map(\.name), quiet: quiet)
+            .wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, timeout: timeout)
         if !outcome.isEmpty {
             for line in outcome { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
@@ -66,24 +65,29 @@ struct DownCommand: AsyncParsableCommand {
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
-        let targets: [(name: String, host: String, forwards: [ForwardStatus])]
+        let targets: [TunnelStatus]
         if all {
-            targets = try store.tunnels().map { ($0.name, $0.host, $0.forwards) }
+            targets = try store.tunnels()
         } else {
             let config = try context.loadConfig()
-            targets = try config.resolve(names).map { ($0.name, $0.host, ForwardStatus.initial(for: $0)) }
+            let wanted = try config.resolve(names)
+            let known = try store.tunnels(named: wanted.map(\.name))
+            // A tunnel never brought up has no row yet; it gets one, recorded down.
+            targets = wanted.map { t in
+                known[t.name] ?? TunnelStatus(name: t.name, host: t.host, desired: .down, state: .down, since: Date(),
+                                              forwards: ForwardStatus.initial(for: t), updatedAt: Date())
+            }
         }
-        try store.setDesired(.down, tunnels: targets)
-        guard Control.runningPID(context.paths) != nil else {
+        try store.setDesired(.down, recorded: targets)
+        guard let client = try? Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: targets.map(\.name)),
+                                             paths: context.paths, starting: false) else {
             // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
             for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
             report(targets.map(\.name), store: store)
             return
         }
-        let reply = try Control.request(ControlRequest(op: .reconcile, config: context.paths.config), paths: context.paths)
-        guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
-        let left = try await Waiter(store: store, names: targets.map(\.name), quiet: true)
-            .wait(until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: timeout)
+        let left = try Waiter(names: targets.map(\.name), quiet: true)
+            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: timeout)
         if !left.isEmpty {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
@@ -97,44 +101,83 @@ struct DownCommand: AsyncParsableCommand {
     }
 }
 
-/// Polls the store until every named tunnel reaches a wanted state, printing progress on a terminal.
+/// Follows the rows the supervisor pushes for the named tunnels until each reaches a wanted state, printing
+/// progress on a terminal.
 struct Waiter {
-    let store: Store
     let names: [String]
     let quiet: Bool
 
+    /// Sends a `watch` request and returns the connection once the supervisor has applied it. With `starting`,
+    /// starts a supervisor first when none runs (one that was just stopping is replaced).
+    static func watch(_ request: ControlRequest, paths: FwdPaths, starting: Bool) throws -> ControlClient {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                if starting {
+                    try Control.ensureSupervisor(paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
+                }
+                let client = try ControlClient(paths: paths)
+                try client.send(request)
+                _ = try client.reply(timeout: 30)
+                return client
+            } catch ControlError.refused(.stopping) where starting && attempt < 3 {
+                continue
+            } catch ControlError.notRunning where starting && attempt < 3 {
+                continue
+            }
+        }
+    }
+
     /// Returns one line per tunnel that did not get there ("name: state — reason"), empty on success.
-    func wait(until done: (TunnelState) -> Bool, failFast: (TunnelState) -> Bool, timeout: Double) async throws -> [String] {
+    func wait(_ client: ControlClient, until done: (TunnelState) -> Bool, failFast: (TunnelState) -> Bool,
+              timeout: Double) throws -> [String] {
         let tty = isatty(STDERR_FILENO) == 1 && !quiet
         let deadline = Date().addingTimeInterval(timeout)
+        var rows: [String: TunnelStatus] = [:]
         var shown: [String: TunnelState] = [:]
+        var ending: String?
         while true {
-            let current = try store.tunnels(named: names)
-            let rows = names.map { current[$0] }
             var pending: [String] = []
             var failed = false
-            for (name, row) in zip(names, rows) {
+            for name in names {
+                let row = rows[name]
                 let state = row?.state ?? .down
-                if tty, shown[name] != state {
-                    shown[name] = state
-                    FileHandle.standardError.write(Data("  \(name): \(state.rawValue)\(row?.lastError.map { " — \($0)" } ?? "")\n".utf8))
-                }
                 if done(state) { continue }
                 if failFast(state) { failed = true }
                 pending.append("\(name): \(state.rawValue)\(row?.lastError.map { " — \($0)" } ?? "")")
             }
-            if pending.isEmpty {
+            // The snapshot of every named tunnel arrives first: judge only once each has been heard of.
+            let heard = names.allSatisfy { rows[$0] != nil }
+            if heard && pending.isEmpty {
                 if !quiet {
-                    for (name, row) in zip(names, rows) { print("\(name): \(row?.state.rawValue ?? "down")\(Self.summary(row))") }
+                    for name in names { print("\(name): \(rows[name]?.state.rawValue ?? "down")\(Self.summary(rows[name]))") }
                 }
                 return []
             }
-            let allSettled = zip(names, rows).allSatisfy { done($0.1?.state ?? .down) || failFast($0.1?.state ?? .down) }
-            if (failed && allSettled) || Date() >= deadline {
-                return pending.map { Date() >= deadline && !$0.contains(": failed") ? "\($0) (timed out after \(Int(timeout)) s)" : $0 }
+            let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) }
+            if heard && failed && allSettled { return pending }
+            if let ending { return pending.map { "\($0) (\(ending))" } }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else {
+                return pending.map { $0.contains(": failed") ? $0 : "\($0) (timed out after \(Int(timeout)) s)" }
             }
-            // A read of a few rows; fine-grained because `fwd up` returning is what the user waits for.
-            try await Task.sleep(for: .milliseconds(2))
+            let reply: ControlReply?
+            do {
+                reply = try client.next(timeout: left)
+            } catch {
+                continue  // the deadline passed: judged above
+            }
+            guard let reply else {
+                ending = "the supervisor stopped; `fwd logs` says why"
+                continue
+            }
+            guard let row = reply.tunnel, names.contains(row.name) else { continue }
+            rows[row.name] = row
+            if tty, shown[row.name] != row.state {
+                shown[row.name] = row.state
+                FileHandle.standardError.write(Data("  \(row.name): \(row.state.rawValue)\(row.lastError.map { " — \($0)" } ?? "")\n".utf8))
+            }
         }
     }
 

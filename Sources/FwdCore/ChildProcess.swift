@@ -61,8 +61,9 @@ public final class ChildProcess: @unchecked Sendable {
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
     /// stdin is /dev/null and stdout+stderr go to `outputPath` (appended) or /dev/null, except with `.terminal`,
     /// which inherits all three.
+    /// `passing` is a descriptor the child gets as its fd 3 (a pipe to report on), the only one beyond stdio.
     public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil,
-                placement: Placement = .background) throws {
+                placement: Placement = .background, passing: Int32? = nil) throws {
         precondition(!argv.isEmpty, "argv must not be empty")
         self.argv = argv
 
@@ -101,9 +102,12 @@ public final class ChildProcess: @unchecked Sendable {
         }
         #if canImport(Darwin)
         flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)
+        // dup2 in the file actions clears close-on-exec for the copy, so fd 3 survives CLOEXEC_DEFAULT.
+        if let passing { posix_spawn_file_actions_adddup2(&actions, passing, 3) }
         #else
         // Keeps stray non-CLOEXEC fds of this process out of long-lived children like sshd.
-        if let addCloseFrom { _ = addCloseFrom(&actions, 3) }
+        if let passing { posix_spawn_file_actions_adddup2(&actions, passing, 3) }
+        if let addCloseFrom { _ = addCloseFrom(&actions, passing == nil ? 3 : 4) }
         #endif
         posix_spawnattr_setflags(&attr, Int16(flags))
         posix_spawnattr_setpgroup(&attr, 0)

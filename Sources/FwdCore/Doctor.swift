@@ -263,7 +263,7 @@ public struct Doctor: Sendable {
         rows.filter { $0.desired == .up }.compactMap { row in
             switch row.state {
             case .degraded:
-                let remote = row.forwards.contains { $0.kind == ForwardKind.remote.rawValue }
+                let remote = row.forwards.contains { $0.kind == .remote }
                 return DoctorFinding("tunnel", .problem, "\(row.name) is connected but its probe fails\(row.lastError.map { ": \($0)" } ?? "")",
                                      fix: remote
                                         ? "check that the local service behind the -R forward runs; on the server, sshd_config must allow it (AllowTcpForwarding, PermitListen, GatewayPorts for non-loopback binds)"

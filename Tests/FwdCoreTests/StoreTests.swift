@@ -42,8 +42,13 @@ private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws ->
 
 private struct Unexpected: Error { var message: String }
 
-private let wikiForward = ForwardStatus(kind: "local", spec: "127.0.0.1:8080:wiki.lan:80", probe: "http")
-private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", probe: "tcp")
+/// A tunnel's row as `setDesired(_:recorded:)` takes it.
+private func want(_ name: String, _ host: String, _ forwards: [ForwardStatus]) -> TunnelStatus {
+    TunnelStatus(name: name, host: host, desired: .down, state: .down, since: Date(), forwards: forwards, updatedAt: Date())
+}
+
+private let wikiForward = ForwardStatus(kind: .local, spec: "127.0.0.1:8080:wiki.lan:80", probe: .http)
+private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", probe: .tcp)
 
 @Suite struct StoreTests {
     @Test func migrationsCreateTheSchema() throws {
@@ -59,7 +64,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let state = dir + "/state"
             let path = state + "/fwd.db"
             let first = try Store(path: path)
-            try first.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward])])
+            try first.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
 
             #expect(try first.journalMode() == "wal")
             #expect(FileSystem.mode(of: state) == 0o700)
@@ -71,8 +76,8 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let second = try Store(path: path)
             #expect(try second.appliedMigrations() == ["v1"])
             #expect(try second.tunnel("wiki")?.host == "office")
-            try second.log("daemon", tunnel: nil, host: nil, message: "started")
-            #expect(try first.events().map(\.kind) == ["desired", "daemon"])
+            try second.log(.daemon, tunnel: nil, host: nil, message: "started")
+            #expect(try first.events().map(\.kind) == [.desired, .daemon])
         }
     }
 
@@ -86,11 +91,11 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
         try withTemporaryDirectory { dir in
             let path = dir + "/fwd.db"
             let first = try Store(path: path)
-            try first.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward])])
+            try first.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
             let second = try Store(path: path)
             let count = "SELECT count(*) FROM tunnel;"
             #expect(try ChildProcess.run([sqlite, path, count]).output.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
-            try second.setDesired(.up, tunnels: [(name: "db", host: "office", forwards: [])])
+            try second.setDesired(.up, recorded: [want("db", "office", [])])
             #expect(try ChildProcess.run([sqlite, path, count]).output.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
             #expect(try first.tunnels().count == 2)
         }
@@ -101,7 +106,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let path = dir + "/fwd.db"
             #expect(FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644]))
             let store = try Store(path: path)
-            try store.log("daemon", tunnel: nil, host: nil, message: "started")
+            try store.log(.daemon, tunnel: nil, host: nil, message: "started")
             #expect(FileSystem.mode(of: path) == 0o600)
             #expect(FileSystem.mode(of: path + "-wal") == 0o600)
         }
@@ -111,7 +116,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
     /// months on a flapping link does not grow its database without bound.
     @Test func eventLogKeepsTheNewestAndStaysBounded() throws {
         let store = try Store.inMemory(eventRetention: 128)
-        for i in 1...1000 { try store.log("probe", tunnel: "t", host: "h", message: "event \(i)") }
+        for i in 1...1000 { try store.log(.probe, tunnel: "t", host: "h", message: "event \(i)") }
         let kept = try store.events(limit: 10_000)
         #expect(kept.count >= 128 && kept.count <= 130, "\(kept.count)")
         #expect(kept.last?.message == "event 1000")
@@ -122,7 +127,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
     @Test func transitionLogsOneEventPerRealChange() throws {
         let clock = TestClock()
         let store = try Store.inMemory(now: { clock.now })
-        try store.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward])])
+        try store.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
         let created = clock.now
 
         clock.advance()
@@ -147,7 +152,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
         #expect(wiki.lastError == nil)
 
         let events = try store.events(tunnel: "wiki")
-        #expect(events.map(\.kind) == ["desired", "state", "state"])
+        #expect(events.map(\.kind) == [.desired, .state, .state])
         #expect(events[1].from == "down" && events[1].to == "starting" && events[1].message == "connecting")
         #expect(events[2].from == "starting" && events[2].to == "up" && events[2].host == "office")
         #expect(events[0].time == created)
@@ -156,22 +161,22 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
 
     @Test func restartsCount() throws {
         let store = try Store.inMemory()
-        try store.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [])])
+        try store.setDesired(.up, recorded: [want("wiki", "office", [])])
         try store.recordRestart("wiki", reason: "master exited: Connection reset")
         try store.recordRestart("wiki", reason: "probe failed 3 times")
         #expect(try store.tunnel("wiki")?.restarts == 2)
-        let restarts = try store.events(tunnel: "wiki").filter { $0.kind == "restart" }
+        let restarts = try store.events(tunnel: "wiki").filter { $0.kind == .restart }
         #expect(restarts.map(\.message) == ["master exited: Connection reset", "probe failed 3 times"])
     }
 
     @Test func eventsComeInOrderFilteredByTunnelAndCursor() throws {
         let store = try Store.inMemory()
-        try store.setDesired(.up, tunnels: [(name: "a", host: "h1", forwards: []), (name: "b", host: "h2", forwards: [])])
+        try store.setDesired(.up, recorded: [want("a", "h1", []), want("b", "h2", [])])
         for state in [TunnelState.starting, .up, .degraded] {
             try store.transition("a", to: state, pid: 1, error: nil, message: "a \(state)")
             try store.transition("b", to: state, pid: 2, error: nil, message: "b \(state)")
         }
-        try store.log("master", tunnel: nil, host: "h1", message: "master started")
+        try store.log(.master, tunnel: nil, host: "h1", message: "master started")
 
         let all = try store.events()
         #expect(all.count == 9)
@@ -190,9 +195,9 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
 
     @Test func setDesiredCreatesDownRowsAndUpdatesExistingOnes() throws {
         let store = try Store.inMemory()
-        try store.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward]),
-                                            (name: "db", host: "prod", forwards: [dbForward])])
-        try store.setDesired(.down, tunnels: [(name: "mail", host: "office", forwards: [])])
+        try store.setDesired(.up, recorded: [want("wiki", "office", [wikiForward]),
+                                            want("db", "prod", [dbForward])])
+        try store.setDesired(.down, recorded: [want("mail", "office", [])])
 
         let tunnels = try store.tunnels()
         #expect(tunnels.map(\.name) == ["db", "mail", "wiki"])
@@ -200,34 +205,34 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
         #expect(try store.tunnel("wiki")?.forwards == [wikiForward])
         #expect(try store.desiredUp().map(\.name) == ["db", "wiki"])
 
-        let desired = try store.events().filter { $0.kind == "desired" }
+        let desired = try store.events().filter { $0.kind == .desired }
         #expect(desired.map(\.tunnel) == ["wiki", "db", "mail"])
         #expect(desired[0].from == nil && desired[0].to == "up")
 
         // Taking a running tunnel down records the wish; the state is the supervisor's to change.
         try store.transition("wiki", to: .up, pid: 7, error: nil, message: "up")
-        try store.recordProbe("wiki", forwards: [ForwardStatus(kind: "local", spec: wikiForward.spec, probe: "http", probeMs: 3, ok: true)])
-        try store.setDesired(.down, tunnels: [(name: "wiki", host: "office2", forwards: [wikiForward])])
+        try store.recordProbe("wiki", forwards: [ForwardStatus(kind: .local, spec: wikiForward.spec, probe: .http, probeMs: 3, ok: true)])
+        try store.setDesired(.down, recorded: [want("wiki", "office2", [wikiForward])])
         let wiki = try #require(try store.tunnel("wiki"))
         #expect(wiki.desired == .down && wiki.state == .up && wiki.host == "office2")
         #expect(wiki.forwards.first?.ok == true, "the last probe result of a forward still configured is kept")
         #expect(try store.desiredUp().map(\.name) == ["db"])
         let last = try #require(try store.events(tunnel: "wiki").last)
-        #expect(last.kind == "desired" && last.from == "up" && last.to == "down")
+        #expect(last.kind == .desired && last.from == "up" && last.to == "down")
     }
 
     @Test func probesLogOnlyFlips() throws {
         let store = try Store.inMemory()
-        try store.setDesired(.up, tunnels: [(name: "app", host: "office", forwards: [wikiForward, dbForward])])
+        try store.setDesired(.up, recorded: [want("app", "office", [wikiForward, dbForward])])
         try store.setAllocatedPort("app", spec: dbForward.spec, port: 41234)
 
         func probe(_ wikiOk: Bool, _ dbOk: Bool) throws {
             try store.recordProbe("app", forwards: [
-                ForwardStatus(kind: "local", spec: wikiForward.spec, probe: "http", probeMs: 12.5, ok: wikiOk),
-                ForwardStatus(kind: "remote", spec: dbForward.spec, probe: "tcp", probeMs: 30, ok: dbOk),
+                ForwardStatus(kind: .local, spec: wikiForward.spec, probe: .http, probeMs: 12.5, ok: wikiOk),
+                ForwardStatus(kind: .remote, spec: dbForward.spec, probe: .tcp, probeMs: 30, ok: dbOk),
             ])
         }
-        func probeEvents() throws -> [Event] { try store.events(tunnel: "app").filter { $0.kind == "probe" } }
+        func probeEvents() throws -> [Event] { try store.events(tunnel: "app").filter { $0.kind == .probe } }
 
         try probe(true, true)
         #expect(try probeEvents().isEmpty, "a first success is not news")
@@ -251,7 +256,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             try store.transition("ghost", to: .up, pid: nil, error: nil, message: "")
         }
         #expect(throws: StoreError.unknownTunnel("ghost")) { try store.recordRestart("ghost", reason: "") }
-        try store.setDesired(.up, tunnels: [(name: "wiki", host: "office", forwards: [wikiForward])])
+        try store.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
         #expect(throws: StoreError.unknownForward(tunnel: "wiki", spec: "9:x:9")) {
             try store.setAllocatedPort("wiki", spec: "9:x:9", port: 1)
         }
@@ -260,7 +265,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
 
     @Test func removeForgetsTheTunnelButKeepsItsEvents() throws {
         let store = try Store.inMemory()
-        try store.setDesired(.up, tunnels: [(name: "old", host: "office", forwards: [])])
+        try store.setDesired(.up, recorded: [want("old", "office", [])])
         try store.transition("old", to: .failed, pid: nil, error: "boom", message: "failed")
         try store.remove("old")
         #expect(try store.tunnel("old") == nil)
@@ -295,8 +300,8 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let path = dir + "/fwd.db"
             let writers = 8, transitions = 200, desiredEvery = 10
             let setup = try Store(path: path)
-            try setup.setDesired(.up, tunnels: [(name: "shared", host: "office", forwards: [])]
-                + (0..<writers).map { (name: "w\($0)", host: "office", forwards: [wikiForward]) })
+            try setup.setDesired(.up, recorded: [want("shared", "office", [])]
+                + (0..<writers).map { want("w\($0)", "office", [wikiForward]) })
             let initialEvents = try setup.events().count
 
             let lock = NSLock()
@@ -329,7 +334,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
                         changes += 1
                     }
                     if i % desiredEvery == 0 {
-                        try store.setDesired(i % 20 == 0 ? .down : .up, tunnels: [(name: name, host: "office", forwards: [wikiForward])])
+                        try store.setDesired(i % 20 == 0 ? .down : .up, recorded: [want(name, "office", [wikiForward])])
                     }
                 }
                 lock.withLock { sharedChanges += changes }
@@ -340,10 +345,10 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let desiredPerWriter = transitions / desiredEvery
             for index in 0..<writers {
                 let events = try store.events(tunnel: "w\(index)", limit: 10_000)
-                #expect(events.filter { $0.kind == "state" }.count == transitions)
-                #expect(events.filter { $0.kind == "desired" }.count == 1 + desiredPerWriter)
+                #expect(events.filter { $0.kind == .state }.count == transitions)
+                #expect(events.filter { $0.kind == .desired }.count == 1 + desiredPerWriter)
             }
-            let shared = try store.events(tunnel: "shared", limit: 10_000).filter { $0.kind == "state" }
+            let shared = try store.events(tunnel: "shared", limit: 10_000).filter { $0.kind == .state }
             #expect(shared.count == sharedChanges, "one event per transition that reported a change")
             for (before, after) in zip(shared, shared.dropFirst()) {
                 #expect(before.to == after.from, "each change starts where the previous one ended")
@@ -361,7 +366,7 @@ private let dbForward = ForwardStatus(kind: "remote", spec: "0:localhost:5432", 
             let path = dir + "/state/fwd.db"
             let errors = onThreads(10) { index in
                 let store = try Store(path: path)
-                try store.log("daemon", tunnel: nil, host: nil, message: "opened \(index)")
+                try store.log(.daemon, tunnel: nil, host: nil, message: "opened \(index)")
             }
             #expect(errors.isEmpty, "\(errors)")
             let store = try Store(path: path)

@@ -116,7 +116,7 @@ struct ConcurrencyTests {
             // Processes: one supervisor; one master per host with a wanted tunnel; no other ssh; nothing orphaned.
             let hostsWanted = Set(rows.filter { $0.desired == .up }.map(\.host))
             #expect(f.supervisorProcesses().count == 1)
-            let errors = f.events(kind: "error")
+            let errors = f.events(kind: .error)
             #expect(errors.isEmpty, "the supervisor logged errors: \(Set(errors.map(\.message)).prefix(3))")
             let mastersSettled = f.waitUntil(timeout: 10) { f.masters().count == hostsWanted.count && f.sshProcesses().count == hostsWanted.count }
             #expect(mastersSettled != nil, "masters \(f.masters().count) for \(hostsWanted.count) host(s); ssh \(f.sshProcesses().count)")
@@ -130,8 +130,8 @@ struct ConcurrencyTests {
             // and end in the row's values; no transition is missing.
             var stateEvents = 0, desiredEvents = 0
             for row in rows {
-                let states = f.events(row.name, kind: "state")
-                let desired = f.events(row.name, kind: "desired")
+                let states = f.events(row.name, kind: .state)
+                let desired = f.events(row.name, kind: .desired)
                 stateEvents += states.count
                 desiredEvents += desired.count
                 #expect(states.first?.from == TunnelState.down.rawValue, "\(row.name): first state event from \(states.first?.from ?? "nil")")
@@ -153,7 +153,7 @@ struct ConcurrencyTests {
                 let least = naming.filter { $0.status.isSuccess }.count
                 let most = naming.count + all.count + (row.name == "t0" ? 1 : 0)
                 #expect((least...most).contains(desired.count), "\(row.name): \(desired.count) desired events for \(least)…\(most) requests")
-                #expect(f.events(row.name, kind: "restart").count == row.restarts)
+                #expect(f.events(row.name, kind: .restart).count == row.restarts)
             }
             print("fwd fault: concurrency — event log holds \(stateEvents) state and \(desiredEvents) desired events; every chain is unbroken")
         }

@@ -70,7 +70,7 @@ struct CrashTests {
                 #expect(!ProcessTable.isAlive(master), "round \(round): the old master \(master) was not reaped")
                 expectHealthy(f, "after SIGKILL of supervisor \(daemon)")
             }
-            #expect(f.events(kind: "master").contains { $0.message.contains("left by a previous supervisor") })
+            #expect(f.events(kind: .master).contains { $0.message.contains("left by a previous supervisor") })
         }
     }
 

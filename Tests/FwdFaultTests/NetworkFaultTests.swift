@@ -40,7 +40,7 @@ struct NetworkFaultTests {
                 let leftUp = f.waitUntil(timeout: 15) { f.state("wiki") != .up }
                 let firstState = f.state("wiki")
                 let starting = f.waitForState("wiki", .starting, timeout: 15).map { _ in Date().timeIntervalSince(cut) }
-                let exit = f.events(kind: "master").last { $0.message.contains("exited") }
+                let exit = f.events(kind: .master).last { $0.message.contains("exited") }
                 print("fwd fault: silent loss — tunnel left `up` after \(seconds(leftUp)) (to `\(firstState?.rawValue ?? "?")`), reached `starting` after \(seconds(starting)); \(exit?.message ?? "")")
                 let detected = try #require(leftUp, "the loss was never noticed")
                 #expect(detected <= 6, "detection took \(detected) s; the budget is 3 s (ServerAlive 1 s × 2)")
@@ -49,11 +49,11 @@ struct NetworkFaultTests {
                 #expect((starting ?? 99) <= 6, "`starting` after \(starting ?? -1) s")
                 detections.append(detected)
 
-                let attemptsBefore = f.events(kind: "master").filter { $0.message.contains("Connection timed out") }.count
+                let attemptsBefore = f.events(kind: .master).filter { $0.message.contains("Connection timed out") }.count
                 try await Task.sleep(for: .seconds(outage))
                 try f.topology.reconnectClient()
                 let restored = Date()
-                let blind = f.events(kind: "master").filter { $0.message.contains("Connection timed out") }.count - attemptsBefore
+                let blind = f.events(kind: .master).filter { $0.message.contains("Connection timed out") }.count - attemptsBefore
                 let page = f.waitForPage(port: 18080, timeout: 30)
                 let state = f.waitForState("wiki", .up, timeout: 30).map { _ in Date().timeIntervalSince(restored) }
                 print("fwd fault: silent loss — path back after \(outage) s more (\(blind) ssh attempt(s) timed out meanwhile): page loads again \(seconds(page)), state `up` \(seconds(state)) after the path returned")
@@ -98,7 +98,7 @@ struct NetworkFaultTests {
                 try await Task.sleep(for: .seconds(1))
             }
             let restarts = (f.status("wiki")?.restarts ?? -1) + (f.status("socks")?.restarts ?? -1)
-            let changes = f.events().filter { $0.id > firstEvent && ($0.kind == "state" || $0.kind == "restart" || $0.kind == "master") }
+            let changes = f.events().filter { $0.id > firstEvent && ($0.kind == .state || $0.kind == .restart || $0.kind == .master) }
             print("fwd fault: delay 200±50 ms each way for \(Int(period)) s — restarts \(restarts), state changes \(changes.count), \(fetched) pages fetched (slowest \(String(format: "%.2f", slowest)) s), \(f.topology.delay?.relayed ?? 0) packets relayed")
             #expect(restarts == 0)
             #expect(changes.isEmpty, "\(changes.map(\.message))")

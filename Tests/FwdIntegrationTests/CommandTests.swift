@@ -24,7 +24,7 @@ import Glibc
             let output = FileSystem.read(f.dir + "/run.out") ?? ""
             let row = try Store(path: f.paths.database).tunnel("wiki")
             #expect(row?.desired == .down, "\(output)")
-            #expect(row?.forwards.map(\.kind) == ["local"], "the row keeps its forwards for `fwd status`")
+            #expect(row?.forwards.map(\.kind) == [.local], "the row keeps its forwards for `fwd status`")
             #expect(f.sshProcesses().isEmpty)
             #expect(!LocalPort.isAccepting(port: port))
             // The events of the shutdown itself are printed before `fwd run` exits.

@@ -7,23 +7,35 @@ import Darwin
 #endif
 
 public enum TunnelState: String, Sendable, Codable, CaseIterable { case starting, up, degraded, down, failed }
+
+/// What an event records.
+public enum EventKind: String, Sendable, Codable, CaseIterable {
+    /// The desired state changed (from/to: up, down).
+    case desired
+    /// The observed state changed (from/to: a `TunnelState`).
+    case state
+    case restart
+    /// A forward's probe result flipped (from/to: ok, failed).
+    case probe
+    case master
+    case daemon
+    case error
+}
 public enum DesiredState: String, Sendable, Codable { case up, down }
 
 public struct ForwardStatus: Sendable, Codable, Equatable {
-    /// "local" | "remote" | "dynamic"
-    public var kind: String
+    public var kind: ForwardKind
     /// The ssh argument, e.g. "127.0.0.1:8080:wiki.lan:80".
     public var spec: String
     /// For `-R 0:…`, the port the server picked.
     public var allocatedPort: Int?
-    /// Probe kind name.
-    public var probe: String
+    public var probe: ProbeKind
     /// Latency of the last probe.
     public var probeMs: Double?
     /// Result of the last probe; nil until probed.
     public var ok: Bool?
 
-    public init(kind: String, spec: String, allocatedPort: Int? = nil, probe: String, probeMs: Double? = nil, ok: Bool? = nil) {
+    public init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil) {
         self.kind = kind
         self.spec = spec
         self.allocatedPort = allocatedPort
@@ -36,7 +48,7 @@ public struct ForwardStatus: Sendable, Codable, Equatable {
 extension ForwardStatus {
     /// A tunnel's forwards as recorded before anything is known about them: spec and probe kind only.
     public static func initial(for tunnel: Tunnel) -> [ForwardStatus] {
-        tunnel.forwards.map { ForwardStatus(kind: $0.kind.rawValue, spec: $0.sshArgument, probe: tunnel.probe(for: $0).rawValue) }
+        tunnel.forwards.map { ForwardStatus(kind: $0.kind, spec: $0.sshArgument, probe: tunnel.probe(for: $0)) }
     }
 }
 
@@ -78,14 +90,13 @@ public struct Event: Sendable, Codable, Equatable {
     /// nil for host- and daemon-level events.
     public var tunnel: String?
     public var host: String?
-    /// "desired", "state", "restart", "probe", "master", "daemon", "error"
-    public var kind: String
+    public var kind: EventKind
     /// Previous value: the state for "state" events, the desired state for "desired", "ok"/"failed" for "probe".
     public var from: String?
     public var to: String?
     public var message: String
 
-    public init(id: Int64, time: Date, tunnel: String?, host: String?, kind: String, from: String?, to: String?, message: String) {
+    public init(id: Int64, time: Date, tunnel: String?, host: String?, kind: EventKind, from: String?, to: String?, message: String) {
         self.id = id
         self.time = time
         self.tunnel = tunnel
@@ -212,7 +223,16 @@ public final class Store: Sendable {
 
     /// Records the desired state of each tunnel, creating it as `.down` if new, with one "desired" event each.
     /// Forwards come from the config; what was observed of a forward that is still configured is kept.
-    public func setDesired(_ desired: DesiredState, tunnels: [(name: String, host: String, forwards: [ForwardStatus])]) throws {
+    public func setDesired(_ desired: DesiredState, tunnels: [Tunnel]) throws {
+        try setDesired(desired, tunnels.map { ($0.name, $0.host, ForwardStatus.initial(for: $0)) })
+    }
+
+    /// The same for tunnels known only by their rows (`fwd down --all`, which needs no config).
+    public func setDesired(_ desired: DesiredState, recorded: [TunnelStatus]) throws {
+        try setDesired(desired, recorded.map { ($0.name, $0.host, $0.forwards) })
+    }
+
+    private func setDesired(_ desired: DesiredState, _ tunnels: [(name: String, host: String, forwards: [ForwardStatus])]) throws {
         let time = now().timeIntervalSince1970
         try database.write { db in
             for tunnel in tunnels {
@@ -230,7 +250,7 @@ public final class Store: Sendable {
                                   pid: nil, since: time, restarts: 0, probeMs: nil, lastError: nil,
                                   forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time).insert(db)
                 }
-                try append(db, time: time, kind: "desired", tunnel: tunnel.name, host: tunnel.host,
+                try append(db, time: time, kind: .desired, tunnel: tunnel.name, host: tunnel.host,
                            from: previous, to: desired.rawValue, message: "desired \(desired.rawValue)")
             }
         }
@@ -259,7 +279,7 @@ public final class Store: Sendable {
             if changed {
                 row.state = state.rawValue
                 row.since = time
-                try append(db, time: time, kind: "state", tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
+                try append(db, time: time, kind: .state, tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
             }
             try row.update(db)
             return changed
@@ -273,7 +293,7 @@ public final class Store: Sendable {
             row.restarts += 1
             row.updatedAt = time
             try row.update(db)
-            try append(db, time: time, kind: "restart", tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
+            try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
         }
     }
 
@@ -289,7 +309,7 @@ public final class Store: Sendable {
                 guard let ok = forward.ok else { continue }
                 let before = old.first { $0.kind == forward.kind && $0.spec == forward.spec }?.ok
                 guard before != ok, before != nil || !ok else { continue }
-                try append(db, time: time, kind: "probe", tunnel: tunnel, host: row.host,
+                try append(db, time: time, kind: .probe, tunnel: tunnel, host: row.host,
                            from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
                            message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
             }
@@ -316,7 +336,7 @@ public final class Store: Sendable {
     }
 
     /// Appends a free-form event.
-    public func log(_ kind: String, tunnel: String?, host: String?, message: String) throws {
+    public func log(_ kind: EventKind, tunnel: String?, host: String?, message: String) throws {
         let time = now().timeIntervalSince1970
         try database.write { db in
             try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
@@ -351,7 +371,7 @@ public final class Store: Sendable {
         try database.read { db in
             var request = EventRow.filter(Column("id") > id)
             if let tunnel { request = request.filter(Column("tunnel") == tunnel) }
-            return try request.order(Column("id")).limit(limit).fetchAll(db).map(\.event)
+            return try request.order(Column("id")).limit(limit).fetchAll(db).map { try $0.event() }
         }
     }
 
@@ -387,9 +407,9 @@ public final class Store: Sendable {
         return row
     }
 
-    private func append(_ db: Database, time: Double, kind: String, tunnel: String?, host: String?,
+    private func append(_ db: Database, time: Double, kind: EventKind, tunnel: String?, host: String?,
                         from: String?, to: String?, message: String) throws {
-        var row = EventRow(id: nil, time: time, tunnel: tunnel, host: host, kind: kind, fromState: from, toState: to, message: message)
+        var row = EventRow(id: nil, time: time, tunnel: tunnel, host: host, kind: kind.rawValue, fromState: from, toState: to, message: message)
         try row.insert(db)
         // Ids only grow (AUTOINCREMENT), so the newest `eventRetention` are the ids above last − retention. Pruned
         // in batches of a 64th of the retention, so the delete runs rarely and the table stays within 2 % of it.

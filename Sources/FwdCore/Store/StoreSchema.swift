@@ -103,9 +103,10 @@ struct EventRow: Codable, FetchableRecord, MutablePersistableRecord {
 
     mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
-    var event: Event {
-        Event(id: id ?? 0, time: Date(timeIntervalSince1970: time), tunnel: tunnel, host: host, kind: kind,
-              from: fromState, to: toState, message: message)
+    func event() throws -> Event {
+        guard let kind = EventKind(rawValue: kind) else { throw StoreError.unreadable(table: Self.databaseTableName, key: "\(id ?? 0)") }
+        return Event(id: id ?? 0, time: Date(timeIntervalSince1970: time), tunnel: tunnel, host: host, kind: kind,
+                     from: fromState, to: toState, message: message)
     }
 }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -5,35 +6,81 @@ import Glibc
 import Darwin
 #endif
 
-/// A request to the running supervisor over its control socket: one JSON object per line each way.
-public struct ControlRequest: Codable, Sendable {
-    public enum Op: String, Codable, Sendable { case ping, reconcile, check, stop }
+/// A request to the running supervisor over its control socket: one JSON object on one line. The supervisor
+/// answers with one `ControlReply` line, then, for `watch` and `follow`, one line per change until either
+/// side closes.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Op: String, Codable, Sendable {
+        case ping, reconcile, check, stop
+        /// Reconcile, then stream the named tunnels' rows: now, and after each change (`fwd up`, `fwd down`).
+        case watch
+        /// Stream events with an id above `after` (of `names[0]` only, when given): `fwd logs -f`.
+        case follow
+    }
+
     public var op: Op
     public var config: String?
     public var names: [String]?
+    public var after: Int64?
 
-    public init(op: Op, config: String? = nil, names: [String]? = nil) {
+    public init(op: Op, config: String? = nil, names: [String]? = nil, after: Int64? = nil) {
         self.op = op
         self.config = config
         self.names = names
+        self.after = after
+    }
+}
+
+/// Why the supervisor could not do what was asked; the CLI words it.
+public enum ControlFailure: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    /// The config did not load; the message names file, line and column.
+    case config(String)
+    /// The state database refused a read or a write.
+    case store(String)
+    /// The request was not one JSON object on one line.
+    case malformed(String)
+    /// The request line was longer than the limit (bytes).
+    case tooLarge(limit: Int)
+    /// No complete request arrived within the read timeout (seconds).
+    case timedOut(seconds: Int)
+    /// The supervisor is stopping and takes no new work.
+    case stopping
+
+    public var description: String {
+        switch self {
+        case .config(let message): return message
+        case .store(let message): return "the supervisor cannot use the state database: \(message)"
+        case .malformed(let why): return "the supervisor could not read the request (\(why)); is this fwd the same version as the running supervisor? `fwd daemon --stop` restarts it on the next `fwd up`"
+        case .tooLarge(let limit): return "the request is larger than the supervisor's limit of \(limit) bytes"
+        case .timedOut(let seconds): return "no complete request arrived within \(seconds) s"
+        case .stopping: return "the supervisor is stopping; run the command again"
+        }
     }
 }
 
 public struct ControlReply: Codable, Sendable {
     public var ok: Bool
     public var pid: Int32
-    public var error: String?
+    public var error: ControlFailure?
+    /// For `watch`: a tunnel's row.
+    public var tunnel: TunnelStatus?
+    /// For `follow`: an event.
+    public var event: Event?
 
-    public init(ok: Bool, pid: Int32 = getpid(), error: String? = nil) {
+    public init(ok: Bool, pid: Int32 = getpid(), error: ControlFailure? = nil, tunnel: TunnelStatus? = nil, event: Event? = nil) {
         self.ok = ok
         self.pid = pid
         self.error = error
+        self.tunnel = tunnel
+        self.event = event
     }
 }
 
 public enum ControlError: Error, CustomStringConvertible {
     case notRunning
     case alreadyRunning(pid: Int32?)
+    /// The supervisor answered with a failure.
+    case refused(ControlFailure)
     case failed(String)
 
     public var description: String {
@@ -41,45 +88,53 @@ public enum ControlError: Error, CustomStringConvertible {
         case .notRunning: return "no fwd supervisor is running for this state directory; `fwd up NAME` starts one"
         case .alreadyRunning(let pid):
             return "a fwd supervisor\(pid.map { " (pid \($0))" } ?? "") already runs for this state directory; use `fwd up`/`fwd down`, or stop it with `fwd daemon --stop`"
+        case .refused(let failure): return failure.description
         case .failed(let message): return message
         }
     }
 }
 
-/// The supervisor's control socket and the lock that makes it the only one per state directory.
+/// The supervisor's control socket (client side) and the lock that makes it the only one per state directory.
 public enum Control {
+    /// The longest request line the supervisor reads, and how long it waits for one.
+    static let requestLimit = 64 * 1024
+    static let requestTimeout = 5.0
+    /// A client that reads nothing while this much of its stream is waiting is dropped.
+    static let replyBacklogLimit = 4 << 20
+
     static func lockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/supervisor.lock" }
     static func spawnLockPath(_ paths: FwdPaths) -> String { paths.stateDirectory + "/spawn.lock" }
 
-    /// Takes the supervisor lock for the life of the process (the descriptor is never closed): a second
-    /// supervisor for the same state directory fails here, however many start at once.
+    /// Takes the supervisor lock for the life of the supervisor: a second supervisor for the same state
+    /// directory fails here, however many start at once. A supervisor that is stopping (its socket already
+    /// gone, so it answers no ping) still holds the lock for a moment: that one is waited for.
     public static func acquireSupervisorLock(_ paths: FwdPaths) throws -> Int32 {
         try FileSystem.makePrivateDirectory(paths.stateDirectory)
         let fd = open(lockPath(paths), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError.failed(path: lockPath(paths), action: "open", errno: errno) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw ControlError.alreadyRunning(pid: (try? request(ControlRequest(op: .ping), paths: paths, timeout: 1))?.pid)
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if let pid = runningPID(paths) {
+                close(fd)
+                throw ControlError.alreadyRunning(pid: pid)
+            }
+            guard waited < 100 else {
+                close(fd)
+                throw ControlError.alreadyRunning(pid: nil)
+            }
+            // Rare (a stop and a start within milliseconds) and short: the old supervisor is past its last write.
+            usleep(50_000)
+            waited += 1
         }
         return fd
     }
 
-    /// Sends one request and waits for its reply.
+    /// Sends one request and waits for its reply; a failure reply is thrown as `ControlError.refused`.
+    @discardableResult
     public static func request(_ request: ControlRequest, paths: FwdPaths, timeout: Double = 30) throws -> ControlReply {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM_VALUE), 0)
-        guard fd >= 0 else { throw ControlError.failed("cannot create a socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard connectUnix(fd, paths.supervisorSocket) else { throw ControlError.notRunning }
-        var tv = timeval()
-        tv.tv_sec = Int(timeout)
-        tv.tv_usec = .init((timeout - Double(Int(timeout))) * 1_000_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let line = try JSONEncoder().encode(request) + Data("\n".utf8)
-        guard writeAll(fd, line) else { throw ControlError.notRunning }
-        guard let reply = readLine(fd), let decoded = try? JSONDecoder().decode(ControlReply.self, from: reply) else {
-            throw ControlError.failed("the supervisor did not answer within \(Int(timeout)) s; `fwd logs` may say why")
-        }
-        return decoded
+        let connection = try ControlClient(paths: paths)
+        try connection.send(request)
+        return try connection.reply(timeout: timeout)
     }
 
     /// The pid of the running supervisor, or nil.
@@ -87,7 +142,8 @@ public enum Control {
         (try? request(ControlRequest(op: .ping), paths: paths, timeout: 2))?.pid
     }
 
-    /// Starts `fwd daemon` in the background unless a supervisor answers. Callers serialise on a spawn lock so
+    /// Starts `fwd daemon --on-demand` in the background unless a supervisor answers, and returns once it
+    /// serves: the new supervisor says so on a pipe, so nothing polls. Callers serialise on a spawn lock so
     /// twenty concurrent `fwd up` start exactly one; the daemon detaches into its own session so it outlives
     /// the terminal and this process.
     public static func ensureSupervisor(_ paths: FwdPaths, executable: String, environment: [String: String]) throws {
@@ -100,59 +156,128 @@ public enum Control {
         flock(fd, LOCK_EX)
         defer { flock(fd, LOCK_UN) }
         if runningPID(paths) != nil { return }
-        let child = try ChildProcess([executable, "daemon"], outputPath: paths.logDirectory + "/daemon.log",
-                                     environment: environment, placement: .detached)
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if runningPID(paths) != nil { return }
-            if child.exitStatus != nil {
-                let tail = (FileSystem.read(paths.logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
-                throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
-            }
-            // A cold `fwd up` waits here for the supervisor it just started: poll finely, it is on the clock.
-            usleep(1_000)
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw ControlError.failed("cannot create a pipe: \(String(cString: strerror(errno)))") }
+        defer { close(ends[0]) }
+        let child: ChildProcess
+        do {
+            defer { close(ends[1]) }
+            child = try ChildProcess([executable, "daemon", "--on-demand", "--ready-fd", "3"], outputPath: paths.logDirectory + "/daemon.log",
+                                     environment: environment, placement: .detached, passing: ends[1])
         }
-        throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(paths.logDirectory)/daemon.log")
+        // The daemon writes "ready" once its control socket serves; end of file before that means it exited.
+        var poller = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+        var line = [UInt8](repeating: 0, count: 64)
+        let ready: Bool
+        if poll(&poller, 1, 10_000) > 0 {
+            let n = read(ends[0], &line, line.count)
+            ready = n > 0 && String(decoding: line.prefix(max(0, n)), as: UTF8.self).hasPrefix("ready")
+        } else {
+            throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(paths.logDirectory)/daemon.log")
+        }
+        if ready { return }
+        _ = child.waitExit(timeout: 2)
+        let tail = (FileSystem.read(paths.logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
+        throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
     }
 
-    static func connectUnix(_ fd: Int32, _ path: String) -> Bool {
+    static func unixAddress(_ path: String) -> sockaddr_un? {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return nil }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
             raw[bytes.count] = 0
         }
+        return addr
+    }
+
+    static func connectUnix(_ fd: Int32, _ path: String) -> Bool {
+        guard var addr = unixAddress(path) else { return false }
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         }
     }
 
-    static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
-        data.withUnsafeBytes { raw in
+    static func line<T: Encodable>(_ value: T) -> Data {
+        ((try? JSONEncoder().encode(value)) ?? Data("{}".utf8)) + Data("\n".utf8)
+    }
+}
+
+/// One connection to the supervisor, for the CLI: a request, then reply lines read with a deadline.
+public final class ControlClient {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    public init(paths: FwdPaths) throws {
+        fd = socket(AF_UNIX, SOCK_STREAM_VALUE, 0)
+        guard fd >= 0 else { throw ControlError.failed("cannot create a socket: \(String(cString: strerror(errno)))") }
+        guard Control.connectUnix(fd, paths.supervisorSocket) else {
+            close(fd)
+            throw ControlError.notRunning
+        }
+    }
+
+    deinit { close(fd) }
+
+    public func send(_ request: ControlRequest) throws {
+        let data = Control.line(request)
+        let sent = data.withUnsafeBytes { raw -> Bool in
             var offset = 0
             while offset < raw.count {
-                let n = send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL_VALUE))
+                let n = socketSend(fd, raw.baseAddress! + offset, raw.count - offset)
                 if n < 0 { if errno == EINTR { continue }; return false }
                 offset += n
             }
             return true
         }
+        guard sent else { throw ControlError.notRunning }
     }
 
-    static func readLine(_ fd: Int32, limit: Int = 1 << 20) -> Data? {
-        var data = Data()
-        var byte: UInt8 = 0
-        while data.count < limit {
-            let n = recv(fd, &byte, 1, 0)
-            if n < 0 && errno == EINTR { continue }
-            guard n == 1 else { return data.isEmpty ? nil : data }
-            if byte == UInt8(ascii: "\n") { return data }
-            data.append(byte)
+    /// The first reply; a failure reply is thrown.
+    public func reply(timeout: Double) throws -> ControlReply {
+        guard let reply = try next(timeout: timeout) else {
+            throw ControlError.failed("the supervisor closed the connection without an answer; `fwd logs` may say why")
         }
-        return nil
+        if let failure = reply.error { throw ControlError.refused(failure) }
+        guard reply.ok else { throw ControlError.failed("the supervisor refused the request") }
+        return reply
     }
+
+    /// The next line from the supervisor: nil when it closed the connection; throws when nothing complete
+    /// arrives within `timeout` seconds (nil: wait for as long as it takes).
+    public func next(timeout: Double?) throws -> ControlReply? {
+        let deadline = timeout.map { Date().addingTimeInterval($0) } ?? .distantFuture
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Data(buffer[..<newline])
+                buffer.removeSubrange(...newline)
+                guard let reply = try? JSONDecoder().decode(ControlReply.self, from: line) else {
+                    throw ControlError.failed("the supervisor's answer could not be read; is it the same version of fwd? `fwd daemon --stop` ends it")
+                }
+                return reply
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else {
+                throw ControlError.failed("the supervisor did not answer within \(Int((timeout ?? 0).rounded(.up))) s; `fwd logs` may say why")
+            }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(min(left * 1000, Double(Int32.max)).rounded(.up)))
+            if ready < 0 && errno == EINTR { continue }
+            guard ready > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard n > 0 else { return nil }
+            buffer.append(contentsOf: chunk.prefix(n))
+        }
+    }
+}
+
+/// send(2) without SIGPIPE, under a name that methods called `send` do not shadow.
+private func socketSend(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+    send(fd, pointer, count, Int32(MSG_NOSIGNAL_VALUE))
 }
 
 #if canImport(Glibc)
@@ -163,60 +288,240 @@ let SOCK_STREAM_VALUE = SOCK_STREAM
 let MSG_NOSIGNAL_VALUE: Int32 = 0
 #endif
 
-/// Serves the control socket on a thread of its own; each request is handed to `handler` and answered.
-public final class ControlServer: @unchecked Sendable {
+/// Serves the control socket without a thread or a blocking call per client: every descriptor is
+/// non-blocking and driven by Dispatch sources. A request line has a size limit and a read timeout, and a
+/// client that stops reading its stream is dropped, so a silent or slow client never holds up another client
+/// or any tunnel.
+final class ControlServer: @unchecked Sendable {
+    typealias Handler = @Sendable (ControlRequest, ControlConnection) async -> Void
+
     private let fd: Int32
     private let path: String
-    private let stopped = NSLock()
+    private let source: DispatchSourceRead
+    private let lock = NSLock()
     private var isStopped = false
 
-    public init(paths: FwdPaths, handler: @escaping @Sendable (ControlRequest) async -> ControlReply) throws {
+    init(paths: FwdPaths, handler: @escaping Handler) throws {
         path = paths.supervisorSocket
         try FileSystem.makeOwnedDirectory(paths.controlDirectory)
         // Only a process holding the supervisor lock gets here, so an existing socket file is stale.
         unlink(path)
-        fd = socket(AF_UNIX, SOCK_STREAM_VALUE, 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
+        let fd = socket(AF_UNIX, SOCK_STREAM_VALUE, 0)
+        guard fd >= 0, var addr = Control.unixAddress(path) else {
+            if fd >= 0 { close(fd) }
+            throw FileSystemError.failed(path: path, action: "listen on", errno: fd < 0 ? errno : ENAMETOOLONG)
         }
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 64) == 0 else {
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 128) == 0, ControlConnection.makeNonBlocking(fd) else {
             let code = errno
             close(fd)
             throw FileSystemError.failed(path: path, action: "listen on", errno: code)
         }
-        let thread = Thread { [fd] in
+        self.fd = fd
+        source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue(label: "fwd.control.accept"))
+        source.setEventHandler {
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 {
-                    if errno == EINTR { continue }
-                    return
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    return  // EAGAIN: all accepted; anything else: try again on the next event
                 }
-                Task {
-                    defer { close(client) }
-                    guard let line = Control.readLine(client),
-                          let request = try? JSONDecoder().decode(ControlRequest.self, from: line) else { return }
-                    let reply = await handler(request)
-                    if let data = try? JSONEncoder().encode(reply) { _ = Control.writeAll(client, data + Data("\n".utf8)) }
-                }
+                ControlConnection.start(client, handler: handler)
             }
         }
-        thread.start()
+        source.setCancelHandler { close(fd) }
+        source.resume()
     }
 
-    public func stop() {
-        stopped.lock()
-        defer { stopped.unlock() }
+    /// Stops taking connections; the ones already open finish what they are doing.
+    func stop() {
+        lock.lock()
+        defer { lock.unlock() }
         guard !isStopped else { return }
         isStopped = true
         unlink(path)
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
+        source.cancel()
+    }
+}
+
+/// One client of the control server, driven on a serial queue of its own.
+final class ControlConnection: @unchecked Sendable {
+    private let fd: Int32
+    private let queue: DispatchQueue
+    private let reader: DispatchSourceRead
+    private var writer: DispatchSourceWrite?
+    private var timer: DispatchSourceTimer?
+    private var input: [UInt8] = []
+    private var output: [UInt8] = []
+    private var gotRequest = false
+    private var closed = false
+    private var closeHandlers: [@Sendable () -> Void] = []
+    private var closeAfterWrite = false
+    private let handler: ControlServer.Handler
+
+    static func makeNonBlocking(_ fd: Int32) -> Bool {
+        let flags = fcntl(fd, F_GETFL)
+        return flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0
+    }
+
+    static func start(_ fd: Int32, handler: @escaping ControlServer.Handler) {
+        guard makeNonBlocking(fd) else {
+            close(fd)
+            return
+        }
+        let connection = ControlConnection(fd, handler: handler)
+        connection.queue.async { connection.begin() }
+    }
+
+    private init(_ fd: Int32, handler: @escaping ControlServer.Handler) {
+        self.fd = fd
+        self.handler = handler
+        queue = DispatchQueue(label: "fwd.control.client")
+        reader = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+    }
+
+    private func begin() {
+        reader.setEventHandler { [self] in readAvailable() }
+        reader.resume()
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + Control.requestTimeout)
+        timer.setEventHandler { [self] in
+            if !gotRequest { fail(.timedOut(seconds: Int(Control.requestTimeout))) }
+        }
+        timer.resume()
+        self.timer = timer
+    }
+
+    /// Queues one reply line. Returns false once the connection is closed (the client went away or was
+    /// dropped for not reading).
+    @discardableResult
+    func send(_ reply: ControlReply) -> Bool {
+        queue.sync {
+            guard !closed else { return false }
+            output.append(contentsOf: Control.line(reply))
+            flush()
+            if output.count > Control.replyBacklogLimit { shut() }
+            return !closed
+        }
+    }
+
+    /// Sends the last reply and closes once it is written.
+    func finish(_ reply: ControlReply) {
+        queue.async { [self] in
+            guard !closed else { return }
+            output.append(contentsOf: Control.line(reply))
+            closeAfterWrite = true
+            flush()
+        }
+    }
+
+    /// Runs `body` when the connection closes (at once when it already has).
+    func onClose(_ body: @escaping @Sendable () -> Void) {
+        let now: Bool = queue.sync {
+            if closed { return true }
+            closeHandlers.append(body)
+            return false
+        }
+        if now { body() }
+    }
+
+    private func readAvailable() {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while !closed {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                shut()
+                return
+            }
+            if n == 0 {
+                // The client closed its end: a request without its newline is still read.
+                if !gotRequest && !input.isEmpty { take(Data(input)) }
+                shut()
+                return
+            }
+            guard !gotRequest else { continue }  // what a client sends after its request is not read
+            input.append(contentsOf: chunk.prefix(n))
+            if let newline = input.firstIndex(of: UInt8(ascii: "\n")) {
+                take(Data(input[..<newline]))
+                input = []
+            } else if input.count > Control.requestLimit {
+                fail(.tooLarge(limit: Control.requestLimit))
+            }
+        }
+    }
+
+    private func take(_ line: Data) {
+        gotRequest = true
+        timer?.cancel()
+        guard line.count <= Control.requestLimit else {
+            fail(.tooLarge(limit: Control.requestLimit))
+            return
+        }
+        let request: ControlRequest
+        do {
+            request = try JSONDecoder().decode(ControlRequest.self, from: line)
+        } catch {
+            fail(.malformed("not a fwd request: \(String(describing: error).prefix(200))"))
+            return
+        }
+        let handler = self.handler
+        Task { await handler(request, self) }
+    }
+
+    private func fail(_ failure: ControlFailure) {
+        gotRequest = true
+        output.append(contentsOf: Control.line(ControlReply(ok: false, error: failure)))
+        closeAfterWrite = true
+        flush()
+    }
+
+    /// Writes what it can without blocking; the rest waits for the socket to drain.
+    private func flush() {
+        while !output.isEmpty && !closed {
+            let n = output.withUnsafeBytes { socketSend(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    if writer == nil {
+                        let w = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+                        w.setEventHandler { [self] in flush() }
+                        w.resume()
+                        writer = w
+                    }
+                    return
+                }
+                shut()
+                return
+            }
+            output.removeFirst(n)
+        }
+        if output.isEmpty {
+            writer?.setEventHandler(handler: nil)
+            writer?.cancel()
+            writer = nil
+            if closeAfterWrite { shut() }
+        }
+    }
+
+    private func shut() {
+        guard !closed else { return }
+        closed = true
+        timer?.cancel()
+        writer?.setEventHandler(handler: nil)
+        writer?.cancel()
+        writer = nil
+        let fd = self.fd
+        reader.setCancelHandler { close(fd) }
+        reader.cancel()
+        // The sources' handlers hold this connection; dropping them ends the cycle.
+        reader.setEventHandler(handler: nil)
+        timer?.setEventHandler(handler: nil)
+        let handlers = closeHandlers
+        closeHandlers = []
+        for body in handlers { DispatchQueue.global().async(execute: body) }
     }
 }

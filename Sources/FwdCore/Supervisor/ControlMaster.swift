@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Subprocess
 #if canImport(Glibc)
@@ -70,6 +71,59 @@ public final class ControlMaster: Sendable {
 
     /// Waits for the process to end and returns its exit status (128+signal when killed).
     public func waitExit() async -> Int32 { await exit.value }
+
+    /// Waits until the control socket exists (true) or the process has exited (false). ssh binds a temporary
+    /// name, listens, and only then links the ControlPath, all after authentication: the path existing means
+    /// the master takes requests. On Linux the directory is watched with inotify, so nothing polls.
+    public func waitForSocket() async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { [exit] in
+                _ = await exit.value
+                return false
+            }
+            group.addTask { [socket] in
+                await Self.appearance(of: socket)
+                return !Task.isCancelled
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first || FileSystem.exists(socket)
+        }
+    }
+
+    /// Returns once `path` exists, or when the task is cancelled.
+    private static func appearance(of path: String) async {
+        #if os(Linux)
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let directory = (path as NSString).deletingLastPathComponent
+        if fd >= 0, inotify_add_watch(fd, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0 {
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: .global())
+            let (changes, sink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            source.setEventHandler {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while read(fd, &buffer, buffer.count) > 0 {}
+                sink.yield()
+            }
+            source.setCancelHandler { close(fd) }
+            source.resume()
+            defer { source.cancel() }
+            // Checked after the watch is in place, so a socket linked in between is not missed.
+            if FileSystem.exists(path) { return }
+            await withTaskCancellationHandler {
+                for await _ in changes where FileSystem.exists(path) { return }
+            } onCancel: {
+                sink.finish()
+            }
+            return
+        }
+        if fd >= 0 { close(fd) }
+        #endif
+        // Elsewhere (or without inotify): poll, finely while a normal login completes, then coarser.
+        let start = Date()
+        while !Task.isCancelled, !FileSystem.exists(path) {
+            try? await Task.sleep(for: .milliseconds(Date().timeIntervalSince(start) < 1 ? 2 : 25))
+        }
+    }
 
     /// ssh's stderr from this run.
     public func stderr() -> String {

@@ -5,6 +5,8 @@ import Foundation
 public actor Supervisor {
     let paths: FwdPaths
     let store: Store
+    /// Every write of the supervisor and its runners goes through here, in order, off their event loops.
+    nonisolated let writer: StoreWriter
     let options: SupervisorOptions
     private var runners: [String: HostRunner] = [:]
     private var fragmentInputs: String?
@@ -18,22 +20,23 @@ public actor Supervisor {
     public init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
         self.store = store
+        self.writer = StoreWriter(store: store)
         self.options = options
     }
 
     /// Masters recorded by a supervisor that died without cleaning up (SIGKILL) keep running, bound to ports
     /// the new one needs. fwd reaps them rather than re-adopting them: a master that is not our child cannot be
     /// watched for exit, and re-adding forwards to a fresh master costs one reconnect.
-    public func reapStaleMasters() {
-        for record in (try? store.masters()) ?? [] {
+    public func reapStaleMasters() throws {
+        for record in try store.masters() {
             let pid = Int32(record.pid)
             if ProcessTable.startTime(of: pid) == record.startTime,
                ProcessTable.commandLine(of: pid).contains(where: { $0.hasSuffix("ssh") }) {
                 ProcessTable.terminate(pid)
-                try? store.log("master", tunnel: nil, host: record.host, message: "stopped ssh pid \(pid) left by a previous supervisor")
+                writer.enqueue(.log(.master, tunnel: nil, host: record.host, message: "stopped ssh pid \(pid) left by a previous supervisor"))
             }
             unlink(record.socket)
-            try? store.removeMaster(host: record.host)
+            writer.enqueue(.removeMaster(host: record.host))
         }
     }
 
@@ -69,7 +72,7 @@ public actor Supervisor {
             do {
                 try SSHConfigFiles.writeFiles(config, paths: paths, resolved: resolvedHosts, baseline: baseline)
             } catch {
-                try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+                writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)"))
             }
         }
         let byHost = Dictionary(grouping: wanted, by: \.host)
@@ -78,10 +81,10 @@ public actor Supervisor {
         await withTaskGroup(of: Void.self) { group in
             for (host, tunnels) in byHost {
                 let runner = runners[host] ?? newRunner(host, config: config, resolved: changed ? nil : resolvedHosts[host])
-                group.addTask { await withCheckedContinuation { runner.send(.update(tunnels, retry: retry, done: $0)) } }
+                group.addTask { await runner.update(tunnels, retry: retry) }
             }
             for (host, runner) in runners where byHost[host] == nil {
-                group.addTask { await withCheckedContinuation { runner.send(.update([], retry: [], done: $0)) } }
+                group.addTask { await runner.update([], retry: []) }
             }
         }
         await dropIdleRunners(keeping: Set(byHost.keys))
@@ -91,28 +94,26 @@ public actor Supervisor {
             try SSHConfigFiles.writeFiles(config, paths: paths, resolved: resolvedHosts, baseline: baseline)
             fragmentInputs = inputs
             for (host, runner) in runners {
-                if let r = resolvedHosts[host] { runner.send(.resolved(r)) }
+                if let r = resolvedHosts[host] { runner.resolved(r) }
             }
         } catch {
             resolvedHosts = [:]
             fragmentInputs = nil
-            try? store.log("error", tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)")
+            writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)"))
         }
     }
 
     /// A runner for `host`, told what `ssh -G` said for it when that is known and current.
     private func newRunner(_ host: String, config: FwdConfig, resolved: ResolvedHost?) -> HostRunner {
-        let runner = HostRunner(host: host, entry: config.hosts[host], paths: paths, store: store, options: options)
+        let runner = HostRunner(host: host, entry: config.hosts[host], paths: paths, writer: writer, options: options)
         runners[host] = runner
-        if let resolved { runner.send(.resolved(resolved)) }
+        if let resolved { runner.resolved(resolved) }
         return runner
     }
 
     /// Probes the named tunnels (all when nil) now and records the results.
     public func check(_ names: Set<String>?) async {
-        for runner in runners.values {
-            await withCheckedContinuation { done in runner.send(.check(names, done)) }
-        }
+        for runner in runners.values { await runner.check(names) }
     }
 
     /// Takes every master down and waits until no ssh process of ours is left.
@@ -120,13 +121,17 @@ public actor Supervisor {
         await withTaskGroup(of: Void.self) { group in
             for runner in runners.values {
                 group.addTask {
-                    await withCheckedContinuation { done in runner.send(.stop(done)) }
+                    await runner.stop()
                     runner.finish()
                 }
             }
         }
         runners = [:]
+        await writer.flush()
     }
+
+    /// No host has a runner: nothing is wanted and no ssh runs.
+    var isIdle: Bool { runners.isEmpty }
 
     private func dropIdleRunners(keeping wanted: Set<String>) async {
         for (host, runner) in runners where !wanted.contains(host) {

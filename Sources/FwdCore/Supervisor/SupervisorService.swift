@@ -18,45 +18,90 @@ public final class SupervisorService: Sendable {
     let paths: FwdPaths
     let mode: Mode
     let options: SupervisorOptions
+    /// Started by `fwd up` rather than by the user or a service manager: it exits once nothing is wanted.
+    let onDemand: Bool
+    /// A pipe to the `fwd up` that started this supervisor, told "ready" once the control socket serves.
+    let readyFD: Int32?
 
-    public init(paths: FwdPaths, mode: Mode, options: SupervisorOptions = .fromEnvironment()) {
+    public init(paths: FwdPaths, mode: Mode, options: SupervisorOptions = .fromEnvironment(), onDemand: Bool = false,
+                readyFD: Int32? = nil) {
         self.paths = paths
         self.mode = mode
         self.options = options
+        self.onDemand = onDemand
+        self.readyFD = readyFD
     }
 
-    /// Runs until a signal or a `stop` request. `onReady` runs once the control socket serves.
-    public func run(onReady: @Sendable () -> Void = {}) async throws {
+    /// Runs until a signal or a `stop` request (or, `onDemand`, until nothing has been wanted for `idleExit`
+    /// seconds). `onReady` runs once the control socket serves; `onEvent` gets every event as it is recorded.
+    public func run(onReady: @Sendable () -> Void = {}, onEvent: (@Sendable (Event) -> Void)? = nil) async throws {
         let lock = try Control.acquireSupervisorLock(paths)
-        defer { close(lock) }
+        var lockHeld = true
+        defer { if lockHeld { close(lock) } }
         let store = try Store(path: paths.database)
         let supervisor = Supervisor(paths: paths, store: store, options: options)
-        await supervisor.reapStaleMasters()
-        try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))")
+        let writer = supervisor.writer
+        if let onEvent {
+            let after = try store.events(after: 0, limit: 1_000_000).last?.id ?? 0
+            writer.subscribe(.events(tunnel: nil, after: after)) { news in
+                if case .event(let e) = news { onEvent(e) }
+                return true
+            }
+        }
+        try await supervisor.reapStaleMasters()
+        writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))"))
 
-        let (stopRequests, stopSink) = AsyncStream<String>.makeStream()
+        let (stops, stopSink) = AsyncStream<String>.makeStream()
+        let stopped = Latch()
         let mode = self.mode
         let paths = self.paths
-        let server = try ControlServer(paths: paths) { request in
+        let idleReason = "nothing wanted for \(Int(options.idleExit)) s"
+        let idle = IdleTimer(seconds: options.idleExit) { stopSink.yield(idleReason) }
+        // Set (inside `serially`) once the supervisor stops: requests queued behind that are turned away.
+        let stopping = StopFlag()
+        let server = try ControlServer(paths: paths) { request, connection in
             switch request.op {
             case .ping:
-                return ControlReply(ok: true)
-            case .reconcile:
-                return await supervisor.serially {
+                connection.finish(ControlReply(ok: true))
+            case .reconcile, .watch:
+                let failure: ControlFailure? = await supervisor.serially {
+                    if stopping.isSet { return .stopping }
                     do {
                         try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
                                                  configPath: request.config ?? paths.config, retry: Set(request.names ?? []))
-                        return ControlReply(ok: true)
+                        return nil
+                    } catch let error as ConfigError {
+                        return .config(error.description)
                     } catch {
-                        return ControlReply(ok: false, error: "\(error)")
+                        return .store("\(error)")
                     }
                 }
+                if self.onDemand { await idle.arm(when: supervisor.isIdle) }
+                guard request.op == .watch, failure == nil else {
+                    connection.finish(ControlReply(ok: failure == nil, error: failure))
+                    return
+                }
+                connection.send(ControlReply(ok: true))
+                let id = writer.subscribe(.tunnels(Set(request.names ?? []))) { news in
+                    guard case .tunnel(let row) = news else { return true }
+                    return connection.send(ControlReply(ok: true, tunnel: row))
+                }
+                connection.onClose { writer.unsubscribe(id) }
             case .check:
                 await supervisor.check(request.names.map(Set.init))
-                return ControlReply(ok: true)
+                connection.finish(ControlReply(ok: true))
+            case .follow:
+                connection.send(ControlReply(ok: true))
+                let id = writer.subscribe(.events(tunnel: request.names?.first, after: request.after ?? 0)) { news in
+                    guard case .event(let e) = news else { return true }
+                    return connection.send(ControlReply(ok: true, event: e))
+                }
+                connection.onClose { writer.unsubscribe(id) }
             case .stop:
                 stopSink.yield("a stop request")
-                return ControlReply(ok: true)
+                // Answered once every master is down and the lock is released: the caller may start anew at once.
+                await stopped.wait()
+                connection.finish(ControlReply(ok: true))
             }
         }
         signal(SIGPIPE, SIG_IGN)
@@ -67,6 +112,11 @@ public final class SupervisorService: Sendable {
             source.setEventHandler { stopSink.yield("signal \(sig)") }
             source.resume()
             sources.append(source)
+        }
+        if let readyFD {
+            // `fwd up` that started this supervisor waits on this pipe: it may send requests from now on.
+            _ = "ready\n".withCString { write(readyFD, $0, strlen($0)) }
+            close(readyFD)
         }
 
         // The control socket already serves: this first reconcile queues with the requests it may race.
@@ -80,29 +130,46 @@ public final class SupervisorService: Sendable {
             }
         }
         if let error = startError {
-            try? store.log("error", tunnel: nil, host: nil, message: "\(error)")
+            writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "\(error)"))
             if case .foreground = mode {
                 server.stop()
+                await writer.flush()
                 throw error
             }
         }
+        if onDemand { await idle.arm(when: supervisor.isIdle) }
         onReady()
         var reason = "end of input"
-        for await r in stopRequests {
-            reason = r
-            break
+        for await r in stops {
+            // An idle timer that fired while a request was on its way is overruled by that request.
+            let stop = await supervisor.serially {
+                if r == idleReason, await !supervisor.isIdle { return false }
+                stopping.set()
+                server.stop()
+                return true
+            }
+            if stop {
+                reason = r
+                break
+            }
         }
-        server.stop()
+        await idle.disarm()
         await supervisor.shutdown()
         if case .foreground = mode {
             // Exactly what this run wanted up, not what the config (maybe edited meanwhile, maybe broken) says now.
             let owned = await supervisor.everWanted
-            try? store.setDesired(.down, tunnels: owned.values.sorted { $0.name < $1.name }.map { t in
-                (t.name, t.host, ForwardStatus.initial(for: t))
-            })
+            do {
+                try store.setDesired(.down, tunnels: owned.values.sorted { $0.name < $1.name })
+            } catch {
+                writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot mark this run's tunnels down: \(error)"))
+            }
         }
-        try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
+        writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down"))
+        await writer.flush()
         sources.forEach { $0.cancel() }
+        close(lock)
+        lockHeld = false
+        await stopped.open()
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
@@ -117,16 +184,14 @@ public final class SupervisorService: Sendable {
         case .foreground(let names):
             wanted = try config.resolve(names)
             // `fwd run` wants its tunnels only while it runs; rows exist so `fwd status` can show them.
-            try store.setDesired(.up, tunnels: wanted.map { t in
-                (t.name, t.host, ForwardStatus.initial(for: t))
-            })
+            try store.setDesired(.up, tunnels: wanted)
         case .daemon:
             if autostart {
                 // A store that refuses the write must not keep the tunnels `fwd up` already wants from coming up.
                 do {
                     try markAutostart(store: store, config: config)
                 } catch {
-                    try? store.log("error", tunnel: nil, host: nil, message: "cannot mark the autostart tunnels wanted: \(error)")
+                    supervisor.writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot mark the autostart tunnels wanted: \(error)"))
                 }
             }
             let desired = try store.desiredUp()
@@ -135,9 +200,9 @@ public final class SupervisorService: Sendable {
                 if let t = config.tunnel(named: status.name) {
                     list.append(t)
                 } else {
-                    _ = try? store.transition(status.name, to: .failed, pid: nil,
-                                          error: "tunnel \(status.name) is no longer in \(configPath)",
-                                          message: "removed from the config; `fwd down \(status.name)` forgets it")
+                    supervisor.writer.enqueue(.state(tunnel: status.name, .failed, pid: nil,
+                                                     error: "tunnel \(status.name) is no longer in \(configPath)",
+                                                     message: "removed from the config; `fwd down \(status.name)` forgets it"))
                 }
             }
             wanted = list
@@ -149,6 +214,63 @@ public final class SupervisorService: Sendable {
     static func markAutostart(store: Store, config: FwdConfig) throws {
         let tunnels = config.tunnels.filter(\.autostart)
         guard !tunnels.isEmpty else { return }
-        try store.setDesired(.up, tunnels: tunnels.map { t in (t.name, t.host, ForwardStatus.initial(for: t)) })
+        try store.setDesired(.up, tunnels: tunnels)
     }
+}
+
+/// Opens once; every waiter, earlier or later, then goes on.
+actor Latch {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        waiters.forEach { $0.resume() }
+        waiters = []
+    }
+}
+
+/// Fires `action` once `seconds` have passed since it was armed, unless disarmed or re-armed before.
+actor IdleTimer {
+    private let seconds: Double
+    private let action: @Sendable () -> Void
+    private var pending: Task<Void, Never>?
+
+    init(seconds: Double, action: @escaping @Sendable () -> Void) {
+        self.seconds = seconds
+        self.action = action
+    }
+
+    /// Arms the timer when `idle` is true, disarms it otherwise.
+    func arm(when idle: Bool) {
+        if !idle {
+            disarm()
+            return
+        }
+        guard pending == nil else { return }
+        let (seconds, action) = (self.seconds, self.action)
+        pending = Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            if !Task.isCancelled { action() }
+        }
+    }
+
+    func disarm() {
+        pending?.cancel()
+        pending = nil
+    }
+}
+
+/// A one-way switch, readable from any thread.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }

@@ -285,7 +285,7 @@ final class FaultFixture: @unchecked Sendable {
     }
 
     /// Events of kind `kind` for `tunnel`, oldest first.
-    func events(_ tunnel: String? = nil, kind: String? = nil) -> [Event] {
+    func events(_ tunnel: String? = nil, kind: EventKind? = nil) -> [Event] {
         var all: [Event] = []
         var after: Int64 = 0
         while let page = try? store().events(tunnel: tunnel, after: after, limit: 1000), !page.isEmpty {

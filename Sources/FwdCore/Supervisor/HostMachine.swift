@@ -1,0 +1,490 @@
+/// One SSH host's supervision as a pure state machine: `handle(event, now:)` changes the state and returns the
+/// actions to run. It does no I/O, reads no clock and never awaits; `HostRunner` runs the actions and feeds
+/// their results back as events, so every transition can be tested alone with an injected clock.
+struct HostMachine {
+    struct Settings: Sendable, Equatable {
+        var probeInterval: Double
+        var stalledProbeLimit: Int
+        var remoteListenerRetries: Int
+        /// A fatal failure is retried at the user's request, but never more often than this, so a script that
+        /// repeats `fwd up` cannot turn it into a retry storm against the server.
+        var fatalRetryInterval: Double = 5
+
+        init(_ options: SupervisorOptions) {
+            probeInterval = options.probeInterval
+            stalledProbeLimit = options.stalledProbeLimit
+            remoteListenerRetries = options.remoteListenerRetries
+        }
+    }
+
+    /// The host's ControlMaster, as far as the machine knows.
+    enum Master: Equatable {
+        /// None runs and none is due.
+        case none
+        /// A reconnect is due once the backoff (and the server's port) allow.
+        case waiting
+        /// Spawn asked for, or ssh running without its control socket yet (logging in).
+        case connecting(pid: Int32?)
+        case ready(pid: Int32, since: Double)
+        /// Not retried until the user asks again (bad key, changed host key…).
+        case failed(SSHFailure)
+    }
+
+    enum Event: Sendable, Equatable {
+        /// The tunnels wanted on this host. `retry` names tunnels the user just asked for.
+        case update([Tunnel], retry: Set<String>, token: Int)
+        /// Probe the named tunnels (all when nil) now.
+        case check(Set<String>?, token: Int)
+        /// The supervisor is stopping: take everything down.
+        case stop(token: Int)
+        /// The reconnect wait is over.
+        case connectDue(generation: Int)
+        case spawned(generation: Int, pid: Int32)
+        /// No ssh could be started: `failure.failureClass` says whether to wait and retry or give up.
+        case spawnFailed(generation: Int, SSHFailure)
+        /// The control socket appeared: the master is logged in and takes mux requests.
+        case masterReady(generation: Int)
+        case masterExited(generation: Int, status: Int32, stderr: String)
+        case forwardAdded(generation: Int, tunnel: String, ForwardSpec, MuxOutcome)
+        case probeTick(generation: Int)
+        case probed(generation: Int, [ProbedTunnel])
+        case retryForwards(generation: Int, tunnel: String)
+    }
+
+    /// What a `-O forward` run said.
+    enum MuxOutcome: Sendable, Equatable {
+        case added(stdout: String)
+        /// ssh answered with an error; `holder` names the program on a local port that is in use, when known.
+        case refused(status: Int32, stderr: String, holder: String?)
+        /// The command could not run or did not finish.
+        case notRun(String)
+    }
+
+    struct ProbeJob: Sendable, Equatable {
+        var tunnel: String
+        var index: Int
+        var forward: ForwardSpec
+        var kind: ProbeKind
+        var allocatedPort: Int?
+    }
+
+    /// One tunnel's probe results, with the definition that was probed (a result for an older one is dropped).
+    struct ProbedTunnel: Sendable, Equatable {
+        var tunnel: Tunnel
+        var results: [Int: ProbeResult]
+    }
+
+    let host: String
+    let settings: Settings
+    private let jitter: @Sendable () -> Double
+
+    private(set) var tunnels: [String: Tunnel] = [:]
+    private(set) var master: Master = .none
+    /// Bumped for every master and every stop: results of an older master, timer or wait are ignored.
+    private(set) var generation = 0
+    private(set) var backoff: Backoff
+    /// Forwards live on the current master, per tunnel, as sent (a cancel must repeat them exactly).
+    private(set) var added: [String: [ForwardSpec]] = [:]
+    /// The `-O forward` in flight per tunnel, with the definition it was sent for.
+    private var adding: [String: (spec: ForwardSpec, tunnel: Tunnel)] = [:]
+    private(set) var allocated: [ForwardSpec: Int] = [:]
+    /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
+    private(set) var tunnelFailures: [String: String] = [:]
+    private var remoteRetries: [String: Int] = [:]
+    private(set) var stalled: [String: Int] = [:]
+    private var probing: Set<String> = []
+    private var lastAttempt: Double?
+    /// When the host was lost; nil while a master is up.
+    private var outageStart: Double?
+    /// Requests waiting for named tunnels to settle (a state recorded after the request).
+    private var pending: [Int: Set<String>] = [:]
+
+    init(host: String, settings: Settings, backoff: Backoff, jitter: @escaping @Sendable () -> Double = { Double.random(in: -1...1) }) {
+        self.host = host
+        self.settings = settings
+        self.backoff = backoff
+        self.jitter = jitter
+    }
+
+    var isIdle: Bool {
+        guard tunnels.isEmpty else { return false }
+        switch master {
+        case .none, .failed: return true
+        default: return false
+        }
+    }
+
+    var isReady: Bool {
+        if case .ready = master { return true }
+        return false
+    }
+
+    private var pid: Int? {
+        switch master {
+        case .connecting(let pid): pid.map(Int.init)
+        case .ready(let pid, _): Int(pid)
+        default: nil
+        }
+    }
+
+    mutating func handle(_ event: Event, now: Double) -> [HostAction] {
+        var out: [HostAction] = []
+        switch event {
+        case .update(let list, let retry, let token):
+            update(list, retry: retry, token: token, now: now, &out)
+        case .check(let names, let token):
+            pending[token] = []
+            if isReady { probe(names, token: token, &out) }
+        case .stop(let token):
+            for name in tunnels.keys.sorted() { note(name, .down, error: nil, "taken down: the supervisor is stopping", &out) }
+            tunnels = [:]
+            stopMaster(&out)
+            pending[token] = []
+        case .connectDue(let g) where g == generation && master == .waiting:
+            connect(now: now, &out)
+        case .spawned(let g, let pid) where g == generation:
+            guard case .connecting = master else { break }
+            master = .connecting(pid: pid)
+            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+                note(name, .starting, error: nil, "connecting to \(host) (ssh pid \(pid))", &out)
+            }
+        case .spawnFailed(let g, let failure) where g == generation:
+            guard case .connecting = master else { break }
+            if failure.failureClass == .fatal {
+                failAll(failure, &out)
+            } else {
+                for name in tunnels.keys.sorted() { note(name, .starting, error: failure.description, "waiting for the socket", &out) }
+                scheduleReconnect(pollServer: false, now: now, &out)
+            }
+        case .masterReady(let g) where g == generation:
+            masterReady(now: now, &out)
+        case .masterExited(let g, let status, let stderr) where g == generation:
+            masterExited(status: status, stderr: stderr, now: now, &out)
+        case .forwardAdded(let g, let name, let spec, let outcome) where g == generation:
+            forwardAdded(name, spec, outcome, &out)
+        case .probeTick(let g) where g == generation && isReady:
+            probe(nil, token: nil, &out)
+            out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
+        case .probed(let g, let results) where g == generation && isReady:
+            probed(results, &out)
+        case .retryForwards(let g, let name) where g == generation && isReady:
+            if tunnels[name] != nil, tunnelFailures[name] == nil { addNext(name, &out) }
+        default:
+            break  // from an older master, timer or wait
+        }
+        for (token, names) in pending where names.isEmpty {
+            pending[token] = nil
+            out.append(.finished(token: token))
+        }
+        return out
+    }
+
+    // MARK: desired state
+
+    private mutating func update(_ list: [Tunnel], retry: Set<String>, token: Int, now: Double, _ out: inout [HostAction]) {
+        let wanted = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
+        for (name, old) in tunnels.sorted(by: { $0.key < $1.key }) where wanted[name] != old {
+            if isReady { cancelForwards(name, &out) }
+            if wanted[name] == nil { note(name, .down, error: nil, "taken down", &out) }
+            tunnelFailures[name] = nil
+        }
+        let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
+        tunnels = wanted
+        for name in retry where tunnelFailures[name] != nil {
+            tunnelFailures[name] = nil
+            remoteRetries[name] = nil
+        }
+        pending[token] = []
+        if tunnels.isEmpty {
+            stopMaster(&out)
+            return
+        }
+        // Asking for a tunnel again is the act a fatal failure waits for, within the rate limit.
+        if case .failed = master, !retry.isDisjoint(with: tunnels.keys),
+           now - (lastAttempt ?? -.infinity) >= settings.fatalRetryInterval {
+            master = .none
+            backoff.reset()
+        }
+        switch master {
+        case .failed(let failure):
+            for name in tunnels.keys.sorted() { note(name, .failed, error: failure.description, "not retried: \(failure.advice)", &out) }
+        case .ready:
+            let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
+            pending[token] = Set(fresh)
+            for name in fresh { addNext(name, &out) }
+        case .none:
+            for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "connecting to \(host)", &out) }
+            connect(now: now, &out)
+        case .waiting, .connecting:
+            // Tunnels already waiting keep their last error (why the host is reconnecting).
+            for name in newcomers.sorted() { note(name, .starting, error: nil, "waiting for the connection to \(host)", &out) }
+        }
+    }
+
+    // MARK: the master
+
+    private mutating func connect(now: Double, _ out: inout [HostAction]) {
+        guard !tunnels.isEmpty else {
+            master = .none
+            return
+        }
+        lastAttempt = now
+        generation += 1
+        master = .connecting(pid: nil)
+        out.append(.spawnMaster(generation: generation))
+    }
+
+    private mutating func masterReady(now: Double, _ out: inout [HostAction]) {
+        guard case .connecting(let pid?) = master else { return }
+        master = .ready(pid: pid, since: now)
+        outageStart = nil
+        added = [:]
+        adding = [:]
+        allocated = [:]
+        probing = []
+        // Forwards first, bookkeeping after: every step here is on the way to the tunnel being usable.
+        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
+        out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))")))
+        out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
+    }
+
+    private mutating func masterExited(status: Int32, stderr: String, now: Double, _ out: inout [HostAction]) {
+        let pid: Int32
+        let uptime: Double?
+        switch master {
+        case .connecting(let p):
+            pid = p ?? 0
+            uptime = nil
+        case .ready(let p, let since):
+            pid = p
+            uptime = now - since
+        default:
+            return
+        }
+        if outageStart == nil { outageStart = now }
+        master = .none
+        added = [:]
+        adding = [:]
+        probing = []
+        let failure = SSHFailure.classify(stderr: stderr, status: status)
+        out.append(.record(.log(.master, tunnel: nil, host: host, message: "ssh pid \(pid) exited with status \(status): \(failure.evidence)")))
+        backoff.masterExited(afterUp: uptime)
+        guard !tunnels.isEmpty else { return }
+        if failure.failureClass == .fatal {
+            failAll(failure, &out)
+            return
+        }
+        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            if uptime != nil { out.append(.record(.restart(tunnel: name, reason: failure.evidence))) }
+            note(name, .starting, error: failure.evidence, "connection lost; reconnecting", &out)
+        }
+        scheduleReconnect(pollServer: true, now: now, &out)
+    }
+
+    private mutating func failAll(_ failure: SSHFailure, _ out: inout [HostAction]) {
+        master = .failed(failure)
+        for name in tunnels.keys.sorted() {
+            note(name, .failed, error: failure.description, "not retried until you act: \(failure.advice)", &out)
+        }
+    }
+
+    /// The executor waits out the backoff, and with `pollServer` reconnects as soon as the SSH port accepts
+    /// again after having been seen closed (`HostRunner.waitToReconnect`).
+    private mutating func scheduleReconnect(pollServer: Bool, now: Double, _ out: inout [HostAction]) {
+        master = .waiting
+        let delay = backoff.next(jitter: jitter())
+        out.append(.waitToReconnect(generation: generation, delay: delay, patience: backoff.cap,
+                                    outage: now - (outageStart ?? now), pollServer: pollServer))
+    }
+
+    private mutating func stopMaster(_ out: inout [HostAction]) {
+        generation += 1
+        added = [:]
+        adding = [:]
+        probing = []
+        switch master {
+        case .connecting, .ready:
+            out.append(.stopMaster(reason: "no tunnel on \(host) is wanted"))
+            master = .none
+        case .waiting:
+            master = .none
+        case .none, .failed:
+            break  // a failure is kept while the host has no tunnels, so asking again stays rate-limited
+        }
+    }
+
+    // MARK: forwards
+
+    /// Sends the tunnel's next forward that is not live yet; once all are, probes the tunnel.
+    private mutating func addNext(_ name: String, _ out: inout [HostAction]) {
+        guard isReady, let t = tunnels[name], adding[name] == nil else { return }
+        if let f = t.forwards.first(where: { !(added[name] ?? []).contains($0) }) {
+            adding[name] = (f, t)
+            out.append(.addForward(generation: generation, tunnel: name, f))
+        } else {
+            remoteRetries[name] = nil
+            probe([name], token: nil, &out)
+        }
+    }
+
+    private mutating func forwardAdded(_ name: String, _ spec: ForwardSpec, _ outcome: MuxOutcome, _ out: inout [HostAction]) {
+        guard let sent = adding[name], sent.spec == spec else { return }
+        adding[name] = nil
+        guard tunnels[name] == sent.tunnel else {
+            // The tunnel changed or went while the add was in flight: the forward is live but unwanted.
+            if case .added = outcome { out.append(.cancelForward(spec)) }
+            if tunnels[name] != nil { addNext(name, &out) }
+            return
+        }
+        switch outcome {
+        case .added(let stdout):
+            added[name, default: []].append(spec)
+            if spec.kind == .remote, spec.listenPort == 0, let port = Int(stdout.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                allocated[spec] = port
+                out.append(.record(.allocatedPort(tunnel: name, spec: spec.sshArgument, port: port)))
+            }
+            addNext(name, &out)
+        case .notRun(let why):
+            note(name, .starting, error: why, "adding \(spec.kind.flag) \(spec.sshArgument) failed; retrying", &out)
+            out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: 2))
+        case .refused(let status, let stderr, let holder):
+            let failure = SSHFailure.classify(stderr: stderr, status: status)
+            switch failure.failureClass {
+            case .localConflict:
+                let port = spec.listenPort.map { "local port \($0)" } ?? "the local socket"
+                let held = holder.map { " (held by \($0))" } ?? ""
+                let message = "\(port) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward"
+                tunnelFailures[name] = message
+                cancelForwards(name, &out)
+                note(name, .failed, error: message, "cannot listen on \(port)", &out)
+            case .remoteListener:
+                let n = (remoteRetries[name] ?? 0) + 1
+                remoteRetries[name] = n
+                if n > settings.remoteListenerRetries {
+                    let message = "\(failure.evidence) — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up \(name)`"
+                    tunnelFailures[name] = message
+                    cancelForwards(name, &out)
+                    note(name, .failed, error: message, "gave up after \(n - 1) retries", &out)
+                } else {
+                    let delay = min(8.0, 0.5 * Double(1 << n))
+                    note(name, .starting, error: failure.evidence, "server still holds the listener; retry \(n) in \(delay) s", &out)
+                    out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: delay))
+                }
+            case .fatal, .retry:
+                // The master is probably going away; its exit decides what happens next.
+                note(name, .starting, error: failure.evidence, "adding \(spec.kind.flag) \(spec.sshArgument) failed", &out)
+            }
+        }
+    }
+
+    private mutating func cancelForwards(_ name: String, _ out: inout [HostAction]) {
+        for f in added[name] ?? [] {
+            out.append(.cancelForward(f))
+            allocated[f] = nil
+        }
+        added[name] = nil
+    }
+
+    // MARK: probes
+
+    /// Probes the named tunnels (all when nil) whose forwards are all live. With a `token`, that request also
+    /// waits for tunnels whose probe is already under way.
+    private mutating func probe(_ names: Set<String>?, token: Int?, _ out: inout [HostAction]) {
+        guard isReady else { return }
+        let complete = tunnels.keys.sorted().filter { name in
+            (names?.contains(name) ?? true) && tunnelFailures[name] == nil && added[name]?.count == tunnels[name]?.forwards.count
+        }
+        let due = complete.filter { !probing.contains($0) }
+        if let token { pending[token, default: []].formUnion(complete) }
+        guard !due.isEmpty else { return }
+        probing.formUnion(due)
+        let jobs = due.flatMap { name in
+            let t = tunnels[name]!
+            return t.forwards.enumerated().map { index, f in
+                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: allocated[f])
+            }
+        }
+        out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))
+    }
+
+    private mutating func probed(_ results: [ProbedTunnel], _ out: inout [HostAction]) {
+        for probed in results {
+            let t = probed.tunnel
+            probing.remove(t.name)
+            guard tunnels[t.name] == t, tunnelFailures[t.name] == nil else { continue }
+            var statuses: [ForwardStatus] = []
+            var worst: ProbeOutcome = .up
+            for (index, f) in t.forwards.enumerated() {
+                guard let result = probed.results[index] else { continue }
+                statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: allocated[f],
+                                              probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
+                if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
+            }
+            out.append(.record(.probe(tunnel: t.name, statuses)))
+            switch worst {
+            case .up:
+                stalled[t.name] = 0
+                note(t.name, .up, error: nil, "all \(t.forwards.count) forward(s) pass their probes", &out)
+            case .targetDown(let why):
+                stalled[t.name] = 0
+                note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
+            case .listenerDown(let why):
+                // Our listener vanished while the master lives (someone cancelled it): put it back.
+                note(t.name, .starting, error: why, "a forward is missing; adding it again", &out)
+                added[t.name] = nil
+                addNext(t.name, &out)
+            case .noAnswer(let why):
+                let n = (stalled[t.name] ?? 0) + 1
+                stalled[t.name] = n
+                if n >= settings.stalledProbeLimit {
+                    stalled[t.name] = 0
+                    note(t.name, .starting, error: why, "\(n) probes got no answer: the connection looks stalled; reconnecting", &out)
+                    out.append(.terminateMaster)
+                } else {
+                    note(t.name, .degraded, error: why, "no answer from the target (\(n) of \(settings.stalledProbeLimit) before reconnecting)", &out)
+                }
+            }
+        }
+    }
+
+    private static func severity(_ o: ProbeOutcome) -> Int {
+        switch o {
+        case .up: 0
+        case .targetDown: 1
+        case .noAnswer: 2
+        case .listenerDown: 3
+        }
+    }
+
+    // MARK: helpers
+
+    /// Records the tunnel's state; a request waiting on the tunnel is then settled.
+    private mutating func note(_ name: String, _ state: TunnelState, error: String?, _ message: String, _ out: inout [HostAction]) {
+        out.append(.record(.state(tunnel: name, state, pid: pid, error: error, message: message)))
+        for token in pending.keys { pending[token]?.remove(name) }
+    }
+}
+
+/// What `HostMachine` asks its executor to do.
+enum HostAction: Sendable, Equatable {
+    /// Start `ssh -N -M` (after removing a stale socket); reports `spawned` or `spawnFailed`, later
+    /// `masterReady` and `masterExited`.
+    case spawnMaster(generation: Int)
+    /// End the current master and wait for it.
+    case stopMaster(reason: String)
+    /// SIGTERM the current master (stalled transport); its exit is reported as usual.
+    case terminateMaster
+    /// `ssh -O forward`; reports `forwardAdded`.
+    case addForward(generation: Int, tunnel: String, ForwardSpec)
+    /// `ssh -O cancel` with the spec exactly as added.
+    case cancelForward(ForwardSpec)
+    /// Runs the probes at once; reports `probed` with one entry per tunnel.
+    case probe(generation: Int, [HostMachine.ProbeJob], tunnels: [Tunnel])
+    /// Waits `delay` s; with `pollServer`, reconnects early when the SSH port comes back, and holds off (up to
+    /// `patience` s more) while it does not accept. Reports `connectDue`.
+    case waitToReconnect(generation: Int, delay: Double, patience: Double, outage: Double, pollServer: Bool)
+    case schedule(HostMachine.Event, after: Double)
+    case record(StoreWrite)
+    /// A request (update, check, stop) has taken effect.
+    case finished(token: Int)
+}
