@@ -76,19 +76,15 @@ public final class ControlMaster: Sendable {
     /// name, listens, and only then links the ControlPath, all after authentication: the path existing means
     /// the master takes requests. On Linux the directory is watched with inotify, so nothing polls.
     public func waitForSocket() async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { [exit] in
-                _ = await exit.value
-                return false
-            }
-            group.addTask { [socket] in
-                await Self.appearance(of: socket)
-                return !Task.isCancelled
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first || FileSystem.exists(socket)
+        let socket = self.socket
+        let watch = Task { await Self.appearance(of: socket) }
+        // Awaiting a task's value cannot be cancelled: this one lingers until ssh exits, and only cancels the watch.
+        Task { [exit] in
+            _ = await exit.value
+            watch.cancel()
         }
+        await watch.value
+        return FileSystem.exists(socket)
     }
 
     /// Returns once `path` exists, or when the task is cancelled.
