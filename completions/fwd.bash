@@ -329,7 +329,7 @@ _fwd_add() {
     repeating_flags=()
     non_repeating_flags=(--public -h --help)
     repeating_options=(-L -R -D)
-    non_repeating_options=(--host --probe --template --target --port --target-port)
+    non_repeating_options=(--host --probe --template --target --port --target-port --passive)
     __fwd_offer_flags_options 1
 
     # Offer option value completions
@@ -361,6 +361,9 @@ _fwd_add() {
         return
         ;;
     '--target-port')
+        return
+        ;;
+    '--passive')
         return
         ;;
     esac

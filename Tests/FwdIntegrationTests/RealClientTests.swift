@@ -95,9 +95,9 @@ import Glibc
 
     @Test func psqlRunsAQueryThroughThePostgresPreset() async throws {
         guard let bin = RealTools.postgresBin,
-              RealTools.available("the PostgreSQL test", [("/usr/bin/psql", "postgresql-client"), (bin + "/initdb", "postgresql"), (bin + "/pg_ctl", "postgresql")])
+              RealTools.available("the PostgreSQL test", [("/usr/bin/psql", "postgresql-client"), (bin + "/initdb", "postgresql-15"), (bin + "/pg_ctl", "postgresql-15")])
         else {
-            if RealTools.postgresBin == nil { print("skipped the PostgreSQL test: needs postgresql (apt-get install postgresql; .ci/run installs it)") }
+            if RealTools.postgresBin == nil { print("skipped the PostgreSQL test: needs postgresql-15 (apt-get install postgresql-15; .ci/run installs it)") }
             return
         }
         try await FwdFixture.with { f in
@@ -127,7 +127,7 @@ import Glibc
     }
 
     @Test func mysqlClientRunsAQueryThroughTheMySQLPreset() async throws {
-        let tools = [("/usr/bin/mysql", "mariadb-client"), ("/usr/sbin/mariadbd", "mariadb-server"), ("/usr/bin/mariadb-install-db", "mariadb-server")]
+        let tools = [("/usr/bin/mysql", "mariadb-client-core"), ("/usr/sbin/mariadbd", "mariadb-server-core"), ("/usr/bin/mariadb-install-db", "mariadb-server-core")]
         guard RealTools.available("the MySQL test", tools) else { return }
         try await FwdFixture.with { f in
             try lab(f)
