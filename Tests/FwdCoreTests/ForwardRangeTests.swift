@@ -103,6 +103,21 @@ struct ForwardRangeTests {
         }
     }
 
+    @Test func aPortUsedTwiceInOneTunnelIsAConfigError() {
+        let text = """
+        [tunnels.files]
+        host = "office"
+        local = ["8000-8009:a:8000-8009", "8005:b:80"]
+        dynamic = "9000"
+        remote = ["8005:c:80", "0:c:81", "0:c:82"]
+        """
+        #expect(throws: ConfigError.invalid([Diagnostic(file: "fwd.toml", line: 3, column: 36,
+            message: #"local forward "8005:b:80" listens on local port 8005, as "8000-8009:a:8000-8009" in the same tunnel does; each port can be forwarded once"#)])) {
+            try ConfigLoader.parse(text, path: "fwd.toml")
+        }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[tunnels.x]\nhost = \"o\"\nlocal = \"9000:a:1\"\ndynamic = \"9000\"\n", path: "p") }
+    }
+
     func reason(_ text: String, _ kind: ForwardKind) -> String? {
         do {
             _ = try ForwardRange.parse(text, kind: kind)

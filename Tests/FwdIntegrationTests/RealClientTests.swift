@@ -93,6 +93,20 @@ import Glibc
         }
     }
 
+    @Test func addWritesARangeAsGivenAndRefusesABadOneChangingNothing() async throws {
+        try await FwdFixture.with { f in
+            #expect(try f.fwd("add", "web", "--host", "lab", "-L", "7000-7002:web.lan:8000-8002").ok)
+            let written = FileSystem.read(f.configPath) ?? ""
+            #expect(written.contains("local = \"7000-7002:web.lan:8000-8002\"\n"), "\(written)")
+            let list = try f.fwd("list").stdout
+            #expect(list.contains("-L 7000-7002:web.lan:8000-8002"), "\(list)")
+            let bad = try f.fwd("add", "more", "--host", "lab", "-L", "7000-7003:web.lan:8000-8002")
+            #expect(!bad.ok)
+            #expect(bad.stderr.contains("the listen range has 4 ports and the target range 3; both sides need the same number"), "\(bad.stderr)")
+            #expect(FileSystem.read(f.configPath) == written)
+        }
+    }
+
     @Test func psqlRunsAQueryThroughThePostgresPreset() async throws {
         guard let bin = RealTools.postgresBin,
               RealTools.available("the PostgreSQL test", [("/usr/bin/psql", "postgresql-client"), (bin + "/initdb", "postgresql-15"), (bin + "/pg_ctl", "postgresql-15")])

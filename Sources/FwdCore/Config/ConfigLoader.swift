@@ -385,6 +385,7 @@ public enum ConfigLoader {
                     }
                 }
             }
+            if !checkRepeatedPorts(written, at: at) { ok = false }
             let forwards = written.flatMap(\.specs)
             if forwards.isEmpty && ok {
                 report(at, "tunnel \"\(name)\" has no forwards; add local, remote or dynamic (written like ssh -L/-R/-D)")
@@ -413,6 +414,28 @@ public enum ConfigLoader {
             tunnel.isPublic = isPublic
             tunnel.autostart = bool(t, "autostart", at: at) ?? false
             return tunnel
+        }
+
+        /// A listener used twice in one tunnel would fail when the second forward is added; with port ranges
+        /// that is easy to write (`8000-8009` and `8005`), so it is reported here, at the second one.
+        mutating func checkRepeatedPorts(_ written: [ForwardRange], at: [String]) -> Bool {
+            var seen: [String: ForwardRange] = [:]
+            var ok = true
+            for range in written {
+                for spec in range.specs {
+                    guard let port = spec.listenPort, port != 0 else { continue }
+                    let key = "\(spec.kind == .remote ? "server" : "local") \(spec.bindAddress ?? "127.0.0.1"):\(port)"
+                    if let first = seen[key] {
+                        let side = spec.kind == .remote ? "the server's port" : "local port"
+                        report(at + [range.kind.rawValue], value: range.text,
+                               "\(range.kind.rawValue) forward \"\(range.text)\" listens on \(side) \(port), as \"\(first.text)\" in the same tunnel does; each port can be forwarded once")
+                        ok = false
+                        break
+                    }
+                    seen[key] = range
+                }
+            }
+            return ok
         }
 
         /// `domains`: names a PAC script sends through the tunnel's -D port. nil when something was reported.
