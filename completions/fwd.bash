@@ -173,13 +173,13 @@ _fwd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    up|down|status|logs|check|list|show|add|rm|run|daemon|ssh|demo|config|templates|edit|doctor|service|help)
+    up|down|status|logs|check|list|show|pac|add|rm|run|daemon|ssh|demo|config|templates|edit|doctor|service|help)
         # Offer subcommand argument completions
         "_fwd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'up down status logs check list show add rm run daemon ssh demo config templates edit doctor service help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm run daemon ssh demo config templates edit doctor service help' -- "${cur}"))
         ;;
     esac
 }
@@ -309,11 +309,27 @@ _fwd_show() {
     esac
 }
 
+_fwd_pac() {
+    repeating_flags=()
+    non_repeating_flags=(-h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options -1
+
+    # Offer positional completions
+    case "${positional_number}" in
+    *)
+        __fwd_add_completions -W "$(__fwd_custom_complete ---completion pac -- positional@0 "${COMP_CWORD}" "$(__fwd_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
+}
+
 _fwd_add() {
     repeating_flags=()
     non_repeating_flags=(--public -h --help)
     repeating_options=(-L -R -D)
-    non_repeating_options=(--host --probe --template --target --port --target-port)
+    non_repeating_options=(--host --probe --template --target --port --target-port --passive)
     __fwd_offer_flags_options 1
 
     # Offer option value completions
@@ -345,6 +361,9 @@ _fwd_add() {
         return
         ;;
     '--target-port')
+        return
+        ;;
+    '--passive')
         return
         ;;
     esac

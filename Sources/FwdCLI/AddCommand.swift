@@ -10,6 +10,7 @@ struct AddCommand: AsyncParsableCommand {
         Examples:
           fwd add wiki --host office -L 8080:wiki.lan:80 --probe http
           fwd add db --template postgres --host office --target db.lan
+          fwd add files --template ftp --host office --target ftp.lan --passive 60000-60009
         The new [tunnels.NAME] table is appended; the rest of the file is left as it was.
         """
     )
@@ -20,10 +21,10 @@ struct AddCommand: AsyncParsableCommand {
     @Option(help: "A [hosts] name, an ssh alias or user@host[:port].", completion: Completions.hosts)
     var host: String
 
-    @Option(name: .customShort("L"), help: ArgumentHelp("A local forward, as for ssh -L.", valueName: "spec"))
+    @Option(name: .customShort("L"), help: ArgumentHelp("A local forward, as for ssh -L; ports may be ranges (60000-60009:ftp.lan:60000-60009).", valueName: "spec"))
     var local: [String] = []
 
-    @Option(name: .customShort("R"), help: ArgumentHelp("A remote forward, as for ssh -R.", valueName: "spec"))
+    @Option(name: .customShort("R"), help: ArgumentHelp("A remote forward, as for ssh -R; ports may be ranges.", valueName: "spec"))
     var remote: [String] = []
 
     @Option(name: .customShort("D"), help: ArgumentHelp("A dynamic (SOCKS) forward, as for ssh -D.", valueName: "spec"))
@@ -47,6 +48,9 @@ struct AddCommand: AsyncParsableCommand {
     @Option(name: .customLong("target-port"), help: "With --template: the target's port (default: the preset's).")
     var targetPort: Int?
 
+    @Option(help: ArgumentHelp("With --template ftp: the server's fixed passive port range, forwarded port for port.", valueName: "first-last"))
+    var passive: String?
+
     func validate() throws {
         if template == nil && local.isEmpty && remote.isEmpty && dynamic.isEmpty {
             throw ValidationError("give at least one of -L, -R, -D, or --template")
@@ -54,8 +58,8 @@ struct AddCommand: AsyncParsableCommand {
         if template != nil && !(local.isEmpty && remote.isEmpty && dynamic.isEmpty) {
             throw ValidationError("use either --template or -L/-R/-D, not both")
         }
-        if template == nil && (target != nil || port != nil || targetPort != nil) {
-            throw ValidationError("--target, --port and --target-port go with --template")
+        if template == nil && (target != nil || port != nil || targetPort != nil || passive != nil) {
+            throw ValidationError("--target, --port, --target-port and --passive go with --template")
         }
         if template == nil, let p = Validation.nameProblem(name) { throw ValidationError(p) }
         if let probe, ProbeKind(rawValue: probe) == nil {
@@ -69,13 +73,13 @@ struct AddCommand: AsyncParsableCommand {
         let table: String
         if let template {
             let preset = try Presets.named(template, in: try Context.templates())
-            table = try preset.render(.init(name: name, host: host, target: target, port: port, targetPort: targetPort))
+            table = try preset.render(.init(name: name, host: host, target: target, port: port, targetPort: targetPort, passive: passive))
         } else {
-            var forwards: [ForwardSpec] = []
+            var written: [ForwardRange] = []
             for (kind, specs) in [(ForwardKind.local, local), (.remote, remote), (.dynamic, dynamic)] {
-                for s in specs { forwards.append(try ForwardSpec.parse(s, kind: kind)) }
+                for s in specs { written.append(try ForwardRange.parse(s, kind: kind)) }
             }
-            var tunnel = Tunnel(name: name, host: host, forwards: forwards)
+            var tunnel = Tunnel(name: name, host: host, written: written)
             if let probe {
                 tunnel.probe = ProbeKind(rawValue: probe)
             }

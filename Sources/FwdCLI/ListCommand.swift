@@ -24,7 +24,7 @@ struct ListCommand: AsyncParsableCommand {
         }
         var rows = [["NAME", "HOST", "FORWARDS", "PROBE"]]
         for t in config.tunnels {
-            let forwards = t.forwards.map { "\($0.kind.flag) \($0.text)" }
+            let forwards = t.written.map { "\($0.kind.flag) \($0.text)" }
             let probes = Array(Set(t.forwards.map { t.probe(for: $0).rawValue })).sorted()
             rows.append([t.name, t.host, forwards.joined(separator: ", "), probes.joined(separator: ",")])
         }

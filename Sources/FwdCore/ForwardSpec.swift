@@ -66,11 +66,16 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
     /// Parses `text` exactly as ssh parses the argument of -L (kind .local), -R (.remote) or -D (.dynamic),
     /// plus fwd's safety rules (no characters that ssh_config or a shell-free argv could misread).
     public static func parse(_ text: String, kind: ForwardKind) throws(ForwardSpecError) -> ForwardSpec {
+        let parsed: ForwardRange
         do {
-            return try ForwardSpecParser(kind: kind).parse(text)
+            parsed = try ForwardSpecParser(kind: kind).parse(text)
         } catch {
             throw ForwardSpecError(spec: text, kind: kind, reason: error.text)
         }
+        guard !parsed.isRange else {
+            throw ForwardSpecError(spec: text, kind: kind, reason: "a port range stands for several forwards; write one port here")
+        }
+        return parsed.specs[0]
     }
 
     /// The spec as the user would write it (no bind address added).
@@ -109,6 +114,16 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         return host
     }
 
+    /// For a -D TCP listener, the proxy URL a client takes (`curl -x`, `ALL_PROXY`): `socks5h`, so names are
+    /// resolved on the far side. A wildcard bind address is reached through 127.0.0.1.
+    public var socksURL: String? {
+        guard kind == .dynamic, case .tcp(let host, let port) = listen else { return nil }
+        var address = host ?? "127.0.0.1"
+        if ["", "*", "0.0.0.0"].contains(address) { address = "127.0.0.1" }
+        if address == "::" { address = "::1" }
+        return "socks5h://\(address.contains(":") ? "[\(address)]" : address):\(port)"
+    }
+
     /// True when only this machine (-L/-D), or only the server's loopback (-R), can reach the listener.
     public var isLoopbackOnly: Bool {
         guard case .tcp(let host, _) = listen, let host else { return true }
@@ -121,12 +136,13 @@ public struct ForwardSpec: Hashable, Sendable, CustomStringConvertible {
         return parts.joined(separator: ":")
     }
 
-    private static func render(_ endpoint: ForwardEndpoint, defaultHost: String?) -> String {
+    static func render(_ endpoint: ForwardEndpoint, defaultHost: String?, portText: String? = nil) -> String {
         switch endpoint {
         case .unix(let path):
             return bracketed(path)
         case .tcp(let host, let port):
-            guard let host = host ?? defaultHost else { return String(port) }
+            let port = portText ?? String(port)
+            guard let host = host ?? defaultHost else { return port }
             return "\(bracketed(host)):\(port)"
         }
     }
@@ -171,6 +187,32 @@ public struct ForwardSpecError: Error, Equatable, Sendable, CustomStringConverti
     }
 }
 
+/// A forward as written in fwd.toml or on `fwd add`: one spec, or a port range
+/// (`60000-60009:ftp.lan:60000-60009`) that stands for one forward per port. ssh has no ranges: fwd adds
+/// each port's forward to the master and writes one LocalForward/RemoteForward line per port.
+public struct ForwardRange: Sendable, Hashable {
+    /// Each port is its own `ssh -O forward` on the master and its own line in ssh_config; FTP servers'
+    /// passive ranges are usually 10–100 ports.
+    public static let maxPorts = 100
+
+    public var kind: ForwardKind
+    /// As written, with the ranges as `FIRST-LAST`.
+    public var text: String
+    /// One forward per port, in port order.
+    public var specs: [ForwardSpec]
+    /// False for a plain spec (one forward, no range written).
+    public var isRange: Bool
+
+    /// Parses a spec as `ForwardSpec.parse` does, plus a `FIRST-LAST` port range on both sides.
+    public static func parse(_ text: String, kind: ForwardKind) throws(ForwardSpecError) -> ForwardRange {
+        do {
+            return try ForwardSpecParser(kind: kind).parse(text)
+        } catch {
+            throw ForwardSpecError(spec: text, kind: kind, reason: error.text)
+        }
+    }
+}
+
 private struct Reason: Error {
     var text: String
     init(_ text: String) { self.text = text }
@@ -191,13 +233,16 @@ private enum RawSide {
 private struct ForwardSpecParser {
     var kind: ForwardKind
 
-    func parse(_ text: String) throws(Reason) -> ForwardSpec {
+    func parse(_ text: String) throws(Reason) -> ForwardRange {
         if text.isEmpty {
             throw Reason("the spec is empty; expected \(kind.expectedForms)")
         }
         try checkSafeCharacters(text)
         let fields = try split(text)
-        let (rawListen, rawTarget) = assign(fields)
+        var (rawListen, rawTarget) = assign(fields)
+        let listenRange = try takeRange(&rawListen)
+        var targetRange: ClosedRange<Int>?
+        if rawTarget != nil { targetRange = try takeRange(&rawTarget!) }
 
         switch (kind, rawTarget, rawListen) {
         case (.dynamic, .some, _):
@@ -212,12 +257,81 @@ private struct ForwardSpecParser {
 
         let listen = try endpoint(rawListen, isListen: true)
         let target = try rawTarget.map { side throws(Reason) in try endpoint(side, isListen: false) }
-        let spec = ForwardSpec(kind: kind, listen: listen, target: target)
+        let first = ForwardSpec(kind: kind, listen: listen, target: target)
+        guard listenRange != nil || targetRange != nil else {
+            try checkLength(first)
+            return ForwardRange(kind: kind, text: first.text, specs: [first], isRange: false)
+        }
+        let (ports, targetPorts) = try checkRange(listenRange, targetRange, first)
+        var specs: [ForwardSpec] = []
+        for (port, targetPort) in zip(ports, targetPorts) {
+            var spec = first
+            if case .tcp(let host, _) = listen { spec.listen = .tcp(host: host, port: port) }
+            if case .tcp(let host, _)? = target { spec.target = .tcp(host: host, port: targetPort) }
+            try checkLength(spec)
+            specs.append(spec)
+        }
+        let written = [ForwardSpec.render(listen, defaultHost: nil, portText: "\(ports.lowerBound)-\(ports.upperBound)"),
+                       ForwardSpec.render(target!, defaultHost: nil, portText: "\(targetPorts.lowerBound)-\(targetPorts.upperBound)")]
+        return ForwardRange(kind: kind, text: written.joined(separator: ":"), specs: specs, isRange: true)
+    }
+
+    private func checkLength(_ spec: ForwardSpec) throws(Reason) {
         let length = spec.sshArgument.utf8.count
         if length > ForwardSpec.maxRenderedBytes {
             throw Reason("the forward is \(length) bytes with its bind address; ssh_config truncates forwards longer than \(ForwardSpec.maxRenderedBytes) bytes")
         }
-        return spec
+    }
+
+    /// A TCP port field written `FIRST-LAST` (decimal only: service names may contain '-'); the field keeps
+    /// FIRST, so the rest of the parser checks it like any port.
+    private func takeRange(_ side: inout RawSide) throws(Reason) -> ClosedRange<Int>? {
+        guard case .tcp(let host, var port) = side, !port.bracketed else { return nil }
+        let parts = port.value.split(separator: "-", maxSplits: 2, omittingEmptySubsequences: false)
+        let isDecimal = { (s: Substring) in !s.isEmpty && s.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+        guard parts.count == 2, isDecimal(parts[0]), isDecimal(parts[1]) else {
+            // Service names may hold '-' and digits ("pop-3"); a name getservbyname knows is one port.
+            if parts.count > 1, isDecimal(parts[0]), tcpServicePort(port.value) == nil {
+                throw Reason("\"\(port.value)\" is not a port range; write FIRST-LAST in decimal, e.g. 60000-60009")
+            }
+            return nil
+        }
+        guard let low = Int(parts[0]), let high = Int(parts[1]), low <= 65535, high <= 65535 else {
+            throw Reason("the port range \(port.value) goes beyond 65535")
+        }
+        guard low <= high else {
+            throw Reason("the port range \(port.value) runs backwards; write the lower port first (\(high)-\(low))")
+        }
+        guard low > 0 else {
+            throw Reason("the port range \(port.value) starts at 0; a range names its ports, so start at 1 or above")
+        }
+        port.value = String(low)
+        side = .tcp(host: host, port: port)
+        return low...high
+    }
+
+    /// Ranges are fwd's extension of ssh's syntax: each side gets the same number of ports, and ssh sees
+    /// only the single-port forwards they expand to.
+    private func checkRange(_ listen: ClosedRange<Int>?, _ target: ClosedRange<Int>?, _ first: ForwardSpec) throws(Reason) -> (ClosedRange<Int>, ClosedRange<Int>) {
+        if first.target == nil {
+            throw Reason("a port range needs a target: a range of SOCKS proxies is not supported; write one port")
+        }
+        guard let listen else {
+            throw Reason("the target is a port range but the listen side is one port; give both sides ranges of the same length, e.g. 60000-60009:host:60000-60009")
+        }
+        guard let target else {
+            if case .unix = first.target! {
+                throw Reason("a UNIX socket target cannot take a port range; give both sides TCP port ranges")
+            }
+            throw Reason("the listen side is a port range but the target is one port; give both sides ranges of the same length, e.g. \(listen.lowerBound)-\(listen.upperBound):host:\(listen.lowerBound)-\(listen.upperBound)")
+        }
+        if listen.count != target.count {
+            throw Reason("the listen range has \(listen.count) ports and the target range \(target.count); both sides need the same number")
+        }
+        if listen.count > ForwardRange.maxPorts {
+            throw Reason("the range has \(listen.count) ports; fwd forwards at most \(ForwardRange.maxPorts) ports per range (each is its own forward on the master)")
+        }
+        return (listen, target)
     }
 
     private func checkSafeCharacters(_ text: String) throws(Reason) {

@@ -15,15 +15,21 @@ public struct Preset: Sendable, Equatable {
         public var target: String?
         public var port: Int?
         public var targetPort: Int?
+        /// A server's fixed passive port range, `FIRST-LAST` (the ftp preset), forwarded port for port.
+        public var passive: String?
 
-        public init(name: String, host: String, target: String? = nil, port: Int? = nil, targetPort: Int? = nil) {
+        public init(name: String, host: String, target: String? = nil, port: Int? = nil, targetPort: Int? = nil, passive: String? = nil) {
             self.name = name
             self.host = host
             self.target = target
             self.port = port
             self.targetPort = targetPort
+            self.passive = passive
         }
     }
+
+    /// Whether the preset forwards a passive port range, and so needs `passive`.
+    public var usesPassive: Bool { source.contains("{{passive}}") }
 
     init(name: String, source: String) {
         self.name = name
@@ -60,6 +66,15 @@ public struct Preset: Sendable, Equatable {
         for p in [port, targetPort].compactMap({ $0 }) where !(1...65535).contains(p) {
             throw .badValue("port \(p) is out of range (1–65535)")
         }
+        var passive = ""
+        if usesPassive {
+            guard let range = values.passive else {
+                throw .badValue("the \(name) preset needs --passive FIRST-LAST: the server's fixed passive port range (e.g. 60000-60009), forwarded port for port")
+            }
+            passive = try Self.passiveRange(range)
+        } else if values.passive != nil {
+            throw .badValue("--passive goes with a preset that forwards a passive port range (ftp); the \(name) preset has none")
+        }
         let template: MustacheTemplate
         do {
             template = try MustacheTemplate(string: "{{%CONTENT_TYPE:TEXT}}" + source)
@@ -69,8 +84,23 @@ public struct Preset: Sendable, Equatable {
         let context: [String: Any] = [
             "name": values.name, "host": values.host, "target": target,
             "port": port.map(String.init) ?? "", "target_port": targetPort.map(String.init) ?? "",
+            "passive": passive,
         ]
         return template.render(context)
+    }
+
+    /// `FIRST-LAST` (or one port) under the same rules as a range in a forward spec.
+    static func passiveRange(_ text: String) throws(PresetError) -> String {
+        let digitsAndDash = !text.isEmpty && text.utf8.allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "-") }
+        guard digitsAndDash else {
+            throw .badValue("--passive \"\(Validation.printable(text))\" is not a port range; write FIRST-LAST in decimal, e.g. 60000-60009")
+        }
+        do {
+            _ = try ForwardRange.parse("\(text):localhost:\(text)", kind: .local)
+        } catch {
+            throw .badValue("--passive \(text): \(error.reason)")
+        }
+        return text
     }
 }
 

@@ -110,6 +110,30 @@ public enum Validation {
         return nil
     }
 
+    /// A name in a tunnel's `domains`: a DNS name (`wiki.example.com`), or `*.` and a DNS name for every name
+    /// under it (`*.corp.lan`, as PAC's shExpMatch reads it). Letters, digits, '-' and '.' only, so the name
+    /// is safe inside the PAC script's JavaScript strings.
+    public static func domainProblem(_ value: String) -> String? {
+        let expected = "expected a name like \"wiki.example.com\" or \"*.corp.lan\""
+        guard !value.isEmpty else { return "a domain cannot be empty; \(expected)" }
+        let name = value.hasPrefix("*.") ? String(value.dropFirst(2)) : value
+        guard name.utf8.count <= 253 else { return "domain \"\(printable(value))\" is longer than 253 characters" }
+        if name.contains("*") {
+            return "domain \"\(printable(value))\" has a '*' other than a leading \"*.\"; \(expected)"
+        }
+        if let bad = name.utf8.first(where: { !isAlnum($0) && $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: ".") }) {
+            return "domain \"\(printable(value))\" contains \(describe(bad)); \(expected)"
+        }
+        for label in name.split(separator: ".", omittingEmptySubsequences: false) {
+            if label.isEmpty { return "domain \"\(printable(value))\" has an empty label (\"..\" or a '.' at either end); \(expected)" }
+            if label.utf8.count > 63 { return "domain \"\(printable(value))\" has a label longer than 63 characters" }
+            if label.hasPrefix("-") || label.hasSuffix("-") {
+                return "domain \"\(printable(value))\" has a label that starts or ends with '-'; \(expected)"
+            }
+        }
+        return nil
+    }
+
     /// Shows control characters visibly so an error message never prints a raw newline or escape.
     public static func printable(_ s: String) -> String {
         var out = ""

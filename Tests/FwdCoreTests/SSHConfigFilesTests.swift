@@ -202,7 +202,7 @@ import Testing
     @Test func everyPresetRendersToAValidTunnelWithAFittingProbe() throws {
         for preset in Presets.all(in: Self.templates) {
             #expect(!preset.summary.isEmpty, "\(preset.name) has no summary")
-            let text = try preset.render(.init(name: "t", host: "office", target: "db.lan"))
+            let text = try preset.render(.init(name: "t", host: "office", target: "db.lan", passive: preset.usesPassive ? "60000-60009" : nil))
             let config = try ConfigLoader.parse(text, path: preset.name)
             let tunnel = try #require(config.tunnels.first)
             #expect(tunnel.host == "office")
@@ -218,6 +218,25 @@ import Testing
         #expect(tunnel.forwards == [try ForwardSpec.parse("5432:db.lan:5432", kind: .local)])
         let custom = try preset.render(.init(name: "db", host: "office", target: "2001:db8::5", port: 15432))
         #expect(try ConfigLoader.parse(custom, path: "p").tunnels[0].forwards == [try ForwardSpec.parse("15432:[2001:db8::5]:5432", kind: .local)])
+    }
+
+    @Test func ftpForwardsControlAndThePassiveRangePortForPort() throws {
+        let preset = try Presets.named("ftp", in: Self.templates)
+        #expect(preset.summary.contains("fixed passive range") && preset.summary.contains("curl"))
+        let text = try preset.render(.init(name: "files", host: "office", target: "ftp.lan", passive: "60000-60009"))
+        let tunnel = try ConfigLoader.parse(text, path: "p").tunnels[0]
+        #expect(tunnel.written.map(\.text) == ["2121:ftp.lan:21", "60000-60009:ftp.lan:60000-60009"])
+        #expect(tunnel.forwards.count == 11)
+        #expect(tunnel.forwards.dropFirst().map(\.sshArgument) == (60000...60009).map { "127.0.0.1:\($0):ftp.lan:\($0)" })
+        #expect(tunnel.probe(for: tunnel.forwards[0]) == .banner)
+        #expect(tunnel.forwards.dropFirst().allSatisfy { tunnel.probe(for: $0) == ProbeKind.none })
+        for bad in [nil, "x-y", "60009-60000", "1-101", "60000-60009\"\n[tunnels.x]"] as [String?] {
+            #expect(throws: PresetError.self, "\(bad ?? "nil")") { try preset.render(.init(name: "files", host: "office", passive: bad)) }
+        }
+        let postgres = try Presets.named("postgres", in: Self.templates)
+        #expect(throws: PresetError.badValue("--passive goes with a preset that forwards a passive port range (ftp); the postgres preset has none")) {
+            try postgres.render(.init(name: "db", host: "office", passive: "60000-60009"))
+        }
     }
 
     @Test func presetValuesCannotInject() throws {

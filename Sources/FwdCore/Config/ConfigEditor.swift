@@ -13,11 +13,12 @@ public enum ConfigEditor {
     public static func table(for tunnel: Tunnel) -> String {
         var out = "[tunnels.\(tunnel.name)]\nhost = \(quote(tunnel.host))\n"
         for kind in ForwardKind.allCases {
-            let specs = tunnel.forwards.filter { $0.kind == kind }.map { quote($0.text) }
+            let specs = tunnel.written.filter { $0.kind == kind }.map { quote($0.text) }
             guard !specs.isEmpty else { continue }
             out += "\(kind.rawValue) = " + (specs.count == 1 ? specs[0] : "[\(specs.joined(separator: ", "))]") + "\n"
         }
         if let probe = tunnel.probe { out += "probe = \(quote(probe.rawValue))\n" }
+        if !tunnel.domains.isEmpty { out += "domains = [\(tunnel.domains.map(quote).joined(separator: ", "))]\n" }
         if tunnel.isPublic { out += "public = true\n" }
         if tunnel.autostart { out += "autostart = true\n" }
         return out

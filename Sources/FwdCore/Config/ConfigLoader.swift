@@ -7,7 +7,7 @@ public enum ConfigLoader {
     static let topKeys = ["hosts", "tunnels", "groups"]
     static let hostKeys = ["hostname", "user", "port", "jump", "identity", "forward_agent", "forward_x11", "options",
                            "alive_interval", "alive_count", "connect_timeout"]
-    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "public", "autostart"]
+    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "public", "autostart", "domains"]
 
     /// Loads the file at `path`; a missing file is an empty config.
     public static func load(path: String) throws(ConfigError) -> FwdConfig {
@@ -352,7 +352,7 @@ public enum ConfigLoader {
                 ok = false
             }
             let isPublic = bool(t, "public", at: at) ?? false
-            var forwards: [ForwardSpec] = []
+            var written: [ForwardRange] = []
             for kind in ForwardKind.allCases {
                 let key = kind.rawValue
                 guard let value = t[key] else { continue }
@@ -372,18 +372,21 @@ public enum ConfigLoader {
                 }
                 for text in specs {
                     do {
-                        let spec = try ForwardSpec.parse(text, kind: kind)
+                        let range = try ForwardRange.parse(text, kind: kind)
+                        let spec = range.specs[0]
                         if !spec.isLoopbackOnly && !isPublic {
                             report(at + [key], value: text, "\(kind.rawValue) forward \"\(text)\" listens on \(spec.bindAddress.map { $0.isEmpty ? "every interface" : $0 } ?? "a non-loopback address"), not only loopback; add `public = true` to [tunnels.\(name)] if that is intended")
                             ok = false
                         }
-                        forwards.append(spec)
+                        written.append(range)
                     } catch {
                         report(at + [key], value: text, "\(error.description)")
                         ok = false
                     }
                 }
             }
+            if !checkRepeatedPorts(written, at: at) { ok = false }
+            let forwards = written.flatMap(\.specs)
             if forwards.isEmpty && ok {
                 report(at, "tunnel \"\(name)\" has no forwards; add local, remote or dynamic (written like ssh -L/-R/-D)")
                 ok = false
@@ -403,11 +406,66 @@ public enum ConfigLoader {
                     ok = false
                 }
             }
+            let domains = readDomains(t, at: at, forwards: forwards)
+            if domains == nil { ok = false }
             guard ok, let host else { return nil }
-            var tunnel = Tunnel(name: name, host: host, forwards: forwards, probe: probe)
+            var tunnel = Tunnel(name: name, host: host, written: written, probe: probe)
+            tunnel.domains = domains ?? []
             tunnel.isPublic = isPublic
             tunnel.autostart = bool(t, "autostart", at: at) ?? false
             return tunnel
+        }
+
+        /// A listener used twice in one tunnel would fail when the second forward is added; with port ranges
+        /// that is easy to write (`8000-8009` and `8005`), so it is reported here, at the second one.
+        mutating func checkRepeatedPorts(_ written: [ForwardRange], at: [String]) -> Bool {
+            var seen: [String: ForwardRange] = [:]
+            var ok = true
+            for range in written {
+                for spec in range.specs {
+                    guard let port = spec.listenPort, port != 0 else { continue }
+                    let key = "\(spec.kind == .remote ? "server" : "local") \(spec.bindAddress ?? "127.0.0.1"):\(port)"
+                    if let first = seen[key] {
+                        let side = spec.kind == .remote ? "the server's port" : "local port"
+                        report(at + [range.kind.rawValue], value: range.text,
+                               "\(range.kind.rawValue) forward \"\(range.text)\" listens on \(side) \(port), as \"\(first.text)\" in the same tunnel does; each port can be forwarded once")
+                        ok = false
+                        break
+                    }
+                    seen[key] = range
+                }
+            }
+            return ok
+        }
+
+        /// `domains`: names a PAC script sends through the tunnel's -D port. nil when something was reported.
+        mutating func readDomains(_ t: TOMLTable, at: [String], forwards: [ForwardSpec]) -> [String]? {
+            guard let value = t["domains"] else { return [] }
+            let keyPath = at + ["domains"]
+            guard let array = value.array else {
+                report(keyPath, "domains must be an array of names like [\"*.corp.lan\", \"wiki.example.com\"], not \(typeName(value))")
+                return nil
+            }
+            var domains: [String] = []
+            var ok = true
+            for element in array {
+                guard let name = element.string else {
+                    report(keyPath, "every element of domains must be a name in quotes, like \"*.corp.lan\", not \(typeName(element))")
+                    ok = false
+                    continue
+                }
+                if let p = Validation.domainProblem(name) {
+                    report(keyPath, value: "\"\(name)\"", p)
+                    ok = false
+                } else {
+                    domains.append(name.lowercased())
+                }
+            }
+            if ok, !domains.isEmpty, !forwards.contains(where: { $0.kind == .dynamic && $0.listenPort != nil }) {
+                report(keyPath, "domains go with a dynamic forward: `fwd pac` sends those names to the tunnel's SOCKS port; add dynamic = \"1080\" (or another port) to [\(at.joined(separator: "."))]")
+                ok = false
+            }
+            return ok ? domains : nil
         }
 
         /// `declared` holds every tunnel name in the file, valid or not, so one bad tunnel is reported once,

@@ -66,6 +66,11 @@ public struct Tunnel: Sendable, Hashable {
     /// Allows bind addresses other than loopback.
     public var isPublic: Bool = false
     public var autostart: Bool = false
+    /// The port ranges among the forwards as written; their ports are also in `forwards`, one spec each, so
+    /// everything that runs forwards sees single ports only.
+    public var ranges: [ForwardRange] = []
+    /// Names a PAC script (`fwd pac`) sends through this tunnel's SOCKS port: `wiki.example.com` or `*.corp.lan`.
+    public var domains: [String] = []
 
     public init(name: String, host: String, forwards: [ForwardSpec], probe: ProbeKind? = nil) {
         self.name = name
@@ -74,8 +79,35 @@ public struct Tunnel: Sendable, Hashable {
         self.probe = probe
     }
 
-    /// The probe run against one of this tunnel's forwards.
+    /// A tunnel from forwards as written: ranges are expanded into `forwards` and kept in `ranges`.
+    public init(name: String, host: String, written: [ForwardRange], probe: ProbeKind? = nil) {
+        self.init(name: name, host: host, forwards: written.flatMap(\.specs), probe: probe)
+        ranges = written.filter(\.isRange)
+    }
+
+    /// The range a forward belongs to, if it was written as part of one.
+    public func range(containing forward: ForwardSpec) -> ForwardRange? {
+        ranges.first { $0.specs.contains(forward) }
+    }
+
+    /// The forwards as the user wrote them: a range once, in the place of its first port.
+    public var written: [(kind: ForwardKind, text: String)] {
+        forwards.compactMap { f in
+            guard let range = range(containing: f) else { return (f.kind, f.text) }
+            return range.specs.first == f ? (f.kind, range.text) : nil
+        }
+    }
+
+    /// The first local SOCKS proxy (-D) of this tunnel: where a PAC script sends its domains.
+    public var socksForward: ForwardSpec? {
+        forwards.first { $0.kind == .dynamic && $0.listenPort != nil }
+    }
+
+    /// The probe run against one of this tunnel's forwards. The ports of a range are not probed: they
+    /// usually have nothing behind them until a client asks (an FTP server's passive ports); that ssh
+    /// could bind each of them is checked when the forward is added.
     public func probe(for forward: ForwardSpec) -> ProbeKind {
+        if range(containing: forward) != nil { return .none }
         if let probe, probe.fits(forward) { return probe }
         if probe == ProbeKind.none { return .none }
         return ProbeKind.defaultProbe(for: forward.kind, isDynamic: forward.isDynamic)

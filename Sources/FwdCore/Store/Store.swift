@@ -34,21 +34,26 @@ public struct ForwardStatus: Sendable, Codable, Equatable {
     public var probeMs: Double?
     /// Result of the last probe; nil until probed.
     public var ok: Bool?
+    /// The port range this forward belongs to, as written ("60000-60009:ftp.lan:60000-60009"); nil for a
+    /// forward written on its own. Rows written before ranges existed decode with nil.
+    public var range: String?
 
-    public init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil) {
+    public init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil, range: String? = nil) {
         self.kind = kind
         self.spec = spec
         self.allocatedPort = allocatedPort
         self.probe = probe
         self.probeMs = probeMs
         self.ok = ok
+        self.range = range
     }
 }
 
 extension ForwardStatus {
-    /// A tunnel's forwards as recorded before anything is known about them: spec and probe kind only.
+    /// A tunnel's forwards as recorded before anything is known about them: spec, probe kind and range only.
     public static func initial(for tunnel: Tunnel) -> [ForwardStatus] {
-        tunnel.forwards.map { ForwardStatus(kind: $0.kind, spec: $0.sshArgument, probe: tunnel.probe(for: $0)) }
+        tunnel.forwards.map { ForwardStatus(kind: $0.kind, spec: $0.sshArgument, probe: tunnel.probe(for: $0),
+                                            range: tunnel.range(containing: $0)?.text) }
     }
 }
 
@@ -425,6 +430,8 @@ public final class Store: Sendable {
             guard let previous = old.first(where: { $0.kind == forward.kind && $0.spec == forward.spec }) else { return forward }
             var merged = forward
             merged.allocatedPort = forward.allocatedPort ?? previous.allocatedPort
+            // Probe results arrive without the range; the row keeps what `initial` recorded.
+            merged.range = forward.range ?? previous.range
             if all {
                 merged.probeMs = forward.probeMs ?? previous.probeMs
                 merged.ok = forward.ok ?? previous.ok

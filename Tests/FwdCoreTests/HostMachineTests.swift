@@ -1,0 +1,318 @@
+import Foundation
+import Testing
+@testable import FwdCore
+
+/// The per-host state machine driven alone: no sockets, no processes, an injected clock (`now`) and no jitter.
+@Suite struct HostMachineTests {
+    private static func tunnel(_ name: String, _ specs: [String], kind: ForwardKind = .local, probe: ProbeKind? = nil) -> Tunnel {
+        Tunnel(name: name, host: "office", forwards: specs.map { try! ForwardSpec.parse($0, kind: kind) }, probe: probe)
+    }
+
+    private static let wiki = tunnel("wiki", ["8080:wiki.lan:80"])
+    private static let db = tunnel("db", ["5432:db.lan:5432"])
+
+    /// A machine with its actions and the time, so a test reads as a sequence of events.
+    private struct Drive {
+        var machine: HostMachine
+        var now = 0.0
+        var token = 0
+
+        init(settings: SupervisorOptions = SupervisorOptions()) {
+            machine = HostMachine(host: "office", settings: .init(settings), backoff: settings.backoff, jitter: { 0 })
+        }
+
+        mutating func send(_ event: HostMachine.Event, at time: Double? = nil) -> [HostAction] {
+            if let time { now = time }
+            return machine.handle(event, now: now)
+        }
+
+        mutating func want(_ tunnels: [Tunnel], retry: Set<String> = []) -> [HostAction] {
+            token += 1
+            return send(.update(tunnels, retry: retry, token: token))
+        }
+
+        var g: Int { machine.generation }
+
+        /// Brings `tunnels` up: connect, ssh spawned, socket there, every forward added.
+        mutating func up(_ tunnels: [Tunnel]) -> [HostAction] {
+            _ = want(tunnels)
+            _ = send(.spawned(generation: g, pid: 100))
+            var actions = send(.masterReady(generation: g))
+            while let add = actions.compactMap({ a -> (String, ForwardSpec)? in
+                if case .addForward(_, let t, let f) = a { return (t, f) }
+                return nil
+            }).first {
+                actions.removeAll { $0 == .addForward(generation: g, tunnel: add.0, add.1) }
+                actions += send(.forwardAdded(generation: g, tunnel: add.0, add.1, .added(stdout: "")))
+            }
+            return actions
+        }
+    }
+
+    private static func states(_ actions: [HostAction]) -> [String: TunnelState] {
+        var result: [String: TunnelState] = [:]
+        for case .record(.state(let t, let s, _, _, _)) in actions { result[t] = s }
+        return result
+    }
+
+    private static func messages(_ actions: [HostAction]) -> [String] {
+        actions.compactMap { action -> String? in
+            if case .record(.state(_, _, _, _, let m)) = action { return m }
+            return nil
+        }
+    }
+
+    private static func probeJobs(_ actions: [HostAction]) -> [Tunnel] {
+        actions.flatMap { action -> [Tunnel] in
+            if case .probe(_, _, let t) = action { return t }
+            return []
+        }
+    }
+
+    private static func waits(_ actions: [HostAction]) -> [(delay: Double, pollServer: Bool)] {
+        actions.compactMap { action -> (delay: Double, pollServer: Bool)? in
+            if case .waitToReconnect(_, let d, _, _, let p) = action { return (d, p) }
+            return nil
+        }
+    }
+
+    private static func probed(_ t: Tunnel, _ outcome: ProbeOutcome, ms: Double = 3) -> HostMachine.ProbedTunnel {
+        .init(tunnel: t, results: Dictionary(uniqueKeysWithValues: t.forwards.indices.map { ($0, ProbeResult(outcome: outcome, latencyMs: ms)) }))
+    }
+
+    @Test func firstTunnelConnectsOnceAndReportsWhenTheRequestHasTakenEffect() {
+        var d = Drive()
+        let actions = d.want([Self.wiki])
+        #expect(Self.states(actions) == ["wiki": .starting])
+        #expect(actions.contains(.spawnMaster(generation: 1)))
+        #expect(actions.last == .finished(token: 1), "the request is done once the connect is under way")
+        #expect(d.machine.master == .connecting(pid: nil))
+        // A second tunnel while connecting waits for the same master: no second spawn.
+        let second = d.want([Self.wiki, Self.db])
+        #expect(!second.contains { if case .spawnMaster = $0 { true } else { false } })
+        #expect(Self.messages(second) == ["waiting for the connection to office"])
+    }
+
+    @Test func readyAddsEveryForwardThenProbesEachTunnel() {
+        var d = Drive()
+        _ = d.want([Self.wiki, Self.db])
+        let spawned = d.send(.spawned(generation: 1, pid: 42))
+        #expect(Self.messages(spawned).allSatisfy { $0 == "connecting to office (ssh pid 42)" })
+        let ready = d.send(.masterReady(generation: 1), at: 1)
+        #expect(ready.filter { if case .addForward = $0 { true } else { false } }.count == 2)
+        #expect(ready.contains(.schedule(.probeTick(generation: 1), after: 2)))
+        let added = d.send(.forwardAdded(generation: 1, tunnel: "wiki", Self.wiki.forwards[0], .added(stdout: "")))
+        #expect(Self.probeJobs(added) == [Self.wiki], "a tunnel is probed as soon as its own forwards are live")
+        let up = d.send(.probed(generation: 1, [Self.probed(Self.wiki, .up)]))
+        #expect(Self.states(up) == ["wiki": .up])
+        #expect(up.contains(.record(.probe(tunnel: "wiki", [ForwardStatus(kind: .local, spec: Self.wiki.forwards[0].sshArgument, probe: .tcp, probeMs: 3, ok: true)]))))
+    }
+
+    @Test func warmUpdateFinishesOnlyAfterTheNewTunnelIsProbed() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        _ = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up)]))
+        let update = d.want([Self.wiki, Self.db])
+        #expect(update == [.addForward(generation: d.g, tunnel: "db", Self.db.forwards[0])], "no finish yet, no reconnect")
+        let added = d.send(.forwardAdded(generation: d.g, tunnel: "db", Self.db.forwards[0], .added(stdout: "")))
+        #expect(!added.contains(.finished(token: d.token)))
+        let probed = d.send(.probed(generation: d.g, [Self.probed(Self.db, .up)]))
+        #expect(probed.last == .finished(token: d.token))
+    }
+
+    @Test func changedTunnelIsCancelledExactlyAsSentAndAddedAgain() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        let moved = Self.tunnel("wiki", ["8081:wiki.lan:80"])
+        let actions = d.want([moved])
+        #expect(actions.first == .cancelForward(Self.wiki.forwards[0]))
+        #expect(actions.contains(.addForward(generation: d.g, tunnel: "wiki", moved.forwards[0])))
+    }
+
+    @Test func lastTunnelDownStopsTheMasterAndStaleEventsAreIgnored() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        let old = d.g
+        let actions = d.want([])
+        #expect(Self.states(actions) == ["wiki": .down])
+        #expect(actions.contains(.stopMaster(reason: "no tunnel on office is wanted")))
+        #expect(d.machine.isIdle)
+        // The old master's exit and its probe tick arrive late: nothing happens.
+        #expect(d.send(.masterExited(generation: old, status: 0, stderr: "")) == [])
+        #expect(d.send(.probeTick(generation: old)) == [])
+    }
+
+    @Test func lostConnectionRetriesWithGrowingBackoffAndPollsTheServer() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        let lost = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection to a.lab closed by remote host.\n"), at: 10)
+        #expect(Self.states(lost) == ["wiki": .starting])
+        #expect(lost.contains(.record(.restart(tunnel: "wiki", reason: "Connection to a.lab closed by remote host."))))
+        #expect(Self.waits(lost).map(\.delay) == [0.5])
+        #expect(Self.waits(lost).first?.pollServer == true, "the server's port is polled to reconnect the moment it is back")
+        #expect(d.machine.master == .waiting)
+        // The connect fails again and again: 1 s, 2 s, … capped at 30 s.
+        var delays: [Double] = []
+        for i in 0..<8 {
+            _ = d.send(.connectDue(generation: d.g), at: 11 + Double(i))
+            _ = d.send(.spawned(generation: d.g, pid: 200))
+            let failed = d.send(.masterExited(generation: d.g, status: 255, stderr: "ssh: connect to host a.lab port 22: Connection refused\n"))
+            delays += Self.waits(failed).map(\.delay)
+        }
+        #expect(delays == [1, 2, 4, 8, 16, 30, 30, 30])
+        // An outage's age goes with the wait, so the executor can ease its polling off.
+        let outage = d.send(.connectDue(generation: d.g), at: 100)
+        _ = outage
+        _ = d.send(.spawned(generation: d.g, pid: 201))
+        let late = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 101)
+        #expect(late.contains { if case .waitToReconnect(_, _, 30, 91, true) = $0 { true } else { false } })
+    }
+
+    @Test func backoffResetsAfterAStableConnection() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 1)
+        _ = d.send(.connectDue(generation: d.g), at: 2)
+        _ = d.send(.spawned(generation: d.g, pid: 3))
+        _ = d.send(.masterReady(generation: d.g), at: 2)
+        // Up for longer than the stable period (60 s): the next loss starts again at the base delay.
+        let lost = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 70)
+        #expect(Self.waits(lost).map(\.delay) == [0.5])
+    }
+
+    @Test func fatalFailureIsNotRetriedUntilTheUserAsksAndThenAtMostEveryFiveSeconds() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: 1, pid: 9))
+        let denied = d.send(.masterExited(generation: 1, status: 255, stderr: "user@a.lab: Permission denied (publickey).\n"), at: 1)
+        #expect(Self.states(denied) == ["wiki": .failed])
+        #expect(Self.waits(denied).isEmpty, "no reconnect after an authentication failure")
+        #expect(d.machine.master == .failed(SSHFailure.classify(stderr: "user@a.lab: Permission denied (publickey).", status: 255)))
+        // Another tunnel wanted on the host, not named by the user: still failed, no attempt.
+        let other = d.want([Self.wiki, Self.db])
+        #expect(!other.contains { if case .spawnMaster = $0 { true } else { false } })
+        #expect(Self.states(other) == ["wiki": .failed, "db": .failed])
+        // The user asks again within 5 s of the last attempt: refused; after 5 s: one new attempt.
+        d.now = 3
+        #expect(!d.want([Self.wiki], retry: ["wiki"]).contains(.spawnMaster(generation: d.g + 1)))
+        d.now = 6.5
+        #expect(d.want([Self.wiki], retry: ["wiki"]).contains(.spawnMaster(generation: d.g)))
+    }
+
+    @Test func socketHeldByAForeignMasterWaitsWithoutPollingTheServer() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        let busy = SSHFailure(failureClass: .retry, evidence: "an ssh master fwd did not start already serves …", advice: "end that ssh session")
+        let actions = d.send(.spawnFailed(generation: 1, busy))
+        #expect(Self.messages(actions) == ["waiting for the socket"])
+        #expect(Self.waits(actions).map(\.pollServer) == [false])
+    }
+
+    @Test func takenLocalPortFailsOnlyThatTunnelAndCancelsWhatItHadAdded() {
+        var d = Drive()
+        let two = Self.tunnel("two", ["8080:a:1", "8081:b:2"])
+        _ = d.want([two, Self.db])
+        _ = d.send(.spawned(generation: 1, pid: 5))
+        _ = d.send(.masterReady(generation: 1))
+        _ = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[0], .added(stdout: "")))
+        let clash = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[1],
+                                         .refused(status: 255, stderr: "mux_client_forward: forwarding request failed: Port forwarding failed\n", holder: "pid 77 (nc)")))
+        #expect(clash.first == .cancelForward(two.forwards[0]))
+        #expect(Self.states(clash) == ["two": .failed])
+        #expect(clash.contains { if case .record(.state("two", .failed, _, "local port 8081 is already in use (held by pid 77 (nc)): stop that program or change the port in two's local forward", _)) = $0 { true } else { false } })
+        let fine = d.send(.forwardAdded(generation: 1, tunnel: "db", Self.db.forwards[0], .added(stdout: "")))
+        #expect(Self.probeJobs(fine) == [Self.db], "the other tunnel is unaffected")
+    }
+
+    @Test func heldRemoteListenerIsRetriedWithGrowingDelaysThenFailsWithAdvice() {
+        var settings = SupervisorOptions()
+        settings.remoteListenerRetries = 2
+        var d = Drive(settings: settings)
+        let r = Self.tunnel("expose", ["8022:localhost:22"], kind: .remote)
+        _ = d.want([r])
+        _ = d.send(.spawned(generation: 1, pid: 5))
+        _ = d.send(.masterReady(generation: 1))
+        let refusal = HostMachine.MuxOutcome.refused(status: 255, stderr: "remote port forwarding failed for listen port 8022\n", holder: nil)
+        var delays: [Double] = []
+        for _ in 0..<2 {
+            let actions = d.send(.forwardAdded(generation: 1, tunnel: "expose", r.forwards[0], refusal))
+            #expect(Self.states(actions) == ["expose": .starting])
+            for case .schedule(.retryForwards(1, "expose"), let after) in actions { delays.append(after) }
+            #expect(d.send(.retryForwards(generation: 1, tunnel: "expose")) == [.addForward(generation: 1, tunnel: "expose", r.forwards[0])])
+        }
+        #expect(delays == [1, 2])
+        let gaveUp = d.send(.forwardAdded(generation: 1, tunnel: "expose", r.forwards[0], refusal))
+        #expect(Self.states(gaveUp) == ["expose": .failed])
+        #expect(Self.messages(gaveUp) == ["gave up after 2 retries"])
+        // `fwd up expose` asks again: the count starts over.
+        let again = d.want([r], retry: ["expose"])
+        #expect(again.contains(.addForward(generation: 1, tunnel: "expose", r.forwards[0])))
+    }
+
+    @Test func targetDownIsDegradedAndTheMasterStays() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        let actions = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .targetDown("127.0.0.1:8080 closed the connection at once"))]))
+        #expect(Self.states(actions) == ["wiki": .degraded])
+        #expect(!actions.contains(.terminateMaster))
+    }
+
+    @Test func stalledProbesRestartTheMasterOnTheThirdSilence() {
+        var d = Drive()
+        #expect(Self.probeJobs(d.up([Self.wiki])) == [Self.wiki])
+        var seen: [[HostAction]] = []
+        for round in 0..<3 {
+            if round > 0 { #expect(Self.probeJobs(d.send(.probeTick(generation: d.g))) == [Self.wiki]) }
+            seen.append(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .noAnswer("no answer within 2 s"))])))
+        }
+        #expect(Self.states(seen[0]) == ["wiki": .degraded] && Self.states(seen[1]) == ["wiki": .degraded])
+        #expect(!seen[1].contains(.terminateMaster))
+        #expect(seen[2].contains(.terminateMaster))
+        #expect(Self.messages(seen[2]) == ["3 probes got no answer: the connection looks stalled; reconnecting"])
+    }
+
+    @Test func probesDoNotOverlapAndAListenerThatVanishedIsAddedAgain() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        // The first probe is still out: a tick does not start another for the same tunnel.
+        #expect(Self.probeJobs(d.send(.probeTick(generation: d.g))).isEmpty)
+        let gone = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .listenerDown("nothing listens on 127.0.0.1:8080"))]))
+        #expect(Self.states(gone) == ["wiki": .starting])
+        #expect(gone.contains(.addForward(generation: d.g, tunnel: "wiki", Self.wiki.forwards[0])))
+    }
+
+    @Test func checkWaitsForTheProbesItAskedFor() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        _ = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up)]))
+        let check = d.send(.check(nil, token: 99))
+        #expect(Self.probeJobs(check) == [Self.wiki])
+        #expect(!check.contains(.finished(token: 99)))
+        #expect(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up)])).contains(.finished(token: 99)))
+        // With no master, a check is done at once.
+        var idle = Drive()
+        #expect(idle.send(.check(nil, token: 5)) == [.finished(token: 5)])
+    }
+
+    @Test func stopTakesEveryTunnelDownAndTheMasterWithIt() {
+        var d = Drive()
+        _ = d.up([Self.wiki, Self.db])
+        let actions = d.send(.stop(token: 7))
+        #expect(Self.states(actions) == ["wiki": .down, "db": .down])
+        #expect(Self.messages(actions).allSatisfy { $0 == "taken down: the supervisor is stopping" })
+        #expect(actions.contains(.stopMaster(reason: "no tunnel on office is wanted")))
+        #expect(actions.last == .finished(token: 7))
+        #expect(d.machine.isIdle)
+    }
+
+    @Test func allocatedRemotePortIsRecorded() {
+        var d = Drive()
+        let r = Self.tunnel("laptop", ["0:localhost:3000"], kind: .remote)
+        _ = d.want([r])
+        _ = d.send(.spawned(generation: 1, pid: 5))
+        _ = d.send(.masterReady(generation: 1))
+        let actions = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(stdout: "35733\n")))
+        #expect(actions.contains(.record(.allocatedPort(tunnel: "laptop", spec: r.forwards[0].sshArgument, port: 35733))))
+        #expect(d.machine.allocated[r.forwards[0]] == 35733)
+    }
+}
