@@ -52,6 +52,28 @@ struct LoginRelayTests {
         }
     }
 
+    @Test("a person types the password at a terminal: relay, prompter and ssh together")
+    func typedAtTerminal() async throws {
+        try await login(.password) { f, relay, events, master in
+            let pty = try Pty()
+            let before = pty.settings
+            let prompt = try #require(await events.prompt())
+            let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(prompt) }
+            #expect(pty.waitFor("\(f.loginName)@127.0.0.1's password: "))
+            pty.type(f.secret + "\r")
+            guard case .answer(let typed) = await asking.value else {
+                Issue.record("no answer from the terminal")
+                return
+            }
+            try relay.answer(prompt.id, with: typed)
+            #expect(f.waitForMaster())
+            #expect(!pty.screen.contains(f.secret))
+            #expect(pty.settings == before)
+            let pids = SecretHygiene.processTree(of: master.pid) + [Int32(getpid())]
+            #expect(SecretHygiene.findings(of: f.secret, directories: [f.dir, f.socketDirectory], pids: pids) == [])
+        }
+    }
+
     @Test("password: a wrong answer three times and ssh gives up with Permission denied")
     func wrongPassword() async throws {
         try await login(.password) { f, relay, events, master in

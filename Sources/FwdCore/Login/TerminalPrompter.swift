@@ -60,7 +60,7 @@ public struct TerminalPrompter: Sendable {
         defer { for i in line.indices { line[i] = 0 } }
         let outcome = readLine(fd, echo: echo, interrupt: interrupt, into: &line)
         // The user's Enter was not echoed; end the line so what follows starts on its own.
-        Self.write(fd, "\r\n")
+        Self.write(fd, "\n")
         return outcome
     }
 
@@ -103,10 +103,10 @@ public struct TerminalPrompter: Sendable {
         }
     }
 
-    /// The terminal is in raw output-preserving mode, but ssh's texts end lines with "\n" alone: make each a
-    /// "\r\n" so lines start at the left margin whatever the terminal's output flags.
+    /// ssh's stderr ends lines with "\r\n", its prompts with "\n"; the terminal's own output settings (left as
+    /// they are) turn "\n" into a new line.
     static func terminalText(_ text: String) -> String {
-        text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n")
+        text.replacingOccurrences(of: "\r\n", with: "\n")
     }
 
     private static func write(_ fd: Int32, _ text: String) {
