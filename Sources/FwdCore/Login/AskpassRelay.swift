@@ -202,16 +202,25 @@ public final class AskpassRelay: @unchecked Sendable {
         lock.withLock { connections[fd] = Connection(peer: peer) }
     }
 
-    /// Checks each connection's process tree once the master is known; connections from elsewhere are closed.
+    /// Once the master is known: closes connections from outside its process tree and turns complete requests
+    /// into prompts (a request can arrive before `attach`).
     private func admitWaiting() {
-        let rejected: [Int32] = lock.withLock {
-            guard let master else { return [] }
-            let strays = connections.filter { $0.value.prompt == nil && !Self.isDescendant($0.value.peer.pid, of: master.pid) }.map(\.key)
-            for fd in strays { connections[fd] = nil }
-            refused += strays.count
-            return strays
+        var rejected: [Int32] = []
+        var prompts: [AskpassEvent] = []
+        lock.withLock {
+            guard let master else { return }
+            for (fd, connection) in connections where connection.prompt == nil {
+                if !Self.isDescendant(connection.peer.pid, of: master.pid) {
+                    connections[fd] = nil
+                    refused += 1
+                    rejected.append(fd)
+                } else if let event = promoteLocked(fd) {
+                    prompts.append(event)
+                }
+            }
         }
         for fd in rejected { closeDescriptor(fd) }
+        for event in prompts { sink.yield(event) }
     }
 
     /// `bytes` nil means EOF or error: the askpass has gone.
@@ -229,28 +238,31 @@ public final class AskpassRelay: @unchecked Sendable {
             // One request per connection; anything after it is ignored.
             guard connection.prompt == nil else { return }
             connection.buffer += bytes
-            guard let master, Self.isDescendant(connection.peer.pid, of: master.pid) else {
-                connections[fd] = connection
-                return
-            }
-            if let request = AskpassWire.parseRequest(connection.buffer) {
-                let id = nextID
-                nextID += 1
-                connection.prompt = id
-                connection.buffer = []
-                open[id] = fd
-                let messages = self.master?.cursor?.takeNew() ?? ""
-                event = .prompt(LoginPrompt(id: id, text: request.prompt, hint: AskpassHint(rawValue: request.hint) ?? .answer,
-                                            messages: messages))
-            } else if connection.buffer.count > AskpassWire.requestLimit || connection.buffer.filter({ $0 == 0 }).count >= 3 {
+            if connection.buffer.count > AskpassWire.requestLimit
+                || (AskpassWire.parseRequest(connection.buffer) == nil && connection.buffer.filter({ $0 == 0 }).count >= 3) {
                 connections[fd] = nil
                 drop = true
                 return
             }
+            // A complete request becomes a prompt in `admitWaiting`, once the process tree is checked.
             connections[fd] = connection
         }
         if drop { closeDescriptor(fd) }
         if let event { sink.yield(event) }
+    }
+
+    /// Turns a complete request of an admitted connection into an open prompt. Call with the lock held.
+    private func promoteLocked(_ fd: Int32) -> AskpassEvent? {
+        guard var connection = connections[fd], connection.prompt == nil,
+              let request = AskpassWire.parseRequest(connection.buffer) else { return nil }
+        let id = nextID
+        nextID += 1
+        connection.prompt = id
+        connection.buffer = []
+        connections[fd] = connection
+        open[id] = fd
+        let messages = master?.cursor?.takeNew() ?? ""
+        return .prompt(LoginPrompt(id: id, text: request.prompt, hint: AskpassHint(rawValue: request.hint) ?? .answer, messages: messages))
     }
 
     private func shutDown() {
