@@ -241,6 +241,32 @@ struct LoginRelayTests {
         }
     }
 
+    @Test("through a ProxyJump both logins ask: the jump's ssh is in the master's tree")
+    func proxyJump() async throws {
+        if let reason = LoginFixture.unavailable(.password) {
+            print("skipped: \(reason)")
+            return
+        }
+        try await LoginFixture.with(.password) { f in
+            let config = try String(contentsOfFile: f.clientConfig, encoding: .utf8)
+            let jumped = config.replacingOccurrences(of: "Host login\n", with: "Host login-jumped\n    ProxyJump login\n")
+            try FileSystem.writeAtomically(config + "\n" + jumped, to: f.clientConfig)
+            let relay = try f.makeRelay()
+            defer { relay.close() }
+            let events = RelayEvents(relay)
+            let master = try await f.startMaster(relay: relay, host: "login-jumped")
+            for _ in 0..<2 {
+                let prompt = try #require(await events.prompt())
+                #expect(prompt.kind == .password)
+                try relay.answer(prompt.id, with: f.secret)
+            }
+            #expect(f.waitForMaster())
+            #expect(f.sshdLog(containing: "Accepted password for \(f.loginName)").count == 2)
+            #expect(relay.refusedConnections == 0)
+            await master.stop(grace: 0.5)
+        }
+    }
+
     @Test("another user cannot even connect to the relay socket")
     func otherUserRefused() async throws {
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {

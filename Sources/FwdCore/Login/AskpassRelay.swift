@@ -138,7 +138,8 @@ public final class AskpassRelay: @unchecked Sendable {
         let (fd, onCancel) = lock.withLock { (open.removeValue(forKey: id), master?.onCancel) }
         guard let fd else { return }
         onCancel?()
-        lock.withLock { if !closed { _ = UnixSocket.writeAll(fd, AskpassWire.cancelReply) } }
+        // Only if that askpass is still connected: once it has gone, the loop may have reused its descriptor.
+        lock.withLock { if connections[fd]?.prompt == id { _ = UnixSocket.writeAll(fd, AskpassWire.cancelReply) } }
     }
 
     /// Prompts waiting for an answer.

@@ -73,6 +73,7 @@ public enum AskpassClient {
             if reply.first == UInt8(ascii: "A"), let end = reply.firstIndex(of: 0) {
                 let answer = String(decoding: reply[1..<end], as: UTF8.self)
                 for i in reply.indices { reply[i] = 0 }
+                for i in buffer.indices { buffer[i] = 0 }
                 return .success(answer)
             }
             if reply.count > AskpassWire.answerLimit + 2 { return .failure(.closed) }

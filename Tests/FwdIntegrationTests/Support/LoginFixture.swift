@@ -220,8 +220,8 @@ final class LoginFixture: @unchecked Sendable {
     }
 
     /// The master as fwd builds it, without BatchMode, with the relay's environment; attached to the relay.
-    func startMaster(relay: AskpassRelay) async throws -> ControlMaster {
-        let command = SSHCommand.master(config: clientConfig, destination: Destination(host: "login"), socket: controlSocket,
+    func startMaster(relay: AskpassRelay, host: String = "login") async throws -> ControlMaster {
+        let command = SSHCommand.master(config: clientConfig, destination: Destination(host: host), socket: controlSocket,
                                         liveness: .init(aliveInterval: 5, aliveCount: 3, connectTimeout: 5), batchMode: false)
         let master = try await ControlMaster.spawn(command, socket: controlSocket, logPath: masterLog, environment: relay.environment)
         relay.attach(masterPid: master.pid, stderrLog: master.logPath, stderrOffset: master.logOffset) { master.terminate() }
