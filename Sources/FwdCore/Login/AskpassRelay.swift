@@ -29,7 +29,8 @@ public enum AskpassRelayError: Error, Equatable, CustomStringConvertible {
 /// (`SSH_ASKPASS_REQUIRE=force`); that process connects here. The relay accepts it only from this user and only
 /// from the master's ssh or a process below it, so an answer can never reach another tunnel's ssh, and hands the
 /// question on as a `LoginPrompt`. The answer travels back over the same connection: it is never in argv, the
-/// environment or a file.
+/// environment or a file. One relay per master run: create it before spawning, `attach` right after, `close`
+/// after the master has exited (its thread holds it until then).
 public final class AskpassRelay: @unchecked Sendable {
     public let socketPath: String
     public let events: AsyncStream<AskpassEvent>
