@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FwdCore
 
 public struct FwdCommand: AsyncParsableCommand {
@@ -15,6 +16,7 @@ public struct FwdCommand: AsyncParsableCommand {
             ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self,
             RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self,
             ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,
+            AskpassCommand.self,
         ]
     )
 
@@ -37,6 +39,11 @@ struct Context {
 /// pick ParsableCommand's synchronous overload).
 public enum FwdMain {
     public static func run() async -> Never {
+        // ssh runs SSH_ASKPASS with the prompt as the only argument: answer before any parsing or setup.
+        if let prompt = AskpassCommand.promptFromSSH(CommandLine.arguments, environment: ProcessInfo.processInfo.environment) {
+            let code = AskpassCommand.relay(prompt: prompt)
+            FwdCommand.exit(withError: code == 0 ? nil : ExitCode(code))
+        }
         do {
             var command = try FwdCommand.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

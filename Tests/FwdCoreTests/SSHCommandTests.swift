@@ -15,6 +15,14 @@ import Testing
         ])
     }
 
+    @Test func masterThatMayNeedAPersonDropsOnlyBatchMode() {
+        let batch = SSHCommand.master(config: "/s/ssh_config", destination: Destination("office"), socket: sock, liveness: .init())
+        let person = SSHCommand.master(config: "/s/ssh_config", destination: Destination("office"), socket: sock, liveness: .init(),
+                                       batchMode: false)
+        #expect(person.argv == batch.argv.map { $0 == "BatchMode=yes" ? "BatchMode=no" : $0 })
+        #expect(person.argv.contains("BatchMode=no"))
+    }
+
     @Test func destinationWithPortGoesThroughAnOption() {
         #expect(Destination("alice@a.example.com:2222") == Destination(host: "alice@a.example.com", port: 2222))
         #expect(Destination("alice@[2001:db8::1]:2222") == Destination(host: "alice@2001:db8::1", port: 2222))

@@ -57,6 +57,8 @@ public final class LabSSHD: @unchecked Sendable {
     public let logPath: String
     public let user: String
     public let configPath: String
+    /// The sshd binary, or a symlink to it: sshd names its PAM service after the name it was started by.
+    public let executable: String
 
     private let lock = NSLock()
     private var child: ChildProcess?
@@ -64,10 +66,11 @@ public final class LabSSHD: @unchecked Sendable {
     /// Generates keys (kept if already in `dir`), sshd_config and known_hosts, and validates the config with `sshd -t`.
     /// Plain `extraConfig` lines go before the defaults, because sshd keeps the first value it reads for a keyword;
     /// from the first `Match` line on they go at the end, where Match blocks must be.
-    public init(dir: String, port: Int? = nil, extraConfig: [String] = []) throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.sshdPath) else {
-            throw LabError.sshdNotFound(Self.sshdPath)
+    public init(dir: String, port: Int? = nil, extraConfig: [String] = [], executable: String = LabSSHD.sshdPath) throws {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw LabError.sshdNotFound(executable)
         }
+        self.executable = executable
         let dir = URL(fileURLWithPath: dir).standardizedFileURL.path
         self.dir = dir
         do {
@@ -125,7 +128,7 @@ public final class LabSSHD: @unchecked Sendable {
         let lines = extraConfig[..<matchStart] + defaults + extraConfig[matchStart...]
         try Self.write(lines.joined(separator: "\n") + "\n", to: configPath)
 
-        let (exit, output) = try ChildProcess.run([Self.sshdPath, "-t", "-f", configPath, "-p", String(self.port)])
+        let (exit, output) = try ChildProcess.run([executable, "-t", "-f", configPath, "-p", String(self.port)])
         guard exit == .exited(0) else {
             throw LabError.invalidConfig(path: configPath, output: output.isEmpty ? exit.description : output)
         }
@@ -145,7 +148,7 @@ public final class LabSSHD: @unchecked Sendable {
             if child?.isRunning == true { return }
             let logOffset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
             // Absolute path: sshd re-execs itself and refuses to run otherwise.
-            let argv = [Self.sshdPath, "-D", "-e", "-f", configPath, "-p", String(port), "-E", logPath]
+            let argv = [executable, "-D", "-e", "-f", configPath, "-p", String(port), "-E", logPath]
             let proc = try ChildProcess(argv, outputPath: logPath)
             child = proc
             let ready = "Server listening on 127.0.0.1 port \(port)."

@@ -44,14 +44,16 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
 
     /// The ControlMaster for one SSH host, kept in the foreground (`ControlPersist=no`: with `yes` the process
     /// started exits and a forked child becomes the master). Forwards are added later with `-O forward`.
+    /// `batchMode: false` is for a master whose login may need a person (a password, a passphrase, a one-time
+    /// code, a new host key): its prompts then go to `SSH_ASKPASS` (see `AskpassRelay`).
     public static func master(ssh: String = "ssh", config: String, destination: Destination, socket: String,
-                              liveness: Liveness) -> SSHCommand {
+                              liveness: Liveness, batchMode: Bool = true) -> SSHCommand {
         SSHCommand(executable: ssh, arguments: [
             "-F", config,
             "-N", "-M", "-S", socket,
             "-o", "ControlPersist=no",
             "-o", "ExitOnForwardFailure=yes",
-            "-o", "BatchMode=yes",
+            "-o", "BatchMode=\(batchMode ? "yes" : "no")",
             "-o", "ServerAliveInterval=\(liveness.aliveInterval)",
             "-o", "ServerAliveCountMax=\(liveness.aliveCount)",
             "-o", "ConnectTimeout=\(liveness.connectTimeout)",

@@ -30,7 +30,10 @@ public final class ControlMaster: Sendable {
     }
 
     /// Spawns the master. Returns once the process exists (not once it is connected: `HostRunner.connect` waits for the socket).
-    public static func spawn(_ command: SSHCommand, socket: String, logPath: String) async throws -> ControlMaster {
+    /// `environment` is added to fwd's own (an `AskpassRelay`'s variables for a master that may prompt). The master
+    /// runs in a session of its own, with no controlling terminal: ssh never reads the user's terminal itself.
+    public static func spawn(_ command: SSHCommand, socket: String, logPath: String,
+                             environment: [String: String] = [:]) async throws -> ControlMaster {
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }
         fchmod(fd, 0o600)
@@ -40,10 +43,12 @@ public final class ControlMaster: Sendable {
         var options = PlatformOptions()
         // Cancelling the watcher (supervisor shutdown) ends ssh with SIGTERM, then SIGKILL after 2 s.
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
+        options.createSession = true
+        let env = Environment.inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
         let exit = Task<Int32, Never> {
             do {
                 let result = try await Subprocess.run(
-                    executable, arguments: Arguments(command.arguments), platformOptions: options,
+                    executable, arguments: Arguments(command.arguments), environment: env, platformOptions: options,
                     input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
                 ) { execution in
                     pidSink.yield(execution.processIdentifier.value)
