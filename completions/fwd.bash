@@ -163,7 +163,7 @@ _fwd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-h --help)
+    local -a non_repeating_flags=(--version -h --help)
     local -a repeating_options=()
     local -a non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -186,7 +186,7 @@ _fwd() {
 
 _fwd_up() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q -h --help)
+    non_repeating_flags=(--quiet -q --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __fwd_offer_flags_options -1
@@ -209,7 +209,7 @@ _fwd_up() {
 
 _fwd_down() {
     repeating_flags=()
-    non_repeating_flags=(--all --quiet -q -h --help)
+    non_repeating_flags=(--all --quiet -q --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __fwd_offer_flags_options -1
@@ -232,7 +232,7 @@ _fwd_down() {
 
 _fwd_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --watch -w -h --help)
+    non_repeating_flags=(--json --watch -w --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -248,7 +248,7 @@ _fwd_status() {
 
 _fwd_logs() {
     repeating_flags=()
-    non_repeating_flags=(--follow -f --json -h --help)
+    non_repeating_flags=(--follow -f --json --version -h --help)
     repeating_options=()
     non_repeating_options=(--lines)
     __fwd_offer_flags_options 1
@@ -271,7 +271,7 @@ _fwd_logs() {
 
 _fwd_check() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -287,7 +287,7 @@ _fwd_check() {
 
 _fwd_list() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -295,7 +295,7 @@ _fwd_list() {
 
 _fwd_show() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -311,7 +311,7 @@ _fwd_show() {
 
 _fwd_add() {
     repeating_flags=()
-    non_repeating_flags=(--public -h --help)
+    non_repeating_flags=(--public --version -h --help)
     repeating_options=(-L -R -D)
     non_repeating_options=(--host --probe --template --target --port --target-port)
     __fwd_offer_flags_options 1
@@ -360,7 +360,7 @@ _fwd_add() {
 
 _fwd_rm() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -376,7 +376,7 @@ _fwd_rm() {
 
 _fwd_run() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -392,7 +392,7 @@ _fwd_run() {
 
 _fwd_daemon() {
     repeating_flags=()
-    non_repeating_flags=(--stop -h --help)
+    non_repeating_flags=(--stop --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -400,7 +400,7 @@ _fwd_daemon() {
 
 _fwd_ssh() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -416,7 +416,7 @@ _fwd_ssh() {
 
 _fwd_demo() {
     repeating_flags=()
-    non_repeating_flags=(--keep -h --help)
+    non_repeating_flags=(--keep --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -424,7 +424,7 @@ _fwd_demo() {
 
 _fwd_config() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -447,7 +447,7 @@ _fwd_config() {
 
 _fwd_config_print() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -455,7 +455,7 @@ _fwd_config_print() {
 
 _fwd_config_install() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -463,7 +463,7 @@ _fwd_config_install() {
 
 _fwd_config_uninstall() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -471,7 +471,7 @@ _fwd_config_uninstall() {
 
 _fwd_config_path() {
     repeating_flags=()
-    non_repeating_flags=(--all -h --help)
+    non_repeating_flags=(--all --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -479,7 +479,7 @@ _fwd_config_path() {
 
 _fwd_templates() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -487,7 +487,7 @@ _fwd_templates() {
 
 _fwd_edit() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -495,7 +495,7 @@ _fwd_edit() {
 
 _fwd_doctor() {
     repeating_flags=()
-    non_repeating_flags=(--json --verbose -v -h --help)
+    non_repeating_flags=(--json --verbose -v --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -503,7 +503,7 @@ _fwd_doctor() {
 
 _fwd_service() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -526,7 +526,7 @@ _fwd_service() {
 
 _fwd_service_install() {
     repeating_flags=()
-    non_repeating_flags=(--user -h --help)
+    non_repeating_flags=(--user --version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -542,7 +542,7 @@ _fwd_service_install() {
 
 _fwd_service_uninstall() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -558,7 +558,7 @@ _fwd_service_uninstall() {
 
 _fwd_service_status() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -574,7 +574,7 @@ _fwd_service_status() {
 
 _fwd_service_print() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -589,7 +589,11 @@ _fwd_service_print() {
 }
 
 _fwd_help() {
-    :
+    repeating_flags=()
+    non_repeating_flags=(--version)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options -1
 }
 
 complete -o filenames -F _fwd fwd
