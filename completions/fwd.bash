@@ -163,7 +163,7 @@ _fwd() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-h --help)
+    local -a non_repeating_flags=(--version -h --help)
     local -a repeating_options=()
     local -a non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -186,7 +186,7 @@ _fwd() {
 
 _fwd_up() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q -h --help)
+    non_repeating_flags=(--quiet -q --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __fwd_offer_flags_options -1
@@ -209,7 +209,7 @@ _fwd_up() {
 
 _fwd_down() {
     repeating_flags=()
-    non_repeating_flags=(--all --quiet -q -h --help)
+    non_repeating_flags=(--all --quiet -q --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __fwd_offer_flags_options -1
@@ -232,7 +232,7 @@ _fwd_down() {
 
 _fwd_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --watch -w -h --help)
+    non_repeating_flags=(--json --watch -w --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -248,7 +248,7 @@ _fwd_status() {
 
 _fwd_logs() {
     repeating_flags=()
-    non_repeating_flags=(--follow -f --json -h --help)
+    non_repeating_flags=(--follow -f --json --version -h --help)
     repeating_options=()
     non_repeating_options=(--lines)
     __fwd_offer_flags_options 1
@@ -271,7 +271,7 @@ _fwd_logs() {
 
 _fwd_check() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -287,7 +287,7 @@ _fwd_check() {
 
 _fwd_list() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -295,7 +295,7 @@ _fwd_list() {
 
 _fwd_show() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -311,7 +311,7 @@ _fwd_show() {
 
 _fwd_pac() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -327,7 +327,7 @@ _fwd_pac() {
 
 _fwd_add() {
     repeating_flags=()
-    non_repeating_flags=(--public -h --help)
+    non_repeating_flags=(--public --version -h --help)
     repeating_options=(-L -R -D)
     non_repeating_options=(--host --probe --template --target --port --target-port --passive)
     __fwd_offer_flags_options 1
@@ -379,7 +379,7 @@ _fwd_add() {
 
 _fwd_rm() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 1
@@ -395,7 +395,7 @@ _fwd_rm() {
 
 _fwd_run() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -411,7 +411,7 @@ _fwd_run() {
 
 _fwd_daemon() {
     repeating_flags=()
-    non_repeating_flags=(--stop -h --help)
+    non_repeating_flags=(--stop --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -419,7 +419,7 @@ _fwd_daemon() {
 
 _fwd_ssh() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options -1
@@ -435,7 +435,7 @@ _fwd_ssh() {
 
 _fwd_demo() {
     repeating_flags=()
-    non_repeating_flags=(--keep -h --help)
+    non_repeating_flags=(--keep --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -443,7 +443,7 @@ _fwd_demo() {
 
 _fwd_config() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -466,7 +466,7 @@ _fwd_config() {
 
 _fwd_config_print() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -474,7 +474,7 @@ _fwd_config_print() {
 
 _fwd_config_install() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -482,7 +482,7 @@ _fwd_config_install() {
 
 _fwd_config_uninstall() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -490,7 +490,7 @@ _fwd_config_uninstall() {
 
 _fwd_config_path() {
     repeating_flags=()
-    non_repeating_flags=(--all -h --help)
+    non_repeating_flags=(--all --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -498,7 +498,7 @@ _fwd_config_path() {
 
 _fwd_templates() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -506,7 +506,7 @@ _fwd_templates() {
 
 _fwd_edit() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -514,7 +514,7 @@ _fwd_edit() {
 
 _fwd_doctor() {
     repeating_flags=()
-    non_repeating_flags=(--json --verbose -v -h --help)
+    non_repeating_flags=(--json --verbose -v --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -522,7 +522,7 @@ _fwd_doctor() {
 
 _fwd_service() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
@@ -545,7 +545,7 @@ _fwd_service() {
 
 _fwd_service_install() {
     repeating_flags=()
-    non_repeating_flags=(--user -h --help)
+    non_repeating_flags=(--user --version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -561,7 +561,7 @@ _fwd_service_install() {
 
 _fwd_service_uninstall() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -577,7 +577,7 @@ _fwd_service_uninstall() {
 
 _fwd_service_status() {
     repeating_flags=()
-    non_repeating_flags=(--json -h --help)
+    non_repeating_flags=(--json --version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -593,7 +593,7 @@ _fwd_service_status() {
 
 _fwd_service_print() {
     repeating_flags=()
-    non_repeating_flags=(-h --help)
+    non_repeating_flags=(--version -h --help)
     repeating_options=()
     non_repeating_options=(--manager)
     __fwd_offer_flags_options 0
@@ -608,7 +608,11 @@ _fwd_service_print() {
 }
 
 _fwd_help() {
-    :
+    repeating_flags=()
+    non_repeating_flags=(--version)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options -1
 }
 
 complete -o filenames -F _fwd fwd

@@ -11,6 +11,7 @@ public struct FwdCommand: AsyncParsableCommand {
         OpenSSH client, so your keys, agent, ProxyJump and every ssh_config setting keep working.
         Config: $FWD_CONFIG, else $XDG_CONFIG_HOME/fwd/fwd.toml, else ~/.config/fwd/fwd.toml.
         """,
+        version: FwdVersion.current,
         subcommands: [
             UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
             ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self,

@@ -56,11 +56,14 @@ public final class ChildProcess: @unchecked Sendable {
         case detached
         /// Our terminal and process group, all three standard streams inherited: an editor.
         case terminal
+        /// A session of its own whose controlling terminal is `path` (a pseudo-terminal's secondary side),
+        /// on all three standard streams: an interactive shell that a test types into.
+        case controllingTerminal(String)
     }
 
     /// Spawns `argv` (argv[0] searched in PATH unless it contains a slash).
     /// stdin is /dev/null and stdout+stderr go to `outputPath` (appended) or /dev/null, except with `.terminal`,
-    /// which inherits all three.
+    /// which inherits all three, and `.controllingTerminal`, which puts that terminal on all three.
     /// `passing` is a descriptor the child gets as its fd 3 (a pipe to report on), the only one beyond stdio.
     public init(_ argv: [String], outputPath: String? = nil, environment: [String: String]? = nil,
                 placement: Placement = .background, passing: Int32? = nil) throws {
@@ -81,12 +84,20 @@ public final class ChildProcess: @unchecked Sendable {
             posix_spawnattr_destroy(&attr)
         }
 
-        if placement != .terminal {
+        switch placement {
+        case .terminal:
+            break
+        case .controllingTerminal(let path):
+            // Opened after setsid, so on Linux it becomes the new session's controlling terminal.
+            posix_spawn_file_actions_addopen(&actions, 0, path, O_RDWR, 0)
+            posix_spawn_file_actions_adddup2(&actions, 0, 1)
+            posix_spawn_file_actions_adddup2(&actions, 0, 2)
+        case .background, .detached:
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
-        if outputPath != Self.inheritOutput && placement != .terminal {
-            posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o600)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            if outputPath != Self.inheritOutput {
+                posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o600)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            }
         }
 
         #if canImport(Darwin)
@@ -97,7 +108,7 @@ public final class ChildProcess: @unchecked Sendable {
         var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         switch placement {
         case .background: flags |= Int32(POSIX_SPAWN_SETPGROUP)
-        case .detached: flags |= setsid
+        case .detached, .controllingTerminal: flags |= setsid
         case .terminal: break
         }
         #if canImport(Darwin)
