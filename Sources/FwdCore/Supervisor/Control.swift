@@ -7,7 +7,7 @@ import Darwin
 
 /// A request to the running supervisor over its control socket: one JSON object per line each way.
 public struct ControlRequest: Codable, Sendable {
-    public enum Op: String, Codable, Sendable { case ping, reconcile, check, stop }
+    public enum Op: String, Codable, Sendable { case ping, reconcile, check, stop, reconnect }
     public var op: Op
     public var config: String?
     public var names: [String]?
@@ -23,11 +23,14 @@ public struct ControlReply: Codable, Sendable {
     public var ok: Bool
     public var pid: Int32
     public var error: String?
+    /// What was done, one line per host (`reconnect`).
+    public var lines: [String]?
 
-    public init(ok: Bool, pid: Int32 = getpid(), error: String? = nil) {
+    public init(ok: Bool, pid: Int32 = getpid(), error: String? = nil, lines: [String]? = nil) {
         self.ok = ok
         self.pid = pid
         self.error = error
+        self.lines = lines
     }
 }
 

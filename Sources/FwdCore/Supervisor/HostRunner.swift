@@ -35,6 +35,10 @@ actor HostRunner {
         case retryForwards(Int, tunnel: String)
         case check(Set<String>?, CheckedContinuation<Void, Never>)
         case stop(CheckedContinuation<Void, Never>)
+        /// Something may have changed the master's network path (issue 13); `done` gets one line saying what was done.
+        case pathCheck(PathTrigger, done: CheckedContinuation<String, Never>?)
+        case pathLearned(Int, MasterPath?, baseline: Double?)
+        case pathChecked(Int, TransportCheck.Outcome, reason: String)
     }
 
     let host: String
@@ -67,6 +71,14 @@ actor HostRunner {
     private var backoff: Backoff
     /// When the host was last lost; nil while a master is up.
     private var outageStart: Date?
+    /// The live master's network path and what a transport check took on it when it connected (issue 13).
+    private var path: MasterPath?
+    private var checkBaseline: Double?
+    private var checking = false
+    private var recheckReason: String?
+    /// Set when fwd ends a master because its path is gone: the restart's reason, and a reconnect without backoff.
+    private var pathRestartReason: String?
+    private var pathReplies: [CheckedContinuation<String, Never>] = []
 
     init(host: String, entry: HostEntry?, paths: FwdPaths, store: Store, options: SupervisorOptions) {
         self.host = host
@@ -110,6 +122,13 @@ actor HostRunner {
         case .check(let names, let done):
             if readyAt != nil { await probe(only: names) }
             done.resume()
+        case .pathCheck(let trigger, let done):
+            await pathCheck(trigger, done: done)
+        case .pathLearned(let g, let learned, let baseline) where g == generation && readyAt != nil:
+            path = learned
+            checkBaseline = baseline
+        case .pathChecked(let g, let outcome, let reason) where g == generation:
+            pathChecked(outcome, reason: reason)
         case .stop(let done):
             for name in tunnels.keys.sorted() { note(name, .down, error: nil, "taken down: the supervisor is stopping") }
             tunnels = [:]
@@ -259,6 +278,7 @@ actor HostRunner {
         try? store.log("master", tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(m.pid))")
         await probe(only: nil)
         schedule(.probeTick(generation), after: options.probeInterval)
+        learnPath(m)
     }
 
     private func masterExited(status: Int32) async {
@@ -272,7 +292,15 @@ actor HostRunner {
         let failure = SSHFailure.classify(stderr: m.stderr(), status: status)
         try? store.log("master", tunnel: nil, host: host, message: "ssh pid \(m.pid) exited with status \(status): \(failure.evidence)")
         backoff.masterExited(afterUp: uptime)
+        let pathReason = pathRestartReason
+        pathRestartReason = nil
+        if let pathReason { answerPathReplies("\(host): restarted (\(pathReason))") }
+        forgetPath()
         guard !tunnels.isEmpty else { return }
+        if let pathReason {
+            restartForPath(pathReason, hadBeenUp: uptime != nil)
+            return
+        }
         if failure.failureClass == .fatal {
             failAll(failure)
             return
@@ -363,6 +391,8 @@ actor HostRunner {
         connectPending = false
         readyAt = nil
         added = [:]
+        pathRestartReason = nil
+        forgetPath()
         guard let m = master else { return }
         master = nil
         await m.stop()
@@ -507,6 +537,113 @@ actor HostRunner {
     /// A SOCKS probe connects through the proxy to the SSH server's own port as seen from the server.
     private func serverAddressAsSeenFromServer(_ resolved: ResolvedHost?) -> SocksTarget {
         SocksTarget(host: "127.0.0.1", port: Int(resolved?.value("port") ?? "22") ?? 22)
+    }
+
+    // MARK: network paths (issue 13)
+
+    /// Learns the path of a master that just connected, off the event loop (it reads /proc), and times one
+    /// transport check on it: that sets how long a later check may wait for the server's answer.
+    private func learnPath(_ m: ControlMaster) {
+        let g = generation, ssh = paths.ssh
+        Task { [weak self] in
+            let learned = await offPool { MasterPath.discover(pid: m.pid) }
+            let baseline = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: 2)
+            self?.send(.pathLearned(g, learned, baseline: baseline.answered ? baseline.seconds : nil))
+        }
+    }
+
+    private func forgetPath() {
+        path = nil
+        checkBaseline = nil
+        checking = false
+        recheckReason = nil
+        answerPathReplies("\(host): the master is gone; reconnecting")
+    }
+
+    private func pathCheck(_ trigger: PathTrigger, done: CheckedContinuation<String, Never>?) async {
+        guard !tunnels.isEmpty, fatal == nil else {
+            done?.resume(returning: "\(host): nothing to check (\(fatal == nil ? "no tunnel wanted" : "waiting for you: \(fatal!.advice)"))")
+            return
+        }
+        guard let m = master, readyAt != nil else {
+            // Waiting out a backoff: a change that may have brought the path back is worth an attempt now.
+            let restores: Bool
+            if case .network(let change) = trigger { restores = change.mayRestorePath } else { restores = true }
+            if master == nil, connectPending, restores {
+                backoff.reset()
+                generation += 1
+                try? store.log("network", tunnel: nil, host: host, message: "\(trigger): reconnecting to \(host) now")
+                send(.connect(generation))
+            }
+            done?.resume(returning: "\(host): \(master == nil ? "reconnecting" : "connecting")")
+            return
+        }
+        guard pathRestartReason == nil else {
+            done?.resume(returning: "\(host): restarting")
+            return
+        }
+        switch trigger.verdict(for: path, route: MasterPath.route(to:)) {
+        case .ignore:
+            done?.resume(returning: "\(host): the path did not change")
+        case .restart(let reason):
+            if let done { pathReplies.append(done) }
+            restartMaster(m, reason)
+        case .check(let reason):
+            if let done { pathReplies.append(done) }
+            if checking {
+                recheckReason = reason
+                return
+            }
+            startCheck(m, reason)
+        }
+    }
+
+    private func startCheck(_ m: ControlMaster, _ reason: String) {
+        checking = true
+        let g = generation, ssh = paths.ssh, timeout = TransportCheck.timeout(baseline: checkBaseline)
+        Task { [weak self] in
+            let outcome = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: timeout)
+            self?.send(.pathChecked(g, outcome, reason: reason))
+        }
+    }
+
+    private func pathChecked(_ outcome: TransportCheck.Outcome, reason: String) {
+        checking = false
+        guard let m = master, readyAt != nil, pathRestartReason == nil else { return }
+        let ms = Int((outcome.seconds * 1000).rounded())
+        if outcome.answered {
+            try? store.log("network", tunnel: nil, host: host, message: "\(reason): checked \(host), the server answers through the master (\(ms) ms)")
+            answerPathReplies("\(host): the server answers (\(ms) ms); nothing to do")
+            if let again = recheckReason {
+                recheckReason = nil
+                startCheck(m, again)
+            }
+        } else {
+            restartMaster(m, "\(reason); no answer through the master within \(ms) ms")
+        }
+    }
+
+    /// Ends a master whose path is gone; `masterExited` then reconnects at once, without backoff.
+    private func restartMaster(_ m: ControlMaster, _ reason: String) {
+        pathRestartReason = reason
+        try? store.log("network", tunnel: nil, host: host, message: "\(reason): restarting the master of \(host) (ssh pid \(m.pid))")
+        m.terminate()
+    }
+
+    private func restartForPath(_ reason: String, hadBeenUp: Bool) {
+        backoff.reset()
+        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            if hadBeenUp { try? store.recordRestart(name, reason: reason) }
+            note(name, .starting, error: reason, "the network path changed; reconnecting")
+        }
+        connectPending = true
+        send(.connect(generation))
+    }
+
+    private func answerPathReplies(_ line: String) {
+        let replies = pathReplies
+        pathReplies = []
+        for r in replies { r.resume(returning: line) }
     }
 
     // MARK: helpers

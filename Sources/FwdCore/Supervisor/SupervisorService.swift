@@ -57,8 +57,12 @@ public final class SupervisorService: Sendable {
             case .stop:
                 stopSink.yield("a stop request")
                 return ControlReply(ok: true)
+            case .reconnect:
+                return ControlReply(ok: true, lines: await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init)))
             }
         }
+        let watch = Self.startNetworkWatch(supervisor, store: store)
+        defer { watch.stop() }
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
@@ -103,6 +107,20 @@ public final class SupervisorService: Sendable {
         }
         try? store.log("daemon", tunnel: nil, host: nil, message: "supervisor stopped (\(reason)); all masters are down")
         sources.forEach { $0.cancel() }
+    }
+
+    /// Network changes and resumes from sleep reach every master at once (issue 13). Without a monitor (the
+    /// socket refused) resumes are still watched, and ServerAlive still catches a dead path, only later.
+    static func startNetworkWatch(_ supervisor: Supervisor, store: Store) -> NetworkWatch {
+        var monitor: (any NetworkMonitor)?
+        do {
+            monitor = try NetworkWatch.systemMonitor()
+        } catch {
+            try? store.log("error", tunnel: nil, host: nil, message: "\(error); network changes are noticed only by ServerAlive")
+        }
+        return NetworkWatch(monitor: monitor) { trigger in
+            _ = await supervisor.pathCheck(trigger)
+        }
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
