@@ -171,6 +171,7 @@ private enum Netlink {
         #expect(MasterPath.route(to: "not-an-address") == .unreachable("not an address"))
     }
 
+    #if os(Linux)
     @Test func thePathOfALiveConnectionIsFoundFromItsProcess() throws {
         // This test process's own TCP connection to a listener on loopback stands in for ssh's.
         let server = try TinyHTTPServer(host: "127.0.0.1", port: 0, body: "x")
@@ -182,6 +183,7 @@ private enum Netlink {
         #expect(found.localAddress == "127.0.0.1")
         #expect(found.interface == "lo")
     }
+    #endif
 }
 
 @Suite struct ResumeDetectionTests {

@@ -145,6 +145,33 @@ struct NetworkChangeTests {
         }
     }
 
+    /// The NetworkManager dispatcher script from templates/ runs `fwd reconnect --all` as the configured user on
+    /// the actions that can change a path, and does nothing on others.
+    @Test func dispatcherScriptAsksTheSupervisorToCheck() async throws {
+        try await FaultFixture.with(probeInterval: nil) { f in
+            try await upWithPath(f)
+            let script = FaultFixture.packageRoot + "/templates/networkmanager/90-fwd-reconnect"
+            var env = f.environment
+            env["FWD_USER"] = String(cString: getpwuid(geteuid())!.pointee.pw_name)
+            env["FWD_BIN"] = FaultFixture.binary
+            let checks = { f.events(kind: "network").filter { $0.message.hasPrefix("`fwd reconnect` asked: checked lab") }.count }
+            func dispatch(_ action: String) throws -> (exit: ChildExit?, output: String) {
+                let out = f.dir + "/dispatcher-\(action).out"
+                let child = try ChildProcess(f.topology.exec(f.topology.c, [script, "vc", action]), outputPath: out, environment: env)
+                let exit = child.waitExit(timeout: 30)
+                if exit == nil { child.kill() }
+                return (exit, FileSystem.read(out) ?? "")
+            }
+            let ignored = try dispatch("pre-down")
+            #expect(ignored.exit == .exited(0), "\(ignored.output)")
+            #expect(checks() == 0)
+            let up = try dispatch("up")
+            #expect(up.exit == .exited(0), "\(up.output)")
+            #expect(checks() == 1, "\(f.eventLog())")
+            #expect(f.status("wiki")?.restarts == 0)
+        }
+    }
+
     /// The listener itself, against the kernel: a namespace of its own, a veth pair, an address on one end.
     @Test func netlinkMonitorReportsRealKernelEvents() async throws {
         let ns = "\(Topology.prefix)\(getpid())nl"

@@ -1,6 +1,11 @@
-#if os(Linux)
 import Foundation
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+#if os(Linux)
 
 /// Listens to the kernel's rtnetlink multicast groups for links, addresses and routes (IPv4 and IPv6). Joining
 /// them needs no privilege. One socket for the life of the supervisor, read by one dedicated thread that blocks

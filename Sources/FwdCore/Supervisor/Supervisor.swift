@@ -128,6 +128,12 @@ public actor Supervisor {
         }
     }
 
+    /// Hands `trigger` to every host without waiting for the checks: a burst of network events must reach every
+    /// runner at once, and a check in flight must not hold up the next event (which may be the one that matters).
+    public func notify(_ trigger: PathTrigger) {
+        for runner in runners.values { runner.send(.pathCheck(trigger, done: nil)) }
+    }
+
     /// Takes every master down and waits until no ssh process of ours is left.
     public func shutdown() async {
         await withTaskGroup(of: Void.self) { group in

@@ -118,9 +118,7 @@ public final class SupervisorService: Sendable {
         } catch {
             try? store.log("error", tunnel: nil, host: nil, message: "\(error); network changes are noticed only by ServerAlive")
         }
-        return NetworkWatch(monitor: monitor) { trigger in
-            _ = await supervisor.pathCheck(trigger)
-        }
+        return NetworkWatch(monitor: monitor) { trigger in await supervisor.notify(trigger) }
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
