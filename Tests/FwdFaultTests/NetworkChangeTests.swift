@@ -12,8 +12,8 @@ private func seconds(_ value: Double?) -> String { value.map { String(format: "%
 @Suite(.serialized, .enabled(if: isRoot, "needs root for network namespaces"))
 struct NetworkChangeTests {
     /// Brings `wiki` up and waits until the supervisor has learned the master's path (its first network event).
-    private func upWithPath(_ f: FaultFixture) async throws {
-        try f.write(config: f.webTunnel("wiki", port: 18080))
+    private func upWithPath(_ f: FaultFixture, host: String = "lab") async throws {
+        try f.write(config: f.webTunnel("wiki", port: 18080, host: host))
         let up = try f.fwd("up", "wiki")
         try #require(up.ok, "\(up.stderr)")
         // The path is learned right after the master connects, with one transport check to time it (~50 ms).
@@ -54,6 +54,32 @@ struct NetworkChangeTests {
             #expect(f.state("wiki") == .up)
             #expect(f.masters().count == 1)
             #expect(f.sshd.log().contains("Connection from 198.18.1.3 port "), "the new master does not use the new address")
+        }
+    }
+
+    /// Behind ProxyJump the master talks to a child `ssh -W` through pipes; the TCP connection whose address
+    /// goes away is the child's. fwd finds it among the master's descendants and reacts the same way.
+    @Test func addressMoveUnderProxyJumpIsSeenThroughTheJumpConnection() async throws {
+        try await FaultFixture.with(probeInterval: nil) { f in
+            try run(f.topology.exec(f.topology.c, ["sysctl", "-q", "-w", "net.ipv4.conf.vc.promote_secondaries=1"]))
+            // A jump through A to A's own loopback (sshd listens there too): the shape of a bastion, with the one sshd there is.
+            let jumped = f.hostBlock("labj")
+                .replacingOccurrences(of: "    HostName \(Topology.serverName)\n", with: "    HostName 127.0.0.1\n    HostKeyAlias \(Topology.serverName)\n")
+                .replacingOccurrences(of: "    Port 22\n", with: "    Port 22\n    ProxyJump lab\n")
+            try f.write(userSSHConfig: f.hostBlock("lab") + jumped)
+            try await upWithPath(f, host: "labj")
+            let master = try #require(f.masters().first)
+            #expect(!ProcessTable.children(of: master).isEmpty, "no ProxyJump child under the master")
+            let before = f.events().last?.id ?? 0
+            try ip(f, "addr", "add", "198.18.1.3/24", "dev", "vc")
+            try await Task.sleep(for: .milliseconds(300))
+            try ip(f, "addr", "del", "\(Topology.clientAddress)/24", "dev", "vc")
+            let page = f.waitForPage(port: 18080, timeout: 15)
+            print("fwd network: address moved under ProxyJump — page loads again \(seconds(page)) after the old address was removed")
+            let back = try #require(page, "the tunnel did not come back\n\(f.diagnostics())")
+            #expect(back <= 1.5, "recovery took \(back) s")
+            let restarts = f.events("wiki", kind: "restart").filter { $0.id > before }
+            #expect(restarts.map(\.message) == ["network change: 198.18.1.1 removed from vc"], "\(f.eventLog())")
         }
     }
 

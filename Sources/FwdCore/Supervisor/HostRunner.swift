@@ -547,8 +547,9 @@ actor HostRunner {
         let g = generation, ssh = paths.ssh
         Task { [weak self] in
             let learned = await offPool { MasterPath.discover(pid: m.pid) }
+            self?.send(.pathLearned(g, learned, baseline: nil))
             let baseline = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: 2)
-            self?.send(.pathLearned(g, learned, baseline: baseline.answered ? baseline.seconds : nil))
+            if baseline.answered { self?.send(.pathLearned(g, learned, baseline: baseline.seconds)) }
         }
     }
 
