@@ -42,7 +42,10 @@ struct ReconnectCommand: AsyncParsableCommand {
         let reply = try Control.request(ControlRequest(op: .reconnect, names: selected), paths: context.paths)
         guard reply.ok else { throw ValidationError(reply.error ?? "the supervisor refused the request") }
         let lines = reply.lines ?? []
-        if !quiet { for line in lines { print(line) } }
+        if !quiet {
+            for line in lines { print(line) }
+            if lines.isEmpty { print("no master runs for \(selected.map { $0.joined(separator: ", ") } ?? "any tunnel"); nothing to check") }
+        }
         guard lines.contains(where: { $0.contains(": restarted") || $0.contains(": reconnecting") }) else { return }
         let store = try Store(path: context.paths.database)
         let waitFor = try selected ?? store.desiredUp().map(\.name)
