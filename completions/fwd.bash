@@ -173,13 +173,13 @@ _fwd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    up|down|status|logs|check|list|show|pac|add|rm|run|daemon|ssh|demo|config|templates|edit|doctor|service|help)
+    up|down|status|logs|check|list|show|pac|add|rm|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|help)
         # Offer subcommand argument completions
         "_fwd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm run daemon ssh demo config templates edit doctor service help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm run daemon ssh demo reconnect config templates edit doctor service help' -- "${cur}"))
         ;;
     esac
 }
@@ -439,6 +439,29 @@ _fwd_demo() {
     repeating_options=()
     non_repeating_options=()
     __fwd_offer_flags_options 0
+}
+
+_fwd_reconnect() {
+    repeating_flags=()
+    non_repeating_flags=(--all --quiet -q --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--timeout)
+    __fwd_offer_flags_options -1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--timeout')
+        return
+        ;;
+    esac
+
+    # Offer positional completions
+    case "${positional_number}" in
+    *)
+        __fwd_add_completions -W "$(__fwd_custom_complete ---completion reconnect -- positional@0 "${COMP_CWORD}" "$(__fwd_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
 }
 
 _fwd_config() {

@@ -130,6 +130,8 @@ def helper_main(argv):
     p.add_argument("--bind", default="127.0.0.1")
     p.add_argument("--bytes", type=int, default=0)
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--go-on-stdin", action="store_true", help="wait-http: print ready, start polling at a line on stdin, "
+                   "print perf_counter() at the first page")
     a = p.parse_args(argv)
     if a.mode == "serve-http":
         serve(a.port, a.bind, http_reply)
@@ -137,6 +139,12 @@ def helper_main(argv):
         serve(a.port, a.bind, echo, backlog=64)
     elif a.mode == "serve-source":
         serve(a.port, a.bind, source(a.bytes), backlog=16)
+    elif a.mode == "wait-http" and a.go_on_stdin:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        at = wait_page(a.port, a.timeout, host=a.bind)
+        print(f"{at:.6f}" if at else "", flush=True)
+        sys.exit(0 if at else 1)
     elif a.mode == "wait-http":
         sys.exit(0 if wait_page(a.port, a.timeout, host=a.bind) else 1)
     else:
@@ -373,7 +381,7 @@ class Bench:
 
     # -- processes -----------------------------------------------------------------------------------------------
 
-    def spawn(self, argv, env=None, stdout=subprocess.DEVNULL, stderr=None, extra_env=None, **kw):
+    def spawn(self, argv, env=None, stdout=subprocess.DEVNULL, stderr=None, extra_env=None, stdin=subprocess.DEVNULL, **kw):
         e = dict(env or self.env)
         if extra_env:
             e.update(extra_env)
@@ -381,7 +389,7 @@ class Bench:
             if self.log is None:
                 self.log = open(os.path.join(self.dir, "children.log"), "ab")
             stderr = self.log
-        p = subprocess.Popen(argv, env=e, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, **kw)
+        p = subprocess.Popen(argv, env=e, stdin=stdin, stdout=stdout, stderr=stderr, **kw)
         self.children.append(p)
         return p
 
@@ -1022,6 +1030,136 @@ class Bench:
 
     # -- 5. throughput -------------------------------------------------------------------------------------------
 
+    def address_change(self):
+        """8. The client's address is replaced under a live tunnel (Wi-Fi to Ethernet, a new DHCP lease): a new
+        address is added, the old one deleted; time from the deletion until the page loads through the tunnel again.
+        fwd (rtnetlink) beside autossh -M 0 with ServerAlive 5×3 and AUTOSSH_GATETIME=0, both through the same change."""
+        if os.geteuid() != 0:
+            self.skipped.append("8. Address change → page: needs root (network namespaces); skipped")
+            self.row("8. Address change → page", "skipped (needs root)", "—", "—", "≤ 0.5 s", "—")
+            return
+        for tool in ("ip", "autossh"):
+            if not shutil.which(tool):
+                raise CannotMeasure(f"{tool} is not installed")
+        tag = f"{random.randrange(16 ** 4):04x}"
+        cns, sns = f"fwdb{tag}c", f"fwdb{tag}s"
+        cif, sif = f"fwdb{tag}c0", f"fwdb{tag}s0"
+        for ns in (cns, sns):
+            self.run(["ip", "netns", "add", ns], check=True)
+            self.namespaces.append(ns)
+        procs_before = set(self.marked()) | {p.pid for p in self.children}
+        env = None
+        bound = self.args.detect_bound
+        addresses = ["198.18.0.2", "198.18.0.3"]
+        res = {"fwd": [], "autossh-tuned": []}
+        try:
+            for argv in (["ip", "-n", cns, "link", "add", cif, "type", "veth", "peer", "name", sif, "netns", sns],
+                         ["ip", "netns", "exec", cns, "sysctl", "-q", "-w", f"net.ipv4.conf.{cif}.promote_secondaries=1"],
+                         ["ip", "-n", cns, "addr", "add", f"{addresses[0]}/24", "dev", cif],
+                         ["ip", "-n", sns, "addr", "add", "198.18.0.1/24", "dev", sif],
+                         ["ip", "-n", cns, "link", "set", cif, "up"], ["ip", "-n", cns, "link", "set", "lo", "up"],
+                         ["ip", "-n", sns, "link", "set", sif, "up"], ["ip", "-n", sns, "link", "set", "lo", "up"]):
+                self.run(argv, check=True)
+            d = os.path.join(self.dir, "ns-addr")
+            os.makedirs(d)
+            conf = os.path.join(d, "sshd_config")
+            self.write_sshd_config(conf, ["198.18.0.1:22"], d)
+            self.spawn(["ip", "netns", "exec", sns, SSHD, "-D", "-e", "-f", conf],
+                       stderr=open(os.path.join(d, "sshd.log"), "ab"))
+            self.start_server("serve-http", "--port", 8080, ns=sns)
+            if self.run(self.helper("wait-tcp", "--bind", "198.18.0.1", "--port", 22, "--timeout", 10, ns=cns), timeout=20).returncode:
+                raise CannotMeasure("the namespace sshd is not reachable from the client namespace")
+            hostpub = " ".join(read(self.hostkey + ".pub").split()[:2])
+            known = os.path.join(d, "known_hosts")
+            with open(known, "w") as f:
+                f.write(f"198.18.0.1 {hostpub}\n")
+            user_cfg = os.path.join(d, "ssh_config")
+            with open(user_cfg, "w") as f:
+                f.write(self.host_block("nsbench", "198.18.0.1", 22, known))
+            raw_cfg = os.path.join(d, "ssh_config.raw")
+            with open(raw_cfg, "w") as f:
+                f.write(f"Include {user_cfg}\nInclude /etc/ssh/ssh_config\n")
+            fport, tport = 18090, 18091
+            config = os.path.join(d, "fwd.toml")
+            self.write_fwd_config(config, [("na", "nsbench", f"127.0.0.1:{fport}:127.0.0.1:8080", "http")])
+            env = self.fwd_env("ns-addr", config, user_cfg)
+            exec_c = ["ip", "netns", "exec", cns]
+            self.run(exec_c + [self.fwd, "up", "na", "-q"], env=env, timeout=60, check=True)
+            for rnd in range(self.args.runs):
+                old, new = addresses[rnd % 2], addresses[(rnd + 1) % 2]
+                # AUTOSSH_GATETIME=0: a connection younger than 30 s that drops would otherwise make autossh give up.
+                tuned = self.spawn(exec_c + ["autossh", "-M", "0", "-N", "-F", raw_cfg, "-o", "ServerAliveInterval=5",
+                                             "-o", "ServerAliveCountMax=3", "-o", "ExitOnForwardFailure=yes",
+                                             "-L", f"127.0.0.1:{tport}:127.0.0.1:8080", "nsbench"],
+                                   extra_env={"AUTOSSH_GATETIME": "0"})
+                for port in (tport, fport):
+                    if self.run(self.helper("wait-http", "--port", port, "--timeout", 20, ns=cns), timeout=30).returncode:
+                        raise CannotMeasure(f"a forward in the client namespace (port {port}) never served the page")
+                # fwd learns a new master's path just after it connects; both tunnels have been up a while.
+                time.sleep(random.uniform(1.0, 2.0))
+                self.run(["ip", "-n", cns, "addr", "add", f"{new}/24", "dev", cif], check=True)
+                time.sleep(0.2)  # the new address is usable before the old one goes
+                # One waiter per tunnel, started (and past python's start-up) before the change; each polls from the
+                # "go" on and prints perf_counter() at the first page (CLOCK_MONOTONIC: comparable across processes).
+                waiters = {key: self.spawn(self.helper("wait-http", "--port", port, "--timeout", bound, "--go-on-stdin", ns=cns),
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                           for key, port in (("fwd", fport), ("autossh-tuned", tport))}
+                for key, w in waiters.items():
+                    if w.stdout.readline().strip() != b"ready":
+                        raise CannotMeasure(f"the {key} waiter did not start")
+                t0 = time.perf_counter()  # before `ip addr del` runs: the change happens during the call
+                self.run(["ip", "-n", cns, "addr", "del", f"{old}/24", "dev", cif], check=True)
+                for w in waiters.values():
+                    w.stdin.write(b"go\n")
+                    w.stdin.flush()
+                found = {}
+                for key, w in waiters.items():
+                    line = w.stdout.readline().strip()
+                    w.wait()
+                    found[key] = float(line) - t0 if w.returncode == 0 and line else None
+                for key in res:
+                    res[key].append(found.get(key))
+                self.say(f"  round {rnd + 1} ({old} → {new}): " + ", ".join(
+                    f"{k} {fmt_s(found.get(k)) if found.get(k) is not None else f'> {bound:g} s'}" for k in res))
+                self.kill_pids([tuned.pid] + descendants(tuned.pid))
+            restarts = self.run(exec_c + [self.fwd, "status", "--json"], env=env, timeout=10)
+            try:
+                fwd_restarts = next((r.get("restarts") for r in json.loads(restarts.stdout) if r["name"] == "na"), None)
+            except ValueError:
+                fwd_restarts = None
+        finally:
+            if env:
+                self.fwd_stop(env, ns=cns)
+            kids = children_map()
+            started = [p for p in self.children if p.pid not in procs_before and p.poll() is None]
+            self.kill_pids([p for p in self.marked() if p not in procs_before] +
+                           [d for p in started for d in [p.pid] + descendants(p.pid, kids)])
+            for ns in (cns, sns):
+                subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+                self.namespaces.remove(ns)
+
+        def med(xs):
+            seen = [x for x in xs if x is not None]
+            if len(seen) * 2 <= len(xs):
+                return None
+            return median([x if x is not None else float("inf") for x in xs])
+        f, b = med(res["fwd"]), med(res["autossh-tuned"])
+        self.row("8. Address change → page (new address added, old one deleted; vs autossh -M 0, ServerAlive 5×3)",
+                 fmt_s(f) if f is not None else f"> {bound:g} s",
+                 fmt_s(b) if b is not None else f"> {bound:g} s",
+                 f"{f / b:.3f}×" if f is not None and b is not None else "—",
+                 "≤ 0.5 s", "yes" if f is not None and f <= 0.5 else "no")
+        self.detail("### 8. Address change → page\n\nClient namespace (fwd, autossh) and server namespace (sshd, target) "
+                    "joined by a veth pair; each round adds a new client address (198.18.0.2 ↔ 198.18.0.3, "
+                    "promote_secondaries on), waits 0.2 s, deletes the old one and times, from the deletion, until an "
+                    "HTTP GET through each tunnel answers again (one `wait-http` helper per tunnel in the client namespace, started "
+                    "before the change and told to start polling right after it, every "
+                    f"{POLL * 1000:g} ms; t0 is taken before `ip addr del` runs). fwd runs with its defaults and hears the change through rtnetlink; autossh -M 0 "
+                    "with ServerAlive 5×3 and AUTOSSH_GATETIME=0 waits for ServerAlive. fwd's master restarts over "
+                    f"all rounds (from `fwd status`): {fwd_restarts}.\n")
+        for key, xs in res.items():
+            self.detail(f"{key} rounds (s): " + ", ".join(f"{x:.3f}" if x is not None else f">{bound:g}" for x in xs) + "  ")
+
     def throughput(self):
         nbytes = self.args.mbytes * 1_000_000
         src = self.ports.take()
@@ -1305,7 +1443,7 @@ def main():
     p = argparse.ArgumentParser(description="Benchmark fwd beside raw OpenSSH and autossh; writes BENCHMARKS.md.")
     p.add_argument("--fwd", default=os.path.join(HERE, "..", ".build", "release", "fwd"), help="the fwd binary")
     p.add_argument("--runs", type=int, default=5, help="runs per measure (≥ 5 for the committed figures)")
-    p.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated measures (7 runs inside 6)")
+    p.add_argument("--only", default="1,2,3,4,5,6,8", help="comma-separated measures (7 runs inside 6)")
     p.add_argument("--out", default=os.path.join(HERE, "..", "BENCHMARKS.md"))
     p.add_argument("--mbytes", type=int, default=256, help="MB per throughput run")
     p.add_argument("--idle-seconds", type=float, default=60)
@@ -1333,7 +1471,8 @@ def main():
         steps = [("1", "1. cold up", bench.cold_up), ("2", "2. warm add", bench.warm_add),
                  ("3", "3. recovery after an sshd crash", bench.recovery),
                  ("4", "4. detection of a silent loss (network namespaces)", bench.detection),
-                 ("5", "5. throughput", bench.throughput), ("6", "6. footprint (and 7. CLI latency)", bench.footprint)]
+                 ("5", "5. throughput", bench.throughput), ("6", "6. footprint (and 7. CLI latency)", bench.footprint),
+                 ("8", "8. address change → page (network namespaces)", bench.address_change)]
         for key, title, fn in steps:
             if key in only:
                 bench.measure(title, fn)

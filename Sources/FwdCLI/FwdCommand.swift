@@ -15,7 +15,7 @@ public struct FwdCommand: AsyncParsableCommand {
         subcommands: [
             UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
             ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self,
-            RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self,
+            RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self, ReconnectCommand.self,
             ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,
             AskpassCommand.self,
         ]

@@ -146,6 +146,16 @@ import Testing
         #expect(older.advice.hasSuffix("`ssh-keygen -R '[127.0.0.1]:2299'`"), "\(older.advice)")
     }
 
+    /// A master's log also holds one line per forwarded connection that failed to open (a target that is down, fwd's
+    /// transport check): those say nothing about why the master itself ended.
+    @Test func channelOpenFailuresAreNotTheMastersFailure() {
+        let stderr = "channel 3: open failed: connect failed: Connection refused\r\nTimeout, server sshd-a not responding.\r\n"
+        let f = SSHFailure.classify(stderr: stderr, status: 255)
+        #expect(f.evidence == "Timeout, server sshd-a not responding.")
+        #expect(SSHFailure.classify(stderr: "channel 2: open failed: connect failed: Connection refused\r\n", status: 0).evidence
+            == "ssh exited with status 0")
+    }
+
     @Test func unknownFailureIsRetried() {
         #expect(SSHFailure.classify(stderr: "", status: 255).failureClass == .retry)
         #expect(SSHFailure.classify(stderr: "", status: 255).evidence == "ssh exited with status 255")

@@ -88,6 +88,13 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         ])
     }
 
+    /// A transport round trip through the master: a channel to a port that cannot be served (0.0.0.0:1) gets an
+    /// "open failed" answer from the server within one round trip when the connection works, and nothing when
+    /// it is dead (verified with OpenSSH 9.2; see `TransportCheck`).
+    public static func transportCheck(ssh: String = "ssh", socket: String) -> SSHCommand {
+        streamProbe(ssh: ssh, socket: socket, host: "0.0.0.0", port: 1)
+    }
+
     /// Asks ssh how it would connect to `destination` with fwd's config.
     public static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
         SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)

@@ -76,7 +76,9 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// Classifies an ssh run from its stderr and exit status. An exit with no recognisable line is retried:
     /// giving up on an unknown message would leave a tunnel down that a reconnect would fix.
     public static func classify(stderr: String, status: Int32) -> SSHFailure {
-        let lines = stderr.split(whereSeparator: \.isNewline)
+        // "channel N: open failed: connect failed: Connection refused" is about one forwarded connection (a target
+        // that is down, fwd's transport check), never about the master's own connection.
+        let lines = stderr.split(whereSeparator: \.isNewline).filter { !($0.hasPrefix("channel ") && $0.contains(": open failed: ")) }
         for row in table {
             if let line = lines.first(where: { $0.contains(row.needle) }) {
                 return SSHFailure(failureClass: row.failureClass,

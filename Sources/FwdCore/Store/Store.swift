@@ -18,6 +18,8 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     /// A forward's probe result flipped (from/to: ok, failed).
     case probe
     case master
+    /// A master checked or restarted because the network changed, the machine woke, or `fwd reconnect` asked.
+    case network
     case daemon
     case error
 }

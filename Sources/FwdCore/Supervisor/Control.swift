@@ -16,6 +16,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case watch
         /// Stream events with an id above `after` (of `names[0]` only, when given): `fwd logs -f`.
         case follow
+        /// Check the masters of the named tunnels (all when nil) now; restart those whose path is gone.
+        case reconnect
     }
 
     public var op: Op
@@ -66,13 +68,17 @@ public struct ControlReply: Codable, Sendable {
     public var tunnel: TunnelStatus?
     /// For `follow`: an event.
     public var event: Event?
+    /// For `reconnect`: what was done, one line per host.
+    public var lines: [String]?
 
-    public init(ok: Bool, pid: Int32 = getpid(), error: ControlFailure? = nil, tunnel: TunnelStatus? = nil, event: Event? = nil) {
+    public init(ok: Bool, pid: Int32 = getpid(), error: ControlFailure? = nil, tunnel: TunnelStatus? = nil, event: Event? = nil,
+                lines: [String]? = nil) {
         self.ok = ok
         self.pid = pid
         self.error = error
         self.tunnel = tunnel
         self.event = event
+        self.lines = lines
     }
 }
 

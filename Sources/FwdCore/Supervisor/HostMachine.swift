@@ -49,6 +49,12 @@ struct HostMachine {
         case probeTick(generation: Int)
         case probed(generation: Int, [ProbedTunnel])
         case retryForwards(generation: Int, tunnel: String)
+        /// The network changed, the machine woke, or `fwd reconnect` asked (`trigger` says which). `verdict` is
+        /// what that means for the live master's path; `mayRestore`, whether it can bring a lost path back.
+        /// With a token, the request wants one line saying what was done.
+        case pathCheck(PathVerdict, trigger: String, mayRestore: Bool, token: Int?)
+        /// A transport round trip through the master came back (`answered`) or timed out.
+        case transportChecked(generation: Int, answered: Bool, ms: Int, reason: String)
     }
 
     /// What a `-O forward` run said.
@@ -98,6 +104,13 @@ struct HostMachine {
     private var outageStart: Double?
     /// Requests waiting for named tunnels to settle (a state recorded after the request).
     private var pending: [Int: Set<String>] = [:]
+    /// A transport check is out; a second reason to check waits for it.
+    private var checking = false
+    private var recheckReason: String?
+    /// Set when fwd ended the master because its path is gone: the restart's reason, and a reconnect at once.
+    private var pathRestartReason: String?
+    /// `pathCheck` requests waiting for the outcome of a check or restart.
+    private var pathReplies: [Int] = []
 
     init(host: String, settings: Settings, backoff: Backoff, jitter: @escaping @Sendable () -> Double = { Double.random(in: -1...1) }) {
         self.host = host
@@ -169,6 +182,10 @@ struct HostMachine {
             probed(results, &out)
         case .retryForwards(let g, let name) where g == generation && isReady:
             if tunnels[name] != nil, tunnelFailures[name] == nil { addNext(name, &out) }
+        case .pathCheck(let verdict, let trigger, let mayRestore, let token):
+            pathCheck(verdict, trigger: trigger, mayRestore: mayRestore, token: token, now: now, &out)
+        case .transportChecked(let g, let answered, let ms, let reason) where g == generation:
+            transportChecked(answered: answered, ms: ms, reason: reason, &out)
         default:
             break  // from an older master, timer or wait
         }
@@ -246,6 +263,7 @@ struct HostMachine {
         for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))")))
         out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
+        out.append(.learnPath(generation: generation))
     }
 
     private mutating func masterExited(status: Int32, stderr: String, now: Double, _ out: inout [HostAction]) {
@@ -269,7 +287,21 @@ struct HostMachine {
         let failure = SSHFailure.classify(stderr: stderr, status: status)
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "ssh pid \(pid) exited with status \(status): \(failure.evidence)")))
         backoff.masterExited(afterUp: uptime)
+        let pathReason = pathRestartReason
+        pathRestartReason = nil
+        if let pathReason { answerPathReplies("\(host): restarted (\(pathReason))", &out) }
+        forgetPath(&out)
         guard !tunnels.isEmpty else { return }
+        if let pathReason {
+            // fwd ended this master because its path was gone: reconnect at once, without backoff.
+            backoff.reset()
+            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+                if uptime != nil { out.append(.record(.restart(tunnel: name, reason: pathReason))) }
+                note(name, .starting, error: pathReason, "the network path changed; reconnecting", &out)
+            }
+            connect(now: now, &out)
+            return
+        }
         if failure.failureClass == .fatal {
             failAll(failure, &out)
             return
@@ -299,6 +331,8 @@ struct HostMachine {
 
     private mutating func stopMaster(_ out: inout [HostAction]) {
         generation += 1
+        pathRestartReason = nil
+        forgetPath(&out)
         added = [:]
         adding = [:]
         probing = []
@@ -456,6 +490,82 @@ struct HostMachine {
         }
     }
 
+    // MARK: network paths
+
+    private mutating func pathCheck(_ verdict: PathVerdict, trigger: String, mayRestore: Bool, token: Int?, now: Double,
+                                    _ out: inout [HostAction]) {
+        func reply(_ line: String) { if let token { out.append(.answered(token: token, "\(host): \(line)")) } }
+        if tunnels.isEmpty { return reply("nothing to check (no tunnel wanted)") }
+        switch master {
+        case .failed(let failure):
+            reply("nothing to check (waiting for you: \(failure.advice))")
+        case .waiting:
+            // Waiting out a backoff: a change that may have brought the path back is worth an attempt now.
+            if mayRestore {
+                backoff.reset()
+                out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(trigger): reconnecting to \(host) now")))
+                connect(now: now, &out)
+            }
+            reply("reconnecting")
+        case .none:
+            reply("reconnecting")
+        case .connecting:
+            reply("connecting")
+        case .ready(let pid, _):
+            if pathRestartReason != nil { return reply("restarting") }
+            switch verdict {
+            case .ignore:
+                reply("the path did not change")
+            case .restart(let reason):
+                if let token { pathReplies.append(token) }
+                restartMaster(pid: pid, reason, &out)
+            case .check(let reason):
+                if let token { pathReplies.append(token) }
+                if checking {
+                    recheckReason = reason
+                } else {
+                    checking = true
+                    out.append(.checkTransport(generation: generation, reason: reason))
+                }
+            }
+        }
+    }
+
+    private mutating func transportChecked(answered: Bool, ms: Int, reason: String, _ out: inout [HostAction]) {
+        checking = false
+        guard case .ready(let pid, _) = master, pathRestartReason == nil else { return }
+        guard answered else {
+            restartMaster(pid: pid, "\(reason); no answer through the master within \(ms) ms", &out)
+            return
+        }
+        out.append(.record(.log(.network, tunnel: nil, host: host,
+                                message: "\(reason): checked \(host), the server answers through the master (\(ms) ms)")))
+        answerPathReplies("\(host): the server answers (\(ms) ms); nothing to do", &out)
+        if let again = recheckReason {
+            recheckReason = nil
+            checking = true
+            out.append(.checkTransport(generation: generation, reason: again))
+        }
+    }
+
+    /// Ends a master whose path is gone; its exit then reconnects at once, without backoff.
+    private mutating func restartMaster(pid: Int32, _ reason: String, _ out: inout [HostAction]) {
+        pathRestartReason = reason
+        out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(reason): restarting the master of \(host) (ssh pid \(pid))")))
+        out.append(.terminateMaster)
+    }
+
+    private mutating func forgetPath(_ out: inout [HostAction]) {
+        checking = false
+        recheckReason = nil
+        answerPathReplies("\(host): the master is gone; reconnecting", &out)
+    }
+
+    private mutating func answerPathReplies(_ line: String, _ out: inout [HostAction]) {
+        for token in pathReplies { out.append(.answered(token: token, line)) }
+        pathReplies = []
+    }
+
     // MARK: helpers
 
     /// Records the tunnel's state; a request waiting on the tunnel is then settled.
@@ -487,4 +597,10 @@ enum HostAction: Sendable, Equatable {
     case record(StoreWrite)
     /// A request (update, check, stop) has taken effect.
     case finished(token: Int)
+    /// Learn the new master's network path (its TCP connection, interface, server address) for `pathCheck`.
+    case learnPath(generation: Int)
+    /// A transport round trip through the master; reports `transportChecked`.
+    case checkTransport(generation: Int, reason: String)
+    /// The line a `pathCheck` request gets.
+    case answered(token: Int, String)
 }

@@ -35,6 +35,9 @@ actor HostRunner {
         case stop(done: CheckedContinuation<Void, Never>)
         /// What `ssh -G` says for the host, from the supervisor (after a config change, resolved while masters connect).
         case resolved(ResolvedHost)
+        case pathCheck(PathTrigger, done: CheckedContinuation<String, Never>?)
+        /// The live master's network path, and what a transport check took on it right after it connected.
+        case pathLearned(generation: Int, MasterPath?, baseline: Double?)
     }
 
     let host: String
@@ -48,6 +51,9 @@ actor HostRunner {
     private let origin: ContinuousClock.Instant
     private var master: ControlMaster?
     private var waiting: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var pathWaiting: [Int: CheckedContinuation<String, Never>] = [:]
+    /// The current master's path (issue 13), for the machine's `pathCheck` verdicts.
+    private var path: (generation: Int, path: MasterPath?, baseline: Double?)?
     private var nextToken = 0
     /// What `ssh -G` says for the host (reconnect polling, the SOCKS probe's port): the supervisor's latest
     /// answer, kept until a newer one arrives.
@@ -80,6 +86,14 @@ actor HostRunner {
 
     nonisolated func resolved(_ r: ResolvedHost) { inputs.yield(.resolved(r)) }
 
+    /// Looks at the master after `trigger`; returns one line saying what was done.
+    nonisolated func pathCheck(_ trigger: PathTrigger) async -> String {
+        await withCheckedContinuation { inputs.yield(.pathCheck(trigger, done: $0)) }
+    }
+
+    /// The same without waiting: a burst of network events must not queue behind one check.
+    nonisolated func notify(_ trigger: PathTrigger) { inputs.yield(.pathCheck(trigger, done: nil)) }
+
     /// Ends the event loop; call after `stop` so the runner can be released.
     nonisolated func finish() { inputs.finish() }
 
@@ -95,6 +109,9 @@ actor HostRunner {
             case .check(let names, let done): await handle(.check(names, token: wait(done)))
             case .stop(let done): await handle(.stop(token: wait(done)))
             case .resolved(let r): resolved = r
+            case .pathCheck(let trigger, let done): await handle(pathEvent(trigger, done: done))
+            case .pathLearned(let g, let learned, let baseline):
+                if g == machine.generation { path = (g, learned, baseline) }
             }
         }
     }
@@ -158,12 +175,47 @@ actor HostRunner {
             }
         case .record(let write):
             writer.enqueue(write)
+        case .learnPath(let g):
+            guard let m = master else { return nil }
+            let ssh = paths.ssh
+            Task { [weak self] in
+                let learned = await offPool { MasterPath.discover(pid: m.pid) }
+                self?.inputs.yield(.pathLearned(generation: g, learned, baseline: nil))
+                let baseline = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: 2)
+                if baseline.answered { self?.inputs.yield(.pathLearned(generation: g, learned, baseline: baseline.seconds)) }
+            }
+        case .checkTransport(let g, let reason):
+            guard let m = master else { return nil }
+            let ssh = paths.ssh
+            let timeout = TransportCheck.timeout(baseline: path?.generation == g ? path?.baseline : nil)
+            Task { [weak self] in
+                let outcome = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: timeout)
+                self?.send(.transportChecked(generation: g, answered: outcome.answered, ms: Int((outcome.seconds * 1000).rounded()), reason: reason))
+            }
+        case .answered(let token, let line):
+            pathWaiting.removeValue(forKey: token)?.resume(returning: line)
         case .finished(let token):
             // What the request recorded is committed before its caller goes on to read or report it.
             await writer.flush()
             waiting.removeValue(forKey: token)?.resume()
         }
         return nil
+    }
+
+    /// What `trigger` means for the live master's path: the decision is `PathTrigger.verdict`; the route lookup
+    /// it may need asks the kernel (a UDP connect, no packet sent).
+    private func pathEvent(_ trigger: PathTrigger, done: CheckedContinuation<String, Never>?) -> HostMachine.Event {
+        let current = path?.generation == machine.generation ? path?.path : nil
+        let mayRestore: Bool
+        if case .network(let change) = trigger { mayRestore = change.mayRestorePath } else { mayRestore = true }
+        var token: Int?
+        if let done {
+            nextToken += 1
+            pathWaiting[nextToken] = done
+            token = nextToken
+        }
+        return .pathCheck(trigger.verdict(for: current, route: MasterPath.route(to:)), trigger: trigger.description,
+                          mayRestore: mayRestore, token: token)
     }
 
     private func isWaiting(_ g: Int) -> Bool { machine.generation == g && machine.master == .waiting }

@@ -116,6 +116,25 @@ public actor Supervisor {
         for runner in runners.values { await runner.check(names) }
     }
 
+    /// Looks at the masters whose path `trigger` may have changed (the hosts of the named tunnels; all when nil),
+    /// restarting those whose path is gone. One line per host says what was done.
+    public func pathCheck(_ trigger: PathTrigger, tunnels names: Set<String>? = nil) async -> [String] {
+        let hosts = names.map { Set($0.compactMap { everWanted[$0]?.host }) }
+        let targets = runners.filter { hosts?.contains($0.key) ?? true }.sorted { $0.key < $1.key }.map(\.value)
+        return await withTaskGroup(of: String.self) { group in
+            for runner in targets {
+                group.addTask { await runner.pathCheck(trigger) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }.sorted()
+        }
+    }
+
+    /// Hands `trigger` to every host without waiting for the checks: a burst of network events must reach every
+    /// runner at once, and a check in flight must not hold up the next event (which may be the one that matters).
+    public func notify(_ trigger: PathTrigger) {
+        for runner in runners.values { runner.notify(trigger) }
+    }
+
     /// Takes every master down and waits until no ssh process of ours is left.
     public func shutdown() async {
         await withTaskGroup(of: Void.self) { group in

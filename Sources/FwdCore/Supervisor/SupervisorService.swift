@@ -97,6 +97,8 @@ public final class SupervisorService: Sendable {
                     return connection.send(ControlReply(ok: true, event: e))
                 }
                 connection.onClose { writer.unsubscribe(id) }
+            case .reconnect:
+                connection.finish(ControlReply(ok: true, lines: await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init))))
             case .stop:
                 stopSink.yield("a stop request")
                 // Answered once every master is down and the lock is released: the caller may start anew at once.
@@ -104,6 +106,8 @@ public final class SupervisorService: Sendable {
                 connection.finish(ControlReply(ok: true))
             }
         }
+        let watch = Self.startNetworkWatch(supervisor)
+        defer { watch.stop() }
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
@@ -170,6 +174,18 @@ public final class SupervisorService: Sendable {
         close(lock)
         lockHeld = false
         await stopped.open()
+    }
+
+    /// Network changes and resumes from sleep reach every master at once (issue 13). Without a monitor (the
+    /// socket refused) resumes are still watched, and ServerAlive still catches a dead path, only later.
+    static func startNetworkWatch(_ supervisor: Supervisor) -> NetworkWatch {
+        var monitor: (any NetworkMonitor)?
+        do {
+            monitor = try NetworkWatch.systemMonitor()
+        } catch {
+            supervisor.writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "\(error); network changes are noticed only by ServerAlive"))
+        }
+        return NetworkWatch(monitor: monitor) { trigger in await supervisor.notify(trigger) }
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
