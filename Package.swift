@@ -11,7 +11,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
@@ -24,6 +23,7 @@ let package = Package(
             name: "FwdCLI",
             dependencies: [
                 "FwdCore",
+                "FwdLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -32,22 +32,32 @@ let package = Package(
             dependencies: [
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "Mustache", package: "swift-mustache"),
             ]
         ),
+        /// The demo's private sshd and web server: used by `fwd demo` and by the tests, not by the engine.
+        .target(
+            name: "FwdLab",
+            dependencies: ["FwdCore"]
+        ),
+        /// What the test targets share: running the built binary, finding a fixture's processes.
+        .target(
+            name: "FwdTestSupport",
+            dependencies: ["FwdCore"],
+            path: "Tests/FwdTestSupport"
+        ),
         .testTarget(
             name: "FwdCoreTests",
-            dependencies: ["FwdCore"]
+            dependencies: ["FwdCore", "FwdLab"]
         ),
         .testTarget(
             name: "FwdIntegrationTests",
-            dependencies: ["FwdCore"]
+            dependencies: ["FwdCore", "FwdLab", "FwdTestSupport"]
         ),
         .testTarget(
             name: "FwdFaultTests",
-            dependencies: ["FwdCore"]
+            dependencies: ["FwdCore", "FwdLab", "FwdTestSupport"]
         ),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FwdCore
+import FwdLab
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -24,7 +24,7 @@ public struct ChildProcessError: Error, CustomStringConvertible {
 
 // Top-level so `kill()` methods don't shadow the libc function.
 @discardableResult
-func sendSignal(_ pid: pid_t, _ sig: Int32) -> Int32 {
+package func sendSignal(_ pid: pid_t, _ sig: Int32) -> Int32 {
     kill(pid, sig)
 }
 

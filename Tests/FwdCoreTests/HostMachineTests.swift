@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import FwdCore
+import FwdLab
 
 /// The per-host state machine driven alone: no sockets, no processes, an injected clock (`now`) and no jitter.
 @Suite struct HostMachineTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import FwdCore
+import FwdLab
 
 /// Builds rtnetlink datagrams the way the kernel lays them out (host byte order, 4-byte alignment).
 private enum Netlink {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import FwdCore
+import FwdLab
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -176,7 +176,7 @@ struct NetworkChangeTests {
     @Test func dispatcherScriptAsksTheSupervisorToCheck() async throws {
         try await FaultFixture.with(probeInterval: nil) { f in
             try await upWithPath(f)
-            let script = FaultFixture.packageRoot + "/templates/networkmanager/90-fwd-reconnect"
+            let script = FwdBinary.packageRoot + "/templates/networkmanager/90-fwd-reconnect"
             var env = f.environment
             env["FWD_USER"] = String(cString: getpwuid(geteuid())!.pointee.pw_name)
             env["FWD_BIN"] = FaultFixture.binary

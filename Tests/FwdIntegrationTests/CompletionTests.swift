@@ -1,5 +1,6 @@
 import Foundation
 import FwdCore
+import FwdLab
 import Testing
 
 /// The committed completion scripts, and what bash really offers at TAB with them.
@@ -26,7 +27,7 @@ import Testing
         try await FwdFixture.with { f in
             let run = try f.fwd("--generate-completion-script", shell)
             #expect(run.ok, "\(run.stderr)")
-            let committed = FileSystem.read(FwdFixture.packageRoot + "/completions/" + file)
+            let committed = FileSystem.read(FwdBinary.packageRoot + "/completions/" + file)
             #expect(committed == run.stdout, "completions/\(file) is stale: run scripts/generate-completions")
         }
     }
@@ -48,7 +49,7 @@ import Testing
         let bin = (FwdFixture.binary as NSString).deletingLastPathComponent
         var env = environment
         env["PATH"] = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-        env["FWD_COMPLETIONS"] = FwdFixture.packageRoot + "/completions"
+        env["FWD_COMPLETIONS"] = FwdBinary.packageRoot + "/completions"
         let run = try f.run(["/bin/bash", "--norc", "-c", script, "bash"] + words, environment: env)
         #expect(run.ok, "\(run.stderr)")
         return (run.stdout.split(separator: "\n").map(String.init), run.stderr)

@@ -1,5 +1,6 @@
 import Foundation
 import FwdCore
+import FwdLab
 import Testing
 
 /// The generated ssh_config, used by plain ssh and by fwd's own ssh runs, against a real sshd.

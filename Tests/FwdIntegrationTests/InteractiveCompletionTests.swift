@@ -77,7 +77,7 @@ import Testing
         }
         try await FwdFixture.with { f in
             try f.write(config: Self.config)
-            let setup = "PS1='%% '; fpath=(\(FwdFixture.packageRoot)/completions $fpath); autoload -Uz compinit; "
+            let setup = "PS1='%% '; fpath=(\(FwdBinary.packageRoot)/completions $fpath); autoload -Uz compinit; "
                 + "compinit -u -d \(f.dir)/zcompdump; print ready$((6*7))"
             try withShell([zsh, "-f", "-i"], setup: setup, in: f) { pty in try checkNames(on: pty, in: f) }
         }
@@ -91,7 +91,7 @@ import Testing
         try await FwdFixture.with { f in
             try f.write(config: Self.config)
             let setup = "set -g fish_greeting; function fish_prompt; echo -n '> '; end; "
-                + "set -p fish_complete_path \(FwdFixture.packageRoot)/completions; echo ready(math 6 \\* 7)"
+                + "set -p fish_complete_path \(FwdBinary.packageRoot)/completions; echo ready(math 6 \\* 7)"
             try withShell([fish, "--no-config", "-i"], setup: setup, in: f) { pty in try checkNames(on: pty, in: f) }
         }
     }

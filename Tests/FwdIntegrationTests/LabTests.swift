@@ -6,6 +6,7 @@ import Darwin
 import Foundation
 import Testing
 @testable import FwdCore
+import FwdLab
 
 private func makeTempDir() throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-lab-\(UUID().uuidString.prefix(8))").path

@@ -1,5 +1,6 @@
 import Foundation
 @testable import FwdCore
+import FwdLab
 import Testing
 
 /// What people and scripts see: colour only on a terminal, JSON with its documented keys, errors on stderr.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import FwdCore
+import FwdLab
 
 #if canImport(Glibc)
 import Glibc

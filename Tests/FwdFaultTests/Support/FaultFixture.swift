@@ -1,21 +1,15 @@
 import Foundation
 @testable import FwdCore
+import FwdLab
+@_exported import FwdTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The output and exit status of one run of the real `fwd` binary.
-struct FwdRun: Sendable {
-    var status: ChildExit
-    var stdout: String
-    var stderr: String
-    var ok: Bool { status == .exited(0) }
-}
-
 /// One fault-test world: the three namespaces, sshd in A, an HTTP and a banner service in B, and fwd's config,
 /// state and "user" ssh_config in a private directory; fwd runs in C. `with` tears everything down, even when
 /// the test throws: the supervisor, every process left in the namespaces, the namespaces, the files.
-final class FaultFixture: @unchecked Sendable {
+final class FaultFixture: FwdWorld, @unchecked Sendable {
     let dir: String
     let topology: Topology
     let sshd: NamespacedSSHD
@@ -31,13 +25,7 @@ final class FaultFixture: @unchecked Sendable {
     var userSSHConfig: String { dir + "/home/.ssh/config" }
     var paths: FwdPaths { FwdPaths(config: configPath, stateDirectory: stateDir, userSSHConfig: userSSHConfig) }
 
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-
-    static var binary: String {
-        if let override = ProcessInfo.processInfo.environment["FWD_BIN"], !override.isEmpty { return override }
-        return packageRoot + "/.build/debug/fwd"
-    }
+    static var binary: String { FwdBinary.path }
 
     private init(link: Topology.Link, sshdPorts: [Int], clientAlive: (interval: Int, count: Int), probeInterval: Double?) throws {
         dir = NSTemporaryDirectory() + "\(Topology.prefix)\(getpid())-\(UUID().uuidString.prefix(8))"
@@ -123,7 +111,7 @@ final class FaultFixture: @unchecked Sendable {
         env["FWD_CONFIG"] = configPath
         env["FWD_STATE_DIR"] = stateDir
         env["FWD_SSH_CONFIG"] = userSSHConfig
-        env["FWD_TEMPLATES"] = Self.packageRoot + "/templates"
+        env["FWD_TEMPLATES"] = FwdBinary.packageRoot + "/templates"
         env["NO_COLOR"] = "1"
         env["FWD_PROBE_INTERVAL"] = probeInterval.map { String($0) }
         return env
@@ -216,38 +204,6 @@ final class FaultFixture: @unchecked Sendable {
                 usleep(5_000)
             }
             return nil
-        }
-    }
-
-    /// Live (non-zombie) processes whose command line matches.
-    func processes(where match: ([String]) -> Bool) -> [Int32] {
-        ProcessTable.allPids().filter { pid in
-            let cmd = ProcessTable.commandLine(of: pid)
-            return !cmd.isEmpty && match(cmd) && ProcessTable.state(of: pid) != "Z"
-        }
-    }
-
-    /// Every ssh process of this fixture: each names a socket in the fixture's control directory.
-    func sshProcesses() -> [Int32] {
-        let control = paths.controlDirectory
-        return processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains { $0.hasPrefix(control) } }
-    }
-
-    /// The ControlMasters (`ssh … -M …`) of this fixture.
-    func masters() -> [Int32] {
-        let control = paths.controlDirectory
-        return processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains("-M") && cmd.contains { $0.hasPrefix(control) } }
-    }
-
-    /// `fwd daemon` processes serving this fixture's state directory.
-    func supervisorProcesses() -> [Int32] {
-        let binary = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
-        let marker = "FWD_STATE_DIR=\(stateDir)"
-        return processes { cmd in
-            cmd.count >= 2 && URL(fileURLWithPath: cmd[0]).resolvingSymlinksInPath().path == binary && ["daemon", "run"].contains(cmd[1])
-        }.filter { pid in
-            let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
-            return environ.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == marker }
         }
     }
 

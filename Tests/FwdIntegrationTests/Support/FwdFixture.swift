@@ -1,20 +1,14 @@
 import Foundation
 @testable import FwdCore
+import FwdLab
+@_exported import FwdTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The output and exit status of one run of the real `fwd` binary.
-struct FwdRun {
-    var status: ChildExit
-    var stdout: String
-    var stderr: String
-    var ok: Bool { status == .exited(0) }
-}
-
 /// A temporary world for one test: its own fwd config, state dir and "user" ssh_config, a private sshd and
 /// an HTTP server. Everything is removed and stopped by `with`, even when the test throws.
-final class FwdFixture: @unchecked Sendable {
+final class FwdFixture: FwdWorld, @unchecked Sendable {
     let dir: String
     let sshd: LabSSHD
     let web: TinyHTTPServer
@@ -24,14 +18,7 @@ final class FwdFixture: @unchecked Sendable {
     var stateDir: String { dir + "/state" }
     var userSSHConfig: String { dir + "/home/.ssh/config" }
 
-    /// The package root, found from this file, so tests run the binary `swift build` produced.
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-
-    static var binary: String {
-        if let override = ProcessInfo.processInfo.environment["FWD_BIN"], !override.isEmpty { return override }
-        return packageRoot + "/.build/debug/fwd"
-    }
+    static var binary: String { FwdBinary.path }
 
     private init() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-it-\(UUID().uuidString.prefix(8))").path
@@ -63,35 +50,6 @@ final class FwdFixture: @unchecked Sendable {
     }
 
     /// Live processes whose command line contains `needle`.
-    func processes(where match: ([String]) -> Bool) -> [Int32] {
-        ProcessTable.allPids().filter { pid in
-            let cmd = ProcessTable.commandLine(of: pid)
-            // A zombie has an empty command line; it is not running anything.
-            return !cmd.isEmpty && match(cmd) && ProcessTable.state(of: pid) != "Z"
-        }
-    }
-
-    /// ssh processes of this fixture: their ControlPath lives in this fixture's control directory.
-    func sshProcesses() -> [Int32] {
-        processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains { $0.hasPrefix(self.paths.controlDirectory) } }
-    }
-
-    /// ControlMasters (`ssh … -M …`) of this fixture.
-    func masters() -> [Int32] {
-        processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains("-M") && cmd.contains { $0.hasPrefix(self.paths.controlDirectory) } }
-    }
-
-    /// `fwd daemon` processes serving this fixture's state directory.
-    func supervisorProcesses() -> [Int32] {
-        let binary = URL(fileURLWithPath: Self.binary).resolvingSymlinksInPath().path
-        return processes { cmd in
-            cmd.count >= 2 && URL(fileURLWithPath: cmd[0]).resolvingSymlinksInPath().path == binary && ["daemon", "run"].contains(cmd[1])
-        }.filter { pid in
-            let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
-            return environ.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "FWD_STATE_DIR=\(self.stateDir)" }
-        }
-    }
-
     /// The state of a tunnel as `fwd status --json` reports it.
     func status(_ name: String) throws -> [String: Any]? {
         let run = try fwd("status", "--json")
@@ -119,7 +77,7 @@ final class FwdFixture: @unchecked Sendable {
         env["FWD_CONFIG"] = configPath
         env["FWD_STATE_DIR"] = stateDir
         env["FWD_SSH_CONFIG"] = userSSHConfig
-        env["FWD_TEMPLATES"] = Self.packageRoot + "/templates"
+        env["FWD_TEMPLATES"] = FwdBinary.packageRoot + "/templates"
         env["NO_COLOR"] = "1"
         env["FWD_PROBE_INTERVAL"] = "0.5"
         return env

@@ -1,5 +1,6 @@
 import Foundation
 @testable import FwdCore
+import FwdLab
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import FwdCore
 
 public enum LabError: Error, CustomStringConvertible {
     case sshdNotFound(String)
