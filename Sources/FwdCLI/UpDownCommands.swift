@@ -83,7 +83,7 @@ struct DownCommand: AsyncParsableCommand {
                                              paths: context.paths, starting: false) else {
             // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
             for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
-            report(targets.map(\.name), store: store)
+            try report(targets.map(\.name), store: store)
             return
         }
         let left = try Waiter(names: targets.map(\.name), quiet: true)
@@ -92,12 +92,12 @@ struct DownCommand: AsyncParsableCommand {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
         }
-        report(targets.map(\.name), store: store)
+        try report(targets.map(\.name), store: store)
     }
 
-    func report(_ names: [String], store: Store) {
+    func report(_ names: [String], store: Store) throws {
         guard !quiet else { return }
-        for name in names { print("\(name): \((try? store.tunnel(name))?.state.rawValue ?? "down")") }
+        for name in names { print("\(name): \(try store.tunnel(name)?.state.rawValue ?? "down")") }
     }
 }
 
