@@ -36,6 +36,14 @@ private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file
 }()
 #endif
 
+#if canImport(Glibc)
+// glibc ≥ 2.36 has pidfd_open (Linux ≥ 5.3); looked up at run time like addclosefrom_np.
+private let pidfdOpen: (@convention(c) (pid_t, UInt32) -> Int32)? = {
+    guard let sym = dlsym(nil, "pidfd_open") else { return nil }
+    return unsafeBitCast(sym, to: (@convention(c) (pid_t, UInt32) -> Int32).self)
+}()
+#endif
+
 /// A child started with posix_spawn: its own process group, default signal
 /// dispositions, no inherited fds beyond stdio. Lives until killed or reaped,
 /// independent of any Swift scope (unlike Subprocess/Foundation.Process).
@@ -184,10 +192,23 @@ public final class ChildProcess: @unchecked Sendable {
         if reapLocked() == nil { sendSignal(pid, sig) }
     }
 
-    /// Polls (WNOHANG) until the child exits; nil if still running after `timeout` seconds.
+    /// Waits until the child exits; nil if still running after `timeout` seconds. On Linux the wait is a
+    /// poll on a pidfd, which becomes readable when the process ends: no sleep loop.
     @discardableResult
     public func waitExit(timeout: Double) -> ChildExit? {
         let deadline = Date().addingTimeInterval(timeout)
+        #if canImport(Glibc)
+        if let pidfdOpen, case let fd = pidfdOpen(pid, 0), fd >= 0 {
+            defer { close(fd) }
+            while true {
+                if let exit = exitStatus { return exit }
+                let left = deadline.timeIntervalSinceNow
+                if left <= 0 { return nil }
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&poller, 1, Int32(min(left * 1000, 86_400_000).rounded(.up)))
+            }
+        }
+        #endif
         while true {
             if let exit = exitStatus { return exit }
             if Date() >= deadline { return nil }
