@@ -125,7 +125,7 @@ import Darwin
             Issue.record("expected targetDown, got \(result.outcome)")
             return
         }
-        #expect(message.contains("not with HTTP") && message.contains("SSH-2.0"))
+        #expect(message == "127.0.0.1:\(server.port) answered, but not as HTTP (it greets like SSH: \"SSH-2.0-OpenSSH_9.2\\r\\n\")")
     }
 
     @Test func httpAgainstASilentServerIsNoAnswer() async throws {
@@ -155,11 +155,12 @@ import Darwin
         #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0x08, 0xae])
     }
 
-    @Test func socksWithoutATargetConnectsToTheServersSSHPort() async throws {
+    /// Without probe_target nothing is assumed about the server: the handshake alone, no CONNECT.
+    @Test func socksWithoutATargetOnlyShakesHands() async throws {
         let server = try FakeServer(.socks(reply: 0))
         defer { server.stop() }
         #expect(await HealthProbe(kind: .socks).run(dynamic(port: server.port)).outcome == .up)
-        #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0, 22])
+        #expect(server.received.isEmpty, "no CONNECT was sent: \(server.received)")
     }
 
     @Test func socksConnectRequestsUseTheRightAddressType() {
@@ -171,19 +172,19 @@ import Darwin
     @Test func socksThatRefusesTheConnectIsTargetDown() async throws {
         let server = try FakeServer(.socks(reply: 5))
         defer { server.stop() }
-        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
-        #expect(result.outcome == .targetDown("the SOCKS proxy on 127.0.0.1:\(server.port) could not connect to 127.0.0.1:22: connection refused"))
+        let result = await HealthProbe(kind: .socks, socksTarget: SocksTarget(host: "wiki.lan", port: 80)).run(dynamic(port: server.port))
+        #expect(result.outcome == .targetDown("the SOCKS proxy on 127.0.0.1:\(server.port) could not connect to probe_target wiki.lan:80: connection refused"))
     }
 
     @Test func socksThatClosesAfterTheGreetingIsTargetDown() async throws {
         let server = try FakeServer(.socksCloseAfterGreeting)
         defer { server.stop() }
-        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
+        let result = await HealthProbe(kind: .socks, socksTarget: SocksTarget(host: "wiki.lan", port: 80)).run(dynamic(port: server.port))
         guard case .targetDown(let message) = result.outcome else {
             Issue.record("expected targetDown, got \(result.outcome)")
             return
         }
-        #expect(message.contains("closed the connection instead of connecting to 127.0.0.1:22"))
+        #expect(message.contains("the server could not connect to probe_target wiki.lan:80"))
     }
 
     @Test func somethingThatIsNotSOCKSIsTargetDown() async throws {
@@ -251,6 +252,8 @@ import Darwin
         let remote = try ForwardSpec.parse("8080:localhost:80", kind: .remote)
         let remoteUnix = try ForwardSpec.parse("/tmp/r.sock:localhost:80", kind: .remote)
         #expect(HealthProbe(kind: .tcp).effectiveKind(for: remote) == .remote)
+        #expect(HealthProbe(kind: .postgres).effectiveKind(for: remote) == .postgres)
+        #expect(HealthProbe(kind: .postgres).effectiveKind(for: dynamic(port: 1)) == .socks)
         #expect(HealthProbe(kind: .remote).effectiveKind(for: remoteUnix) == ProbeKind.none)
         #expect(HealthProbe(kind: .none).effectiveKind(for: remote) == ProbeKind.none)
         #expect(HealthProbe(kind: .remote).effectiveKind(for: local(port: 1)) == .tcp)
@@ -263,7 +266,7 @@ import Darwin
         #expect(await HealthProbe(kind: .remote).run(remote).outcome
             == .listenerDown("no control socket for -R 8080:localhost:80: the master is not running"))
         let allocated = try ForwardSpec.parse("0:localhost:80", kind: .remote)
-        guard case .noAnswer = await HealthProbe(kind: .remote, controlSocket: "/nonexistent").run(allocated).outcome else {
+        guard case .noAnswer = await HealthProbe(kind: .remote, master: MasterProbeContext(controlSocket: "/nonexistent")).run(allocated).outcome else {
             Issue.record("-R 0 without an allocated port cannot be probed")
             return
         }
@@ -271,7 +274,7 @@ import Darwin
 
     @Test func remoteWithAGoneMasterIsListenerDownAndLeavesNoChild() async throws {
         let remote = try ForwardSpec.parse("127.0.0.1:8080:localhost:80", kind: .remote)
-        let probe = HealthProbe(kind: .remote, timeout: 3, controlSocket: "/nonexistent/fwd-test.sock")
+        let probe = HealthProbe(kind: .remote, timeout: 3, master: MasterProbeContext(controlSocket: "/nonexistent/fwd-test.sock"))
         let result = await probe.run(remote)
         guard case .listenerDown(let message) = result.outcome else {
             Issue.record("expected listenerDown, got \(result.outcome)")

@@ -77,15 +77,6 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         SSHCommand(executable: ssh, arguments: ["-V"])
     }
 
-    /// Connects through the master to `host:port` as seen from the server (the `remote` probe of a -R forward).
-    /// `ProxyCommand=false` stops ssh from silently dialling directly when the master is gone.
-    public static func streamProbe(ssh: String = "ssh", socket: String, host: String, port: Int) -> SSHCommand {
-        let target = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        return SSHCommand(executable: ssh, arguments: [
-            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", target, muxPlaceholder,
-        ])
-    }
-
     /// Asks ssh how it would connect to `destination` with fwd's config.
     public static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
         SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)

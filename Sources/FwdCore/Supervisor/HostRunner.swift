@@ -438,6 +438,8 @@ actor HostRunner {
 
     // MARK: probes
 
+    private var probeContext: (pid: Int32, context: MasterProbeContext)?
+
     private func probe(only names: Set<String>?) async {
         guard let m = master, readyAt != nil else { return }
         let due = tunnels.values.sorted(by: { $0.name < $1.name }).filter { t in
@@ -446,14 +448,13 @@ actor HostRunner {
         // All probes of the round run at once: a silent remote target holds its probe for the whole timeout,
         // and one after another they would hold up the event loop (and every `fwd up`) for as long.
         let jobs = due.flatMap { t in t.forwards.enumerated().map { (t, $0.offset, $0.element) } }
-        // Only a SOCKS probe needs the server's port (it connects to it through the proxy).
-        let needsServer = jobs.contains { t, _, f in t.probe(for: f) == .socks }
-        let socksTarget = serverAddressAsSeenFromServer(needsServer ? await resolution() : resolved)
         let allocated = self.allocated
-        let ssh = paths.ssh
+        // One per live master: its dynamic forwards share one transport round trip.
+        if probeContext?.pid != m.pid { probeContext = (m.pid, MasterProbeContext(controlSocket: m.socket)) }
+        let master = probeContext!.context
         let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
             for (t, index, f) in jobs {
-                let probe = HealthProbe(kind: t.probe(for: f), timeout: 2, socksTarget: socksTarget, controlSocket: m.socket, ssh: ssh)
+                let probe = HealthProbe(kind: t.probe(for: f), timeout: 2, socksTarget: t.probeTarget, master: master)
                 group.addTask { (t.name, index, await probe.run(f, allocatedPort: allocated[f])) }
             }
             return await group.reduce(into: [String: [Int: ProbeResult]]()) { $0[$1.0, default: [:]][$1.1] = $1.2 }
@@ -502,11 +503,6 @@ actor HostRunner {
         case .noAnswer: 2
         case .listenerDown: 3
         }
-    }
-
-    /// A SOCKS probe connects through the proxy to the SSH server's own port as seen from the server.
-    private func serverAddressAsSeenFromServer(_ resolved: ResolvedHost?) -> SocksTarget {
-        SocksTarget(host: "127.0.0.1", port: Int(resolved?.value("port") ?? "22") ?? 22)
     }
 
     // MARK: helpers
