@@ -18,6 +18,7 @@ public enum ConfigEditor {
             out += "\(kind.rawValue) = " + (specs.count == 1 ? specs[0] : "[\(specs.joined(separator: ", "))]") + "\n"
         }
         if let probe = tunnel.probe { out += "probe = \(quote(probe.rawValue))\n" }
+        if let target = tunnel.probeTarget { out += "probe_target = \(quote(target.description))\n" }
         if tunnel.isPublic { out += "public = true\n" }
         if tunnel.autostart { out += "autostart = true\n" }
         return out

@@ -27,11 +27,11 @@ public enum ProbeKind: String, Sendable, Hashable, Codable, CaseIterable {
     /// One line per probe, for `fwd add --help` and the README.
     public var summary: String {
         switch self {
-        case .tcp: "the port accepts and the forward's target does not refuse (default for local forwards)"
+        case .tcp: "accepts, and the target does not refuse (local default)"
         case .banner: "the server sends any first bytes"
         case .http: "GET / gets an HTTP status line"
-        case .socks: "SOCKS5 handshake and the master's transport; with probe_target, a CONNECT (default for dynamic forwards)"
-        case .remote: "the server's listener answers through the master and the local target accepts (default for remote forwards)"
+        case .socks: "SOCKS5 handshake, master transport; CONNECT probe_target (dynamic default)"
+        case .remote: "server listener via the master; local target accepts (remote default)"
         case .none: "no probe: up once the forward is added"
         case .postgres: "SSLRequest gets S or N"
         case .mysql: "the server greeting (protocol 10)"
