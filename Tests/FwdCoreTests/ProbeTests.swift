@@ -246,7 +246,7 @@ import Darwin
         defer { server.stop() }
         let result = await HealthProbe(kind: kind).run(local(port: server.port))
         #expect(result.outcome == .up, "\(kind): \(result.outcome)")
-        #expect(result.latencyMs < 1000)
+        #expect(result.latencyMs > 0)
         if spec.speaksFirst {
             #expect(server.received.first == ProtocolCheck.check(for: kind, hostHeader: "db.lan:5432")?.request || kind == .tls,
                     "\(kind) sent its request")

@@ -115,6 +115,33 @@ import Darwin
         }
     }
 
+    /// A -L forward's tcp probe asks the server, through the master, to connect to the target: definite both
+    /// ways, so no settle window is waited out.
+    @Test func aLocalForwardsTargetIsAskedOfTheServer() async throws {
+        try await RemoteProbeLab.with { lab in
+            let target = try TestListener(banner: "")
+            let listen = try LocalPort.free()
+            let spec = try ForwardSpec.parse("127.0.0.1:\(listen):127.0.0.1:\(target.port)", kind: .local)
+            try await lab.mux(.forward(spec))
+            let probe = HealthProbe(kind: .tcp, master: MasterProbeContext(controlSocket: lab.socket))
+            let start = ContinuousClock.now
+            let up = await probe.run(spec)
+            #expect(up.outcome == .up)
+            #expect(ContinuousClock.now - start < .milliseconds(200), "no 250 ms settle window")
+            target.close()
+            guard case .targetDown(let why) = await probe.run(spec).outcome else {
+                Issue.record("a closed target is targetDown")
+                return
+            }
+            #expect(why.contains("could not connect to the forward's target 127.0.0.1:\(target.port)"), "\(why)")
+            try await lab.mux(.cancel(spec))
+            guard case .listenerDown = await probe.run(spec).outcome else {
+                Issue.record("a cancelled -L is listenerDown")
+                return
+            }
+        }
+    }
+
     /// The dynamic forwards' transport round trip: answered by the server (open failed) while the master is up.
     @Test func theTransportRoundTripIsAnsweredByTheServer() async throws {
         try await RemoteProbeLab.with { lab in

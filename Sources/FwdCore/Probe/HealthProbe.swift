@@ -111,6 +111,9 @@ public struct HealthProbe: Sendable {
         let (outcome, latency): (ProbeOutcome, Duration?)
         if forward.kind == .remote {
             (outcome, latency) = await remote(forward, kind: kind, allocatedPort: allocatedPort, hostHeader: hostHeader, deadline: deadline)
+        } else if kind == .tcp, let master, case .tcp(let host?, let port) = forward.target {
+            let address = ProbeAddress(listen: forward.listen, port: allocatedPort)
+            (outcome, latency) = await localThroughMaster(master, address: address, target: (host, port), deadline: deadline)
         } else {
             let address = ProbeAddress(listen: forward.listen, port: allocatedPort)
             (outcome, latency) = await local(kind, address: address, hostHeader: hostHeader, deadline: deadline)
@@ -165,6 +168,30 @@ public struct HealthProbe: Sendable {
             }
         }
         return await body(socket)
+    }
+
+    /// The tcp probe of a -L forward with a live master: ssh's listener accepts (connected, then closed at
+    /// once), and the server connects to the forward's target through the same master. Both answers are
+    /// definite, so nothing waits out a settle window: MUX_S_SESSION_OPENED means the server's connect
+    /// succeeded, MUX_S_FAILURE that it failed. The latency is that round trip.
+    private func localThroughMaster(_ master: MasterProbeContext, address: ProbeAddress, target: (host: String, port: Int),
+                                    deadline: ContinuousClock.Instant) async -> (ProbeOutcome, Duration?) {
+        async let listener = connected(address, deadline: deadline) { _ in (.up, nil) }
+        let opened = await master.openChannel(host: target.host, port: target.port, until: deadline)
+        let place = SocksTarget(host: target.host, port: target.port).description
+        let channel: (ProbeOutcome, Duration?)
+        switch consume opened {
+        case .opened(_, let rtt): channel = (.up, rtt)
+        case .failed(let failure):
+            switch failure.failure {
+            case .refused(let why): channel = (.targetDown("the server could not connect to the forward's target \(place) (\(why))"), nil)
+            case .noMaster(let why): channel = (.listenerDown("the master is gone: \(why)"), nil)
+            case .timedOut(let why), .protocolError(let why):
+                channel = (.noAnswer("no answer through the master about the forward's target \(place) (\(why))"), nil)
+            }
+        }
+        let local = await listener
+        return local.0 == .up ? channel : local
     }
 
     /// Only a refusal is definite for a bare -L port: ssh accepts, then closes when the remote connect fails.
