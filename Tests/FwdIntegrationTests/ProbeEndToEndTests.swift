@@ -180,6 +180,34 @@ import Glibc
     }
 }
 
+/// The tls probe's ClientHello against a real TLS stack (OpenSSL's s_server, TLS 1.3 and 1.2).
+@Suite struct RealTLSProbeTests {
+    @Test func openSSLAnswersTheClientHelloWithAServerHello() async throws {
+        guard let openssl = Tool.path("openssl") else {
+            print("SKIP real TLS probe: openssl is not installed (apt-get install openssl)")
+            return
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-tls-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (made, output) = try ChildProcess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                                   "-nodes", "-days", "1", "-subj", "/CN=wiki.lan", "-keyout", dir + "/key.pem",
+                                                   "-out", dir + "/cert.pem"])
+        try #require(made == .exited(0), "\(output)")
+        for version in ["-tls1_3", "-tls1_2"] {
+            let port = try LocalPort.free()
+            let server = try ChildProcess([openssl, "s_server", version, "-accept", "127.0.0.1:\(port)", "-cert", dir + "/cert.pem",
+                                           "-key", dir + "/key.pem", "-quiet"], outputPath: dir + "/s_server.log")
+            defer { server.kill() }
+            let deadline = Date().addingTimeInterval(10)
+            while !LocalPort.isAccepting(port: port, timeout: 0.2), Date() < deadline { usleep(50_000) }
+            let spec = ForwardSpec(kind: .local, listen: .tcp(host: nil, port: port), target: .tcp(host: "wiki.lan", port: 443))
+            let result = await HealthProbe(kind: .tls).run(spec)
+            #expect(result.outcome == .up, "\(version): \(result.outcome) — \(FileSystem.read(dir + "/s_server.log") ?? "")")
+        }
+    }
+}
+
 enum Tool {
     static func path(_ name: String) -> String? {
         for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
