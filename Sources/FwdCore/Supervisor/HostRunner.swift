@@ -478,9 +478,11 @@ actor HostRunner {
                 stalled[t.name] = 0
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer")
             case .listenerDown(let why):
-                // Our listener vanished while the master lives (someone cancelled it): put it back.
+                // Our listener vanished while the master lives (someone cancelled it, or the server lost it):
+                // put it back. Cancel first: re-adding a forward the master still lists is a no-op (verified with
+                // a -R listener destroyed on the server by `ss -K`: only cancel + forward binds it again).
                 note(t.name, .starting, error: why, "a forward is missing; adding it again")
-                added[t.name] = nil
+                await cancelForwards(t.name)
                 await addForwards(t)
             case .noAnswer(let why):
                 let n = (stalled[t.name] ?? 0) + 1
