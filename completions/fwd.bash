@@ -329,7 +329,7 @@ _fwd_add() {
     repeating_flags=()
     non_repeating_flags=(--public --version -h --help)
     repeating_options=(-L -R -D)
-    non_repeating_options=(--host --probe --template --target --port --target-port --passive)
+    non_repeating_options=(--host --probe --probe-target --template --target --port --target-port --passive)
     __fwd_offer_flags_options 1
 
     # Offer option value completions
@@ -348,6 +348,10 @@ _fwd_add() {
         return
         ;;
     '--probe')
+        __fwd_add_completions -W 'tcp'$'\n''banner'$'\n''http'$'\n''socks'$'\n''remote'$'\n''none'$'\n''postgres'$'\n''mysql'$'\n''ssh'$'\n''tls'$'\n''smtp'$'\n''imap'$'\n''pop3'$'\n''ftp'$'\n''rdp'$'\n''vnc'$'\n''redis'
+        return
+        ;;
+    '--probe-target')
         return
         ;;
     '--template')

@@ -110,6 +110,44 @@ def http_get(host, port, timeout=2.0):
         return data.startswith(b"HTTP/1.")
 
 
+def socks_get(proxy_port, target_port, timeout=2.0):
+    """One GET through a SOCKS5 proxy to 127.0.0.1:target_port; True when an HTTP status line came back."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout) as s:
+        s.sendall(b"\x05\x01\x00")
+        if s.recv(2) != b"\x05\x00":
+            return False
+        s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + target_port.to_bytes(2, "big"))
+        reply = b""
+        while len(reply) < 10:
+            chunk = s.recv(10 - len(reply))
+            if not chunk:
+                return False
+            reply += chunk
+        if reply[1] != 0:
+            return False
+        s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+        data = b""
+        while len(data) < 12:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.startswith(b"HTTP/1.")
+
+
+def wait_usable(check, timeout):
+    """wait_page for any check: polls every POLL s until check() is true. Returns perf_counter() or None."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            if check():
+                return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(POLL)
+    return None
+
+
 def wait_page(port, timeout, host="127.0.0.1"):
     """The wait loop every measure shares: GET every POLL s until a response. Returns perf_counter() or None."""
     deadline = time.perf_counter() + timeout
@@ -711,6 +749,116 @@ class Bench:
     @staticmethod
     def ms_list(xs):
         return ", ".join(f"{x * 1000:.0f}" for x in xs)
+
+    # -- 8. cold up per forward type (issue 12) -------------------------------------------------------------------
+
+    def forward_usable(self, kind, port):
+        """How a user sees each forward work: a page through -L, a page through the -D proxy (CONNECT, then GET),
+        and a page from the -R listener on the server (here the server is this machine)."""
+        if kind == "dynamic":
+            return lambda: socks_get(port, self.http_port, timeout=1.0)
+        return lambda: http_get("127.0.0.1", port, timeout=1.0)
+
+    def forward_spec(self, kind, port):
+        return {"local": f"127.0.0.1:{port}:127.0.0.1:{self.http_port}", "dynamic": f"127.0.0.1:{port}",
+                "remote": f"127.0.0.1:{port}:127.0.0.1:{self.http_port}"}[kind]
+
+    def write_typed_config(self, path, tunnels, probe=None):
+        """tunnels: (name, host, kind, spec); every tunnel with its default probe unless `probe` names one."""
+        out = ["# written by scripts/bench"]
+        for name, host, kind, spec in tunnels:
+            out += [f"[tunnels.{name}]", f'host = "{host}"', f'{kind} = "{spec}"'] + ([f'probe = "{probe}"'] if probe else []) + [""]
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+
+    def cold_up_types(self):
+        runs = self.args.runs
+        config = os.path.join(self.dir, "cold-types.toml")
+        flag = {"local": "-L", "dynamic": "-D", "remote": "-R"}
+        for kind in ("local", "dynamic", "remote"):
+            fwd_t, raw_t, fwd_cmd_t = [], [], []
+            for i in range(runs + 1):  # run 0 warms caches and is not counted
+                for who in (["fwd", "raw"] if i % 2 == 0 else ["raw", "fwd"]):
+                    port = self.ports.take()
+                    spec = self.forward_spec(kind, port)
+                    usable = self.forward_usable(kind, port)
+                    if who == "fwd":
+                        self.write_typed_config(config, [("t1", "bench0", kind, spec)])
+                        env = self.fwd_env(f"cold-{kind}{i}", config, self.user_ssh_config)
+                        t0 = time.perf_counter()
+                        p = self.run([self.fwd, "up", "t1", "-q"], env=env, timeout=60)
+                        t1 = time.perf_counter()
+                        ok = wait_usable(usable, 30)
+                        if p.returncode != 0 or ok is None:
+                            raise CannotMeasure(f"{kind}: `fwd up` exited {p.returncode} / {'usable' if ok else 'never usable'}: "
+                                                f"{p.stderr.decode(errors='replace').strip()[-400:]}")
+                        if i:
+                            fwd_t.append(max(ok, t1) - t0)
+                            fwd_cmd_t.append(t1 - t0)
+                        self.fwd_stop(env)
+                    else:
+                        t0 = time.perf_counter()
+                        p = self.run(["ssh", "-F", self.raw_ssh_config, "-f", "-N", "-o", "ExitOnForwardFailure=yes",
+                                      flag[kind], spec, "bench0"], timeout=60)
+                        ok = wait_usable(usable, 30)
+                        if p.returncode != 0 or ok is None:
+                            raise CannotMeasure(f"{kind}: `ssh -f -N {flag[kind]}` exited {p.returncode}: "
+                                                f"{p.stderr.decode(errors='replace')[-300:]}")
+                        if i:
+                            raw_t.append(ok - t0)
+                        self.kill_pids(self.raw_ssh_pids(spec))
+            f, r, c = median(fwd_t), median(raw_t), median(fwd_cmd_t)
+            self.row(f"8. Cold up, {kind} forward ({flag[kind]}, default probe): `fwd up` returned and the forward "
+                     f"usable vs raw `ssh -f -N {flag[kind]}` usable", fmt_ms(f), fmt_ms(r), f"{f / r:.2f}×", "≤ 1.2× raw",
+                     "yes" if f <= 1.2 * r else "no")
+            self.detail(f"### 8. Cold up, {kind} forward\n")
+            self.detail(f"fwd (ms, until both `fwd up` returned and the forward was usable): {self.ms_list(fwd_t)}; "
+                        f"`fwd up` alone: {self.ms_list(fwd_cmd_t)} (median {fmt_ms(c)})  ")
+            self.detail(f"raw ssh (ms, until usable): {self.ms_list(raw_t)}  \n")
+
+    # -- 9. idle CPU with every forward type (issue 12) ------------------------------------------------------------
+
+    def idle_cpu_types(self):
+        n = 20
+        tunnels = []
+        for kind in ("local", "dynamic", "remote"):
+            for i in range(n):
+                tunnels.append((f"{kind[0]}{i:02d}", "bench0", kind, self.forward_spec(kind, self.ports.take())))
+        results = {}
+        # The same 60 tunnels with probe = "none" separate what probing costs from the supervisor's own rounds.
+        for probe in (None, "none"):
+            config = os.path.join(self.dir, f"idle-types-{probe or 'default'}.toml")
+            self.write_typed_config(config, tunnels, probe)
+            with open(config, "a") as f:
+                f.write("[groups]\nall = [" + ", ".join(json.dumps(t[0]) for t in tunnels) + "]\n")
+            env = self.fwd_env(f"idle-types-{probe or 'default'}", config, self.user_ssh_config)
+            try:
+                self.run([self.fwd, "up", "all", "-q", "--timeout", "120"], env=env, timeout=180, check=True)
+                p = self.run([self.fwd, "status", "--json"], env=env, timeout=30, check=True)
+                states = [t["state"] for t in json.loads(p.stdout)]
+                if states.count("up") != len(tunnels):
+                    raise CannotMeasure(f"not every tunnel is up: {sorted(set(states))}")
+                time.sleep(2)
+                sup = self.supervisor_pid(env)
+                if not sup:
+                    raise CannotMeasure("cannot find fwd's supervisor process")
+                threads = len(os.listdir(f"/proc/{sup}/task"))
+                idle = self.idle_cpu(sup)
+                idle["threads"] = (threads, len(os.listdir(f"/proc/{sup}/task")))
+                results[probe] = idle
+            finally:
+                self.fwd_stop(env)
+        idle, none = results[None], results["none"]
+        self.row(f"9. Supervisor idle CPU over {self.args.idle_seconds:g} s, 20 local + 20 dynamic + 20 remote tunnels "
+                 "on one host, default probes every 2 s", f"{idle['sup']:.2f} % of a core",
+                 f"same tunnels with probe = \"none\": {none['sup']:.2f} %; master: {idle['masters']:.2f} % "
+                 f"(none: {none['masters']:.2f} %)", "—", "≤ 1 %", "yes" if idle["sup"] <= 1 else "no")
+        self.detail("### 9. Idle CPU, every forward type\n")
+        self.detail("60 tunnels, default probes (tcp through the master, SOCKS handshake plus the master's transport "
+                    "round trip at most every 30 s, remote through the master's control socket). Supervisor threads "
+                    f"{idle['threads'][0]} before and {idle['threads'][1]} after the window (probes share one poll "
+                    f"thread; no ssh process is started per probe). With probe = \"none\" the supervisor still runs "
+                    f"its rounds and records them: {none['sup']:.2f} % of a core.  \n")
 
     # -- 2. warm add ---------------------------------------------------------------------------------------------
 
@@ -1443,7 +1591,10 @@ def main():
     p = argparse.ArgumentParser(description="Benchmark fwd beside raw OpenSSH and autossh; writes BENCHMARKS.md.")
     p.add_argument("--fwd", default=os.path.join(HERE, "..", ".build", "release", "fwd"), help="the fwd binary")
     p.add_argument("--runs", type=int, default=5, help="runs per measure (≥ 5 for the committed figures)")
-    p.add_argument("--only", default="1,2,3,4,5,6,8", help="comma-separated measures (7 runs inside 6)")
+    p.add_argument("--only", default="1,2,3,4,5,6,8,9,10",
+                   help="comma-separated measures: 1 cold up, 2 warm add, 3 recovery, 4 detection, 5 throughput, "
+                        "6 footprint (7, CLI latency, runs inside 6), 8 address change -> page, 9 cold up per forward "
+                        "type, 10 idle CPU with local, dynamic and remote tunnels")
     p.add_argument("--out", default=os.path.join(HERE, "..", "BENCHMARKS.md"))
     p.add_argument("--mbytes", type=int, default=256, help="MB per throughput run")
     p.add_argument("--idle-seconds", type=float, default=60)
@@ -1472,7 +1623,9 @@ def main():
                  ("3", "3. recovery after an sshd crash", bench.recovery),
                  ("4", "4. detection of a silent loss (network namespaces)", bench.detection),
                  ("5", "5. throughput", bench.throughput), ("6", "6. footprint (and 7. CLI latency)", bench.footprint),
-                 ("8", "8. address change → page (network namespaces)", bench.address_change)]
+                 ("8", "8. address change → page (network namespaces)", bench.address_change),
+                 ("9", "9. cold up per forward type", bench.cold_up_types),
+                 ("10", "10. idle CPU, 20 local + 20 dynamic + 20 remote", bench.idle_cpu_types)]
         for key, title, fn in steps:
             if key in only:
                 bench.measure(title, fn)

@@ -12,6 +12,11 @@ struct AddCommand: AsyncParsableCommand {
           fwd add db --template postgres --host office --target db.lan
           fwd add files --template ftp --host office --target ftp.lan --passive 60000-60009
         The new [tunnels.NAME] table is appended; the rest of the file is left as it was.
+
+        Probes (--probe):
+        \(ProbeKind.allCases.map { "  \($0.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))\($0.summary)" }.joined(separator: "\n"))
+        Protocol probes, banner and http test local and remote forwards; a port that answers another \
+        protocol reads degraded and says so.
         """
     )
 
@@ -30,8 +35,14 @@ struct AddCommand: AsyncParsableCommand {
     @Option(name: .customShort("D"), help: ArgumentHelp("A dynamic (SOCKS) forward, as for ssh -D.", valueName: "spec"))
     var dynamic: [String] = []
 
-    @Option(help: "tcp, banner, http, socks, remote or none (default: by forward type).")
+    @Option(help: ArgumentHelp("How each forward is checked: \(ProbeKind.allCases.map(\.rawValue).joined(separator: ", ")) (default: by forward type; see the list above).",
+                               valueName: "probe"),
+            completion: .list(ProbeKind.allCases.map(\.rawValue)))
     var probe: String?
+
+    @Option(name: .customLong("probe-target"),
+            help: ArgumentHelp("For a dynamic forward: HOST:PORT (as the server sees it) the probe CONNECTs to through the proxy.", valueName: "host:port"))
+    var probeTarget: String?
 
     @Flag(name: .customLong("public"), help: "Allow binding addresses other than loopback.")
     var isPublic = false
@@ -82,6 +93,12 @@ struct AddCommand: AsyncParsableCommand {
             var tunnel = Tunnel(name: name, host: host, written: written)
             if let probe {
                 tunnel.probe = ProbeKind(rawValue: probe)
+            }
+            if let probeTarget {
+                switch SocksTarget.parse(probeTarget) {
+                case .success(let target): tunnel.probeTarget = target
+                case .failure(let problem): throw ValidationError("--probe-target \(problem.description)")
+                }
             }
             tunnel.isPublic = isPublic
             table = ConfigEditor.table(for: tunnel)

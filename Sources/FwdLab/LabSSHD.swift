@@ -60,6 +60,9 @@ public final class LabSSHD: @unchecked Sendable {
     public let configPath: String
     /// The sshd binary, or a symlink to it: sshd names its PAM service after the name it was started by.
     public let executable: String
+    /// The one address sshd listens on: 127.0.0.1, or another loopback address (127.0.0.2) to stand in for a
+    /// server whose sshd listens on its LAN address only.
+    public let address: String
 
     private let lock = NSLock()
     private var child: ChildProcess?
@@ -67,13 +70,15 @@ public final class LabSSHD: @unchecked Sendable {
     /// Generates keys (kept if already in `dir`), sshd_config and known_hosts, and validates the config with `sshd -t`.
     /// Plain `extraConfig` lines go before the defaults, because sshd keeps the first value it reads for a keyword;
     /// from the first `Match` line on they go at the end, where Match blocks must be.
-    public init(dir: String, port: Int? = nil, extraConfig: [String] = [], executable: String = LabSSHD.sshdPath) throws {
+    public init(dir: String, port: Int? = nil, address: String = "127.0.0.1", extraConfig: [String] = [],
+                executable: String = LabSSHD.sshdPath) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw LabError.sshdNotFound(executable)
         }
         self.executable = executable
         let dir = URL(fileURLWithPath: dir).standardizedFileURL.path
         self.dir = dir
+        self.address = address
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
@@ -106,12 +111,12 @@ public final class LabSSHD: @unchecked Sendable {
         try Self.write(try String(contentsOfFile: clientKey + ".pub", encoding: .utf8), to: dir + "/authorized_keys")
         let hostPub = try String(contentsOfFile: hostKey + ".pub", encoding: .utf8)
             .split(separator: " ").prefix(2).joined(separator: " ")
-        try Self.write("[127.0.0.1]:\(self.port) \(hostPub)\n", to: knownHosts)
+        try Self.write("[\(address)]:\(self.port) \(hostPub)\n", to: knownHosts)
 
         let matchStart = extraConfig.firstIndex { $0.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("match ") }
             ?? extraConfig.endIndex
         let defaults = [
-            "ListenAddress 127.0.0.1",
+            "ListenAddress \(address)",
             "HostKey \(Self.quote(hostKey))",
             "PidFile \(Self.quote(dir + "/sshd.pid"))",
             "AuthorizedKeysFile \(Self.quote(dir + "/authorized_keys"))",
@@ -152,7 +157,7 @@ public final class LabSSHD: @unchecked Sendable {
             let argv = [executable, "-D", "-e", "-f", configPath, "-p", String(port), "-E", logPath]
             let proc = try ChildProcess(argv, outputPath: logPath)
             child = proc
-            let ready = "Server listening on 127.0.0.1 port \(port)."
+            let ready = "Server listening on \(address) port \(port)."
             let deadline = Date().addingTimeInterval(5)
             while true {
                 if let exit = proc.exitStatus {
@@ -219,7 +224,7 @@ public final class LabSSHD: @unchecked Sendable {
     public func clientConfigBlock(alias: String) -> String {
         """
         Host \(alias)
-            HostName 127.0.0.1
+            HostName \(address)
             Port \(port)
             User \(user)
             IdentityFile \(Self.quote(clientKey))

@@ -187,6 +187,33 @@ import Testing
         #expect(d.first?.line == 4)
     }
 
+    @Test func probeTargetIsReadAndValidatedWithItsPosition() throws {
+        let ok = try ConfigLoader.parse("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\nprobe_target = \"wiki.lan:80\"\n", path: path)
+        #expect(ok.tunnels[0].probeTarget == SocksTarget(host: "wiki.lan", port: 80))
+        #expect(try ConfigLoader.parse("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\n", path: path).tunnels[0].probeTarget == nil)
+
+        let bad = diagnostics("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\nprobe_target = \"wiki.lan\"\n")
+        #expect(bad.count == 1)
+        #expect(bad.first?.line == 4)
+        #expect(bad.first?.column == 17)
+        #expect(bad.first?.message == "probe_target \"wiki.lan\" must be HOST:PORT (e.g. wiki.lan:80), with an IPv6 address in brackets")
+
+        let port = diagnostics("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\nprobe_target = \"wiki.lan:0\"\n")
+        #expect(port.first?.message.contains("needs a port from 1 to 65535") == true)
+        let type = diagnostics("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\nprobe_target = 80\n")
+        #expect(type.first?.line == 4)
+        let noDynamic = diagnostics("[tunnels.a]\nhost = \"h\"\nlocal = \"8080:a:80\"\nprobe_target = \"wiki.lan:80\"\n")
+        #expect(noDynamic.first?.line == 4)
+        #expect(noDynamic.first?.message.contains("has no dynamic forward") == true)
+    }
+
+    @Test func protocolProbesFitLocalAndRemoteForwards() throws {
+        let text = "[tunnels.a]\nhost = \"h\"\nremote = \"15432:localhost:5432\"\nprobe = \"postgres\"\n"
+        let tunnel = try ConfigLoader.parse(text, path: path).tunnels[0]
+        #expect(tunnel.probe(for: tunnel.forwards[0]) == .postgres)
+        #expect(diagnostics("[tunnels.a]\nhost = \"h\"\ndynamic = \"1080\"\nprobe = \"redis\"\n").first?.line == 4)
+    }
+
     @Test func missingFileIsAnEmptyConfig() throws {
         let config = try ConfigLoader.load(path: "/nonexistent/fwd.toml")
         #expect(config.tunnels.isEmpty)

@@ -125,7 +125,7 @@ import Darwin
             Issue.record("expected targetDown, got \(result.outcome)")
             return
         }
-        #expect(message.contains("not with HTTP") && message.contains("SSH-2.0"))
+        #expect(message == "127.0.0.1:\(server.port) answered, but not as HTTP (it greets like SSH: \"SSH-2.0-OpenSSH_9.2\\r\\n\")")
     }
 
     @Test func httpAgainstASilentServerIsNoAnswer() async throws {
@@ -155,11 +155,12 @@ import Darwin
         #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0x08, 0xae])
     }
 
-    @Test func socksWithoutATargetConnectsToTheServersSSHPort() async throws {
+    /// Without probe_target nothing is assumed about the server: the handshake alone, no CONNECT.
+    @Test func socksWithoutATargetOnlyShakesHands() async throws {
         let server = try FakeServer(.socks(reply: 0))
         defer { server.stop() }
         #expect(await HealthProbe(kind: .socks).run(dynamic(port: server.port)).outcome == .up)
-        #expect(server.received.last == [5, 1, 0, 1, 127, 0, 0, 1, 0, 22])
+        #expect(server.received.isEmpty, "no CONNECT was sent: \(server.received)")
     }
 
     @Test func socksConnectRequestsUseTheRightAddressType() {
@@ -171,19 +172,19 @@ import Darwin
     @Test func socksThatRefusesTheConnectIsTargetDown() async throws {
         let server = try FakeServer(.socks(reply: 5))
         defer { server.stop() }
-        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
-        #expect(result.outcome == .targetDown("the SOCKS proxy on 127.0.0.1:\(server.port) could not connect to 127.0.0.1:22: connection refused"))
+        let result = await HealthProbe(kind: .socks, socksTarget: SocksTarget(host: "wiki.lan", port: 80)).run(dynamic(port: server.port))
+        #expect(result.outcome == .targetDown("the SOCKS proxy on 127.0.0.1:\(server.port) could not connect to probe_target wiki.lan:80: connection refused"))
     }
 
     @Test func socksThatClosesAfterTheGreetingIsTargetDown() async throws {
         let server = try FakeServer(.socksCloseAfterGreeting)
         defer { server.stop() }
-        let result = await HealthProbe(kind: .socks).run(dynamic(port: server.port))
+        let result = await HealthProbe(kind: .socks, socksTarget: SocksTarget(host: "wiki.lan", port: 80)).run(dynamic(port: server.port))
         guard case .targetDown(let message) = result.outcome else {
             Issue.record("expected targetDown, got \(result.outcome)")
             return
         }
-        #expect(message.contains("closed the connection instead of connecting to 127.0.0.1:22"))
+        #expect(message.contains("the server could not connect to probe_target wiki.lan:80"))
     }
 
     @Test func somethingThatIsNotSOCKSIsTargetDown() async throws {
@@ -212,6 +213,120 @@ import Darwin
         guard case .noAnswer = result.outcome else {
             Issue.record("expected noAnswer, got \(result.outcome)")
             return
+        }
+    }
+
+    // MARK: protocol probes
+
+    /// Each protocol: the answer its server gives, and whether the probe speaks first.
+    static let protocols: [(kind: ProbeKind, speaksFirst: Bool, answer: [UInt8])] = [
+        (.postgres, true, Array("N".utf8)),
+        (.mysql, false, [0x4a, 0, 0, 0, 10] + Array("8.0.36\0".utf8) + [UInt8](repeating: 1, count: 20)),
+        (.ssh, false, Array("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n".utf8)),
+        (.http, true, Array("HTTP/1.1 302 Found\r\nLocation: /login\r\n\r\n".utf8)),
+        (.tls, true, [0x16, 3, 3, 0, 0x4a, 2, 0, 0, 0x46, 3, 3] + [UInt8](repeating: 7, count: 32)),
+        (.smtp, false, Array("220 mail.lan ESMTP Postfix\r\n".utf8)),
+        (.imap, false, Array("* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n".utf8)),
+        (.pop3, false, Array("+OK Dovecot ready.\r\n".utf8)),
+        (.ftp, false, Array("220 (vsFTPd 3.0.3)\r\n".utf8)),
+        (.rdp, true, [3, 0, 0, 19, 14, 0xd0, 0, 0, 0x12, 0x34, 0, 2, 0, 8, 0, 1, 0, 0, 0]),
+        (.vnc, false, Array("RFB 003.008\n".utf8)),
+        (.redis, true, Array("+PONG\r\n".utf8)),
+    ]
+
+    /// Another protocol's answer: HTTP's for everything but HTTP, which gets an SSH banner.
+    private func otherAnswer(for kind: ProbeKind) -> [UInt8] {
+        kind == .http || kind == .ssh ? Array("RFB 003.008\n".utf8) : Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8)
+    }
+
+    @Test(arguments: ProbeTests.protocols.map(\.kind))
+    func aProtocolProbePassesWhenTheServerAnswersRight(_ kind: ProbeKind) async throws {
+        let spec = try #require(Self.protocols.first { $0.kind == kind })
+        let server = try FakeServer(.respond(readFirst: spec.speaksFirst, answer: spec.answer))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: kind).run(local(port: server.port))
+        #expect(result.outcome == .up, "\(kind): \(result.outcome)")
+        #expect(result.latencyMs > 0)
+        if spec.speaksFirst {
+            #expect(server.received.first == ProtocolCheck.check(for: kind, hostHeader: "db.lan:5432")?.request || kind == .tls,
+                    "\(kind) sent its request")
+        }
+    }
+
+    @Test(arguments: ProbeTests.protocols.map(\.kind))
+    func aProtocolProbeSaysWhenAnotherProtocolAnswers(_ kind: ProbeKind) async throws {
+        let spec = try #require(Self.protocols.first { $0.kind == kind })
+        let server = try FakeServer(.respond(readFirst: spec.speaksFirst, answer: otherAnswer(for: kind)))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: kind).run(local(port: server.port))
+        let name = try #require(ProtocolCheck.check(for: kind, hostHeader: "x")).name
+        guard case .targetDown(let message) = result.outcome else {
+            Issue.record("\(kind): expected targetDown, got \(result.outcome)")
+            return
+        }
+        #expect(message.hasPrefix("127.0.0.1:\(server.port) answered, but not as \(name) ("), "\(message)")
+    }
+
+    @Test(arguments: ProbeTests.protocols.map(\.kind))
+    func aProtocolProbeOfASilentServerIsNoAnswer(_ kind: ProbeKind) async throws {
+        let server = try FakeServer(.hold)
+        defer { server.stop() }
+        let result = await HealthProbe(kind: kind, timeout: 0.3).run(local(port: server.port))
+        guard case .noAnswer(let message) = result.outcome else {
+            Issue.record("\(kind): expected noAnswer, got \(result.outcome)")
+            return
+        }
+        #expect(message.contains("sent no"), "\(message)")
+    }
+
+    @Test func aPortThatAnswersSSHIsNamed() async throws {
+        let server = try FakeServer(.respond(readFirst: true, answer: Array("SSH-2.0-OpenSSH_9.2\r\n".utf8)))
+        defer { server.stop() }
+        let result = await HealthProbe(kind: .postgres).run(local(port: server.port))
+        #expect(result.outcome == .targetDown("127.0.0.1:\(server.port) answered, but not as PostgreSQL (it greets like SSH: \"SSH-2.0-OpenSSH_9.2\\r\\n\")"))
+    }
+
+    @Test func refusalsInTheProtocolAreTargetDown() async throws {
+        let cases: [(ProbeKind, [UInt8], String)] = [
+            (.mysql, [23, 0, 0, 0, 0xff, 0x10, 0x04] + Array("Too many connections".utf8), "MySQL refused the connection: Too many connections"),
+            (.smtp, Array("554 no service\r\n".utf8), "the SMTP server refused: 554 no service"),
+            (.pop3, Array("-ERR busy\r\n".utf8), "the POP3 server refused: -ERR busy"),
+            (.redis, Array("-LOADING Redis is loading\r\n".utf8), "Redis answered with an error: -LOADING Redis is loading"),
+        ]
+        for (kind, answer, why) in cases {
+            let server = try FakeServer(.respond(readFirst: kind == .redis, answer: answer))
+            defer { server.stop() }
+            let result = await HealthProbe(kind: kind).run(local(port: server.port))
+            #expect(result.outcome == .targetDown("127.0.0.1:\(server.port): \(why)"), "\(kind)")
+        }
+    }
+
+    @Test func redisThatWantsAPasswordIsUp() async throws {
+        let server = try FakeServer(.respond(readFirst: true, answer: Array("-NOAUTH Authentication required.\r\n".utf8)))
+        defer { server.stop() }
+        #expect(await HealthProbe(kind: .redis).run(local(port: server.port)).outcome == .up)
+    }
+
+    @Test func theTLSClientHelloIsWellFormed() throws {
+        let hello = ProtocolCheck.clientHello(serverName: "wiki.lan")
+        #expect(hello.prefix(3) == [0x16, 3, 1])
+        #expect(Int(hello[3]) << 8 | Int(hello[4]) == hello.count - 5, "record length")
+        #expect(hello[5] == 1, "ClientHello")
+        #expect(Int(hello[6]) << 16 | Int(hello[7]) << 8 | Int(hello[8]) == hello.count - 9, "handshake length")
+        #expect(hello.count > 100 && String(decoding: hello, as: UTF8.self).contains("wiki.lan"))
+        #expect(!String(decoding: ProtocolCheck.clientHello(serverName: "10.0.0.1:443"), as: UTF8.self).contains("10.0.0.1"),
+                "no SNI for an address")
+    }
+
+    @Test func probeTargetsParse() throws {
+        #expect(try SocksTarget.parse("wiki.lan:80").get() == SocksTarget(host: "wiki.lan", port: 80))
+        #expect(try SocksTarget.parse("[fd00::1]:443").get() == SocksTarget(host: "fd00::1", port: 443))
+        #expect(try SocksTarget.parse("10.0.0.5:5432").get() == SocksTarget(host: "10.0.0.5", port: 5432))
+        for bad in ["wiki.lan", "wiki.lan:0", "wiki.lan:70000", ":80", "-x:80", "fd00::1:443", "a b:80", "[::1]80"] {
+            guard case .failure = SocksTarget.parse(bad) else {
+                Issue.record("\(bad) should not parse")
+                continue
+            }
         }
     }
 
@@ -251,6 +366,8 @@ import Darwin
         let remote = try ForwardSpec.parse("8080:localhost:80", kind: .remote)
         let remoteUnix = try ForwardSpec.parse("/tmp/r.sock:localhost:80", kind: .remote)
         #expect(HealthProbe(kind: .tcp).effectiveKind(for: remote) == .remote)
+        #expect(HealthProbe(kind: .postgres).effectiveKind(for: remote) == .postgres)
+        #expect(HealthProbe(kind: .postgres).effectiveKind(for: dynamic(port: 1)) == .socks)
         #expect(HealthProbe(kind: .remote).effectiveKind(for: remoteUnix) == ProbeKind.none)
         #expect(HealthProbe(kind: .none).effectiveKind(for: remote) == ProbeKind.none)
         #expect(HealthProbe(kind: .remote).effectiveKind(for: local(port: 1)) == .tcp)
@@ -263,7 +380,7 @@ import Darwin
         #expect(await HealthProbe(kind: .remote).run(remote).outcome
             == .listenerDown("no control socket for -R 8080:localhost:80: the master is not running"))
         let allocated = try ForwardSpec.parse("0:localhost:80", kind: .remote)
-        guard case .noAnswer = await HealthProbe(kind: .remote, controlSocket: "/nonexistent").run(allocated).outcome else {
+        guard case .noAnswer = await HealthProbe(kind: .remote, master: MasterProbeContext(controlSocket: "/nonexistent")).run(allocated).outcome else {
             Issue.record("-R 0 without an allocated port cannot be probed")
             return
         }
@@ -271,7 +388,7 @@ import Darwin
 
     @Test func remoteWithAGoneMasterIsListenerDownAndLeavesNoChild() async throws {
         let remote = try ForwardSpec.parse("127.0.0.1:8080:localhost:80", kind: .remote)
-        let probe = HealthProbe(kind: .remote, timeout: 3, controlSocket: "/nonexistent/fwd-test.sock")
+        let probe = HealthProbe(kind: .remote, timeout: 3, master: MasterProbeContext(controlSocket: "/nonexistent/fwd-test.sock"))
         let result = await probe.run(remote)
         guard case .listenerDown(let message) = result.outcome else {
             Issue.record("expected listenerDown, got \(result.outcome)")
@@ -339,6 +456,9 @@ private final class FakeServer: @unchecked Sendable {
         /// Answers the greeting with 05 00 and the CONNECT with REP `reply`; keeps the connection if granted.
         case socks(reply: UInt8)
         case socksCloseAfterGreeting
+        /// Reads one request first when `readFirst` (what the client sends arrives in one piece on loopback),
+        /// then writes `answer` and keeps the connection.
+        case respond(readFirst: Bool, answer: [UInt8])
     }
 
     let port: Int
@@ -460,6 +580,15 @@ private final class FakeServer: @unchecked Sendable {
             record(request)
             write(connection, [5, reply, 0, 1, 0, 0, 0, 0, 0, 0])
             return reply == 0
+        case .respond(let readFirst, let answer):
+            if readFirst {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let n = buffer.withUnsafeMutableBytes { recv(connection, $0.baseAddress, 4096, 0) }
+                guard n > 0 else { return false }
+                record(Array(buffer[..<n]))
+            }
+            write(connection, answer)
+            return true
         case .socksCloseAfterGreeting:
             guard read(connection, 3) == [5, 1, 0] else { return false }
             write(connection, [5, 0])

@@ -47,14 +47,6 @@ import Testing
         #expect(SSHCommand.mux(socket: sock, .exit).argv == ["ssh", "-F", "none", "-S", sock, "-O", "exit", "fwd-mux"])
     }
 
-    @Test func streamProbeNeverDialsDirectly() {
-        #expect(SSHCommand.streamProbe(socket: sock, host: "127.0.0.1", port: 15432).argv == [
-            "ssh", "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", sock,
-            "-W", "127.0.0.1:15432", "fwd-mux",
-        ])
-        #expect(SSHCommand.streamProbe(socket: sock, host: "::1", port: 1).arguments.contains("[::1]:1"))
-    }
-
     @Test func resolve() {
         #expect(SSHCommand.resolve(ssh: "/usr/bin/ssh", config: "/s/ssh_config", destination: Destination("bob@h:22")).argv == [
             "/usr/bin/ssh", "-F", "/s/ssh_config", "-G", "-T", "-o", "Port=22", "--", "bob@h",

@@ -31,7 +31,7 @@ import Testing
             let tunnels = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
             #expect(tunnels.map { $0["name"] as? String } == ["wiki", "socks", "db"])
             let db = tunnels[2]
-            #expect(db["probe"] as? String == "tcp")
+            #expect(db["probe"] as? String == "postgres", "the postgres preset probes with SSLRequest")
             #expect((db["forwards"] as? [[String: Any]])?.first?["ssh_argument"] as? String == "127.0.0.1:15432:db.lan:5432")
 
             let table = try f.fwd("list")

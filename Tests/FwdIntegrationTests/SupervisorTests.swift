@@ -72,7 +72,7 @@ import Glibc
             #expect(f.sshd.log().components(separatedBy: "Accepted publickey").count == sessionsBefore)
 
             // A browser-style SOCKS5 client reaches the wiki through the -D port.
-            let viaSocks = SOCKSClient.fetch(proxyPort: socksPort, targetHost: "127.0.0.1", targetPort: f.web.port)
+            let viaSocks = await SOCKSClient.fetch(proxyPort: socksPort, targetHost: "127.0.0.1", targetPort: f.web.port)
             #expect(viaSocks?.contains(f.pageBody) == true)
 
             // The -R 0 forward: the allocated port is recorded, and the laptop's service answers on the server.

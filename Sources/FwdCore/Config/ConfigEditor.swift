@@ -19,6 +19,7 @@ public enum ConfigEditor {
         }
         if let probe = tunnel.probe { out += "probe = \(quote(probe.rawValue))\n" }
         if !tunnel.domains.isEmpty { out += "domains = [\(tunnel.domains.map(quote).joined(separator: ", "))]\n" }
+        if let target = tunnel.probeTarget { out += "probe_target = \(quote(target.description))\n" }
         if tunnel.isPublic { out += "public = true\n" }
         if tunnel.autostart { out += "autostart = true\n" }
         return out

@@ -7,7 +7,7 @@ public enum ConfigLoader {
     static let topKeys = ["hosts", "tunnels", "groups"]
     static let hostKeys = ["hostname", "user", "port", "jump", "identity", "forward_agent", "forward_x11", "options",
                            "alive_interval", "alive_count", "connect_timeout"]
-    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "public", "autostart", "domains"]
+    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "probe_target", "public", "autostart", "domains"]
 
     /// Loads the file at `path`; a missing file is an empty config.
     public static func load(path: String) throws(ConfigError) -> FwdConfig {
@@ -396,7 +396,7 @@ public enum ConfigLoader {
                 if let kind = ProbeKind(rawValue: p) {
                     probe = kind
                     if kind != .none, !forwards.isEmpty, !forwards.contains(where: kind.fits) {
-                        report(at + ["probe"], "probe \"\(p)\" fits none of this tunnel's forwards (tcp, banner and http test local forwards, socks a dynamic one, remote a remote one)")
+                        report(at + ["probe"], "probe \"\(p)\" fits none of this tunnel's forwards (tcp tests local forwards; banner, http and the protocol probes local or remote ones; socks a dynamic one, remote a remote one)")
                         ok = false
                     }
                 } else {
@@ -406,11 +406,27 @@ public enum ConfigLoader {
                     ok = false
                 }
             }
+            var probeTarget: SocksTarget?
+            if let text = string(t, "probe_target", at: at) {
+                switch SocksTarget.parse(text) {
+                case .success(let target):
+                    if forwards.contains(where: \.isDynamic) || forwards.isEmpty {
+                        probeTarget = target
+                    } else {
+                        report(at + ["probe_target"], "probe_target is what a dynamic forward's probe connects to through the proxy; tunnel \"\(name)\" has no dynamic forward")
+                        ok = false
+                    }
+                case .failure(let problem):
+                    report(at + ["probe_target"], value: text, "probe_target \(problem.description)")
+                    ok = false
+                }
+            }
             let domains = readDomains(t, at: at, forwards: forwards)
             if domains == nil { ok = false }
             guard ok, let host else { return nil }
             var tunnel = Tunnel(name: name, host: host, written: written, probe: probe)
             tunnel.domains = domains ?? []
+            tunnel.probeTarget = probeTarget
             tunnel.isPublic = isPublic
             tunnel.autostart = bool(t, "autostart", at: at) ?? false
             return tunnel

@@ -3,6 +3,8 @@ import Foundation
 /// How fwd checks that a forward really carries traffic end to end.
 public enum ProbeKind: String, Sendable, Hashable, Codable, CaseIterable {
     case tcp, banner, http, socks, remote, none
+    /// Application protocols: each makes one round trip its server must answer (ProtocolCheck).
+    case postgres, mysql, ssh, tls, smtp, imap, pop3, ftp, rdp, vnc, redis
 
     /// The probe a forward gets when the tunnel names none, or names one that does not fit its kind.
     public static func defaultProbe(for kind: ForwardKind, isDynamic: Bool) -> ProbeKind {
@@ -10,13 +12,38 @@ public enum ProbeKind: String, Sendable, Hashable, Codable, CaseIterable {
         return kind == .remote ? .remote : .tcp
     }
 
-    /// Whether this probe can test a forward of that kind.
+    /// Whether this probe can test a forward of that kind. Banner, HTTP and protocol probes also run on a
+    /// remote forward: through the master, from the server's listener to the local target.
     public func fits(_ forward: ForwardSpec) -> Bool {
         switch self {
         case .none: return true
-        case .tcp, .banner, .http: return forward.kind == .local
+        case .tcp: return forward.kind == .local
         case .socks: return forward.kind == .dynamic
         case .remote: return forward.kind == .remote
+        default: return forward.kind == .local || forward.kind == .remote
+        }
+    }
+
+    /// One line per probe, for `fwd add --help` and the README.
+    public var summary: String {
+        switch self {
+        case .tcp: "accepts, and the target does not refuse (local default)"
+        case .banner: "the server sends any first bytes"
+        case .http: "GET / gets an HTTP status line"
+        case .socks: "SOCKS5 handshake, master transport; CONNECT probe_target (dynamic default)"
+        case .remote: "server listener via the master; local target accepts (remote default)"
+        case .none: "no probe: up once the forward is added"
+        case .postgres: "SSLRequest gets S or N"
+        case .mysql: "the server greeting (protocol 10)"
+        case .ssh: "an SSH-2.0 banner"
+        case .tls: "ClientHello gets a ServerHello"
+        case .smtp: "a 220 greeting"
+        case .imap: "an * OK greeting"
+        case .pop3: "a +OK greeting"
+        case .ftp: "a 220 greeting"
+        case .rdp: "X.224 Connection Request gets a Connection Confirm"
+        case .vnc: "the RFB version banner"
+        case .redis: "PING gets +PONG"
         }
     }
 }
@@ -63,6 +90,9 @@ public struct Tunnel: Sendable, Hashable {
     public var forwards: [ForwardSpec]
     /// The probe the user asked for; nil means the default per forward.
     public var probe: ProbeKind?
+    /// `probe_target`: for a dynamic forward, what the probe CONNECTs to through the proxy, as the server
+    /// sees it. nil: the probe proves the handshake and the master's transport only.
+    public var probeTarget: SocksTarget?
     /// Allows bind addresses other than loopback.
     public var isPublic: Bool = false
     public var autostart: Bool = false

@@ -79,20 +79,14 @@ public struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         SSHCommand(executable: ssh, arguments: ["-V"])
     }
 
-    /// Connects through the master to `host:port` as seen from the server (the `remote` probe of a -R forward).
-    /// `ProxyCommand=false` stops ssh from silently dialling directly when the master is gone.
-    public static func streamProbe(ssh: String = "ssh", socket: String, host: String, port: Int) -> SSHCommand {
-        let target = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        return SSHCommand(executable: ssh, arguments: [
-            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", target, muxPlaceholder,
-        ])
-    }
-
     /// A transport round trip through the master: a channel to a port that cannot be served (0.0.0.0:1) gets an
     /// "open failed" answer from the server within one round trip when the connection works, and nothing when
-    /// it is dead (verified with OpenSSH 9.2; see `TransportCheck`).
+    /// it is dead (verified with OpenSSH 9.2; see `TransportCheck`). `ProxyCommand=false` stops ssh from
+    /// silently dialling directly when the master is gone.
     public static func transportCheck(ssh: String = "ssh", socket: String) -> SSHCommand {
-        streamProbe(ssh: ssh, socket: socket, host: "0.0.0.0", port: 1)
+        SSHCommand(executable: ssh, arguments: [
+            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", "0.0.0.0:1", muxPlaceholder,
+        ])
     }
 
     /// Asks ssh how it would connect to `destination` with fwd's config.

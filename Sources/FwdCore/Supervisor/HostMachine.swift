@@ -463,9 +463,11 @@ struct HostMachine {
                 stalled[t.name] = 0
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
             case .listenerDown(let why):
-                // Our listener vanished while the master lives (someone cancelled it): put it back.
+                // Our listener vanished while the master lives (someone cancelled it, or the server lost it): put
+                // it back. Cancel first: re-adding a forward the master still lists is a no-op (a -R listener
+                // destroyed on the server by `ss -K` binds again only after cancel + forward).
                 note(t.name, .starting, error: why, "a forward is missing; adding it again", &out)
-                added[t.name] = nil
+                cancelForwards(t.name, &out)
                 addNext(t.name, &out)
             case .noAnswer(let why):
                 let n = (stalled[t.name] ?? 0) + 1

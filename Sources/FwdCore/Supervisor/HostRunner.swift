@@ -55,9 +55,11 @@ actor HostRunner {
     /// The current master's path (issue 13), for the machine's `pathCheck` verdicts.
     private var path: (generation: Int, path: MasterPath?, baseline: Double?)?
     private var nextToken = 0
-    /// What `ssh -G` says for the host (reconnect polling, the SOCKS probe's port): the supervisor's latest
+    /// What `ssh -G` says for the host (where reconnect polling looks for the server): the supervisor's latest
     /// answer, kept until a newer one arrives.
     private var resolved: ResolvedHost?
+    /// The live master's probe context (its mux connection for remote and dynamic probes).
+    private var probeContext: (pid: Int32, context: MasterProbeContext)?
 
     init(host: String, entry: HostEntry?, paths: FwdPaths, writer: StoreWriter, options: SupervisorOptions) {
         self.host = host
@@ -159,7 +161,7 @@ actor HostRunner {
             _ = try? await CommandRunner.run(SSHCommand.mux(ssh: paths.ssh, socket: m.socket, .cancel(f)), timeout: .seconds(10))
         case .probe(let g, let jobs, let tunnels):
             guard let m = master else { return nil }
-            await probe(g, jobs, tunnels, socket: m.socket)
+            probe(g, jobs, tunnels, pid: m.pid, socket: m.socket)
         case .waitToReconnect(let g, let delay, let patience, let outage, let pollServer):
             let target = pollServer ? serverAddress(await resolution()) : nil
             Task { [weak self] in
@@ -303,10 +305,10 @@ actor HostRunner {
         let interval = outage < 10 ? 20 : outage < 60 ? 250 : 1000
         var sawDown = false
         while true {
-            let open = await offPool {
-                addresses.contains { address in
-                    (try? ProbeSocket.connect(to: .tcp(host: address, port: target.port), until: .now + .milliseconds(200))) != nil
-                }
+            var open = false
+            for address in addresses where !open {
+                // Non-blocking, on the probes' poller: no thread per attempt.
+                open = (try? await ProbeSocket.connect(to: .tcp(host: address, port: target.port), until: .now + .milliseconds(200))) != nil
             }
             if open && (sawDown || Date() >= deadline) { return }
             if !open && Date() >= deadline.addingTimeInterval(patience) { return }
@@ -363,25 +365,20 @@ actor HostRunner {
 
     /// Starts the round's probes at once (a silent remote target holds its probe for the whole timeout, and
     /// one after another they would hold up every other tunnel); their results come back as one event.
-    private func probe(_ g: Int, _ jobs: [HostMachine.ProbeJob], _ tunnels: [Tunnel], socket: String) async {
-        // Only a SOCKS probe needs the server's port (it connects to it through the proxy).
-        let needsServer = jobs.contains { $0.kind == .socks }
-        let socksTarget = serverAddressAsSeenFromServer(needsServer ? await resolution() : resolved)
-        let ssh = paths.ssh
+    private func probe(_ g: Int, _ jobs: [HostMachine.ProbeJob], _ tunnels: [Tunnel], pid: Int32, socket: String) {
+        // One per live master: its dynamic forwards share one transport round trip.
+        if probeContext?.pid != pid { probeContext = (pid, MasterProbeContext(controlSocket: socket)) }
+        let master = probeContext!.context
+        let targets = Dictionary(uniqueKeysWithValues: tunnels.map { ($0.name, $0.probeTarget) })
         Task { [weak self] in
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
                 for job in jobs {
-                    let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: socksTarget, controlSocket: socket, ssh: ssh)
+                    let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master)
                     group.addTask { (job.tunnel, job.index, await probe.run(job.forward, allocatedPort: job.allocatedPort)) }
                 }
                 return await group.reduce(into: [String: [Int: ProbeResult]]()) { $0[$1.0, default: [:]][$1.1] = $1.2 }
             }
             self?.send(.probed(generation: g, tunnels.map { HostMachine.ProbedTunnel(tunnel: $0, results: results[$0.name] ?? [:]) }))
         }
-    }
-
-    /// A SOCKS probe connects through the proxy to the SSH server's own port as seen from the server.
-    private func serverAddressAsSeenFromServer(_ resolved: ResolvedHost?) -> SocksTarget {
-        SocksTarget(host: "127.0.0.1", port: Int(resolved?.value("port") ?? "22") ?? 22)
     }
 }

@@ -20,16 +20,17 @@ final class FwdFixture: FwdWorld, @unchecked Sendable {
 
     static var binary: String { FwdBinary.path }
 
-    private init() throws {
+    private init(sshdAddress: String) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-it-\(UUID().uuidString.prefix(8))").path
         try FileSystem.makePrivateDirectory(dir + "/config")
         try FileSystem.makePrivateDirectory(dir + "/home/.ssh")
-        sshd = try LabSSHD(dir: dir + "/sshd")
+        sshd = try LabSSHD(dir: dir + "/sshd", address: sshdAddress)
         web = try TinyHTTPServer(body: pageBody)
     }
 
-    static func with<T>(_ body: (FwdFixture) async throws -> T) async throws -> T {
-        let fixture = try FwdFixture()
+    /// `sshdAddress`: where the private sshd listens, and nowhere else.
+    static func with<T>(sshdAddress: String = "127.0.0.1", _ body: (FwdFixture) async throws -> T) async throws -> T {
+        let fixture = try FwdFixture(sshdAddress: sshdAddress)
         defer { fixture.tearDown() }
         try fixture.sshd.start()
         return try await body(fixture)

@@ -1,0 +1,271 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A client of OpenSSH's ControlMaster protocol (PROTOCOL.mux, version 4), so a probe reaches the server
+/// through the live master without starting an ssh process. One value is one control connection; the master
+/// serves at most one stdio forward per connection, so each forward gets a connection of its own.
+///
+/// Verified against OpenSSH 9.2 (mux.c): the master answers MUX_C_NEW_STDIO_FWD only once the server has
+/// answered the channel open, with MUX_S_SESSION_OPENED (the server connected to the target) or MUX_S_FAILURE
+/// "Session open refused by peer". Either reply is a full round trip over the SSH transport.
+struct MuxClient: ~Copyable {
+    private let socket: ProbeSocket
+    private var nextRequest: UInt32 = 1
+    let path: String
+
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        /// No socket file, or nothing accepts on it: the master is gone.
+        case noMaster(String)
+        case timedOut(String)
+        /// The master answered, but not with what the protocol says.
+        case protocolError(String)
+        /// The master refused the request (MUX_S_FAILURE / MUX_S_PERMISSION_DENIED) with this reason.
+        case refused(String)
+
+        var description: String {
+            switch self {
+            case .noMaster(let s), .timedOut(let s), .protocolError(let s), .refused(let s): s
+            }
+        }
+    }
+
+    enum Message {
+        static let hello: UInt32 = 0x0000_0001
+        static let aliveCheck: UInt32 = 0x1000_0004
+        static let newStdioForward: UInt32 = 0x1000_0008
+        static let ok: UInt32 = 0x8000_0001
+        static let permissionDenied: UInt32 = 0x8000_0002
+        static let failure: UInt32 = 0x8000_0003
+        static let alive: UInt32 = 0x8000_0005
+        static let sessionOpened: UInt32 = 0x8000_0006
+    }
+
+    static let version: UInt32 = 4
+
+    private init(socket: consuming ProbeSocket, path: String) {
+        self.socket = socket
+        self.path = path
+    }
+
+    /// Connects to the master's control socket and exchanges hellos.
+    static func connect(_ path: String, until deadline: ContinuousClock.Instant) async throws(Failure) -> MuxClient {
+        let socket: ProbeSocket
+        do {
+            socket = try await ProbeSocket.connect(to: .unix(path: path), until: deadline)
+        } catch {
+            switch error {
+            case .refused(let why): throw .noMaster("no master answers on \(path) (\(why))")
+            case .timedOut: throw .timedOut("the master on \(path) did not accept in time")
+            case .failed(let why): throw .noMaster("cannot reach the master on \(path): \(why)")
+            }
+        }
+        let client = MuxClient(socket: socket, path: path)
+        try await client.send(Self.packet(Message.hello, [.u32(version)]), until: deadline)
+        var reader = try await client.receive(until: deadline)
+        guard try reader.u32() == Message.hello else { throw .protocolError("\(path) did not greet with MUX_MSG_HELLO") }
+        let theirs = try reader.u32()
+        guard theirs == version else { throw .protocolError("the master on \(path) speaks mux protocol \(theirs), not \(version)") }
+        return client
+    }
+
+    /// MUX_C_ALIVE_CHECK: the master process answers by itself (no server round trip) with its pid.
+    mutating func aliveCheck(until deadline: ContinuousClock.Instant) async throws(Failure) -> Int32 {
+        let id = takeRequestID()
+        try await send(Self.packet(Message.aliveCheck, [.u32(id)]), until: deadline)
+        var reader = try await receive(until: deadline)
+        let type = try reader.u32()
+        guard type == Message.alive, try reader.u32() == id else { throw .protocolError("unexpected answer 0x\(String(type, radix: 16)) to an alive check") }
+        return Int32(bitPattern: try reader.u32())
+    }
+
+    /// MUX_C_NEW_STDIO_FWD: asks the server to connect to `host:port` and returns this end of the channel.
+    /// Throws `.refused` when the server answered that it could not (the master's text, e.g. "Session open
+    /// refused by peer"); that answer is still a transport round trip.
+    consuming func openStdioForward(host: String, port: Int, until deadline: ContinuousClock.Instant) async throws(Failure) -> ProbeSocket {
+        // Two pairs, not one: the master closes its write end when the server sends EOF, and that must show
+        // here at once even while its read end stays open.
+        let (masterIn, oursOut) = try Self.socketPair()
+        let second: (Int32, Int32)
+        do { second = try Self.socketPair() } catch {
+            _ = systemClose(masterIn)
+            _ = systemClose(oursOut)
+            throw error
+        }
+        let (masterOut, oursIn) = second
+        // The master ends the channel when its control connection closes (it serves `ssh -W`, which stays
+        // connected): the channel keeps a duplicate of that connection.
+        let channel = ProbeSocket(fd: oursIn, writeFD: oursOut, held: fcntl(socket.fd, F_DUPFD_CLOEXEC, 0))
+        defer {
+            _ = systemClose(masterIn)
+            _ = systemClose(masterOut)
+        }
+        let id = takeRequestID()
+        try await send(Self.packet(Message.newStdioForward, [.u32(id), .string(""), .string(host), .u32(UInt32(port))]), until: deadline)
+        // stdin then stdout, one descriptor per message, as ssh itself sends them (mm_send_fd).
+        try await sendDescriptor(masterIn, until: deadline)
+        try await sendDescriptor(masterOut, until: deadline)
+        var reader = try await receive(until: deadline)
+        let type = try reader.u32()
+        guard try reader.u32() == id else { throw .protocolError("the master answered another request") }
+        switch type {
+        case Message.sessionOpened:
+            return channel
+        case Message.failure, Message.permissionDenied:
+            throw .refused((try? reader.string()) ?? "no reason given")
+        default:
+            throw .protocolError("unexpected answer 0x\(String(type, radix: 16)) to a stdio forward")
+        }
+    }
+
+    private mutating func takeRequestID() -> UInt32 {
+        defer { nextRequest &+= 1 }
+        return nextRequest
+    }
+
+    // MARK: wire format (uint32 length, then the body; SSH encoding of uint32 and string)
+
+    enum Field {
+        case u32(UInt32)
+        case string(String)
+    }
+
+    static func packet(_ type: UInt32, _ fields: [Field]) -> [UInt8] {
+        var body = bigEndian(type)
+        for field in fields {
+            switch field {
+            case .u32(let value): body += bigEndian(value)
+            case .string(let text):
+                let bytes = Array(text.utf8)
+                body += bigEndian(UInt32(bytes.count)) + bytes
+            }
+        }
+        return bigEndian(UInt32(body.count)) + body
+    }
+
+    static func bigEndian(_ value: UInt32) -> [UInt8] {
+        [UInt8(value >> 24), UInt8((value >> 16) & 0xff), UInt8((value >> 8) & 0xff), UInt8(value & 0xff)]
+    }
+
+    struct Reader {
+        var bytes: [UInt8]
+        var offset = 0
+
+        mutating func u32() throws(Failure) -> UInt32 {
+            guard offset + 4 <= bytes.count else { throw .protocolError("a mux message ended early") }
+            defer { offset += 4 }
+            return bytes[offset..<offset + 4].reduce(0) { $0 << 8 | UInt32($1) }
+        }
+
+        mutating func string() throws(Failure) -> String {
+            let count = Int(try u32())
+            guard offset + count <= bytes.count else { throw .protocolError("a mux message ended early") }
+            defer { offset += count }
+            return String(decoding: bytes[offset..<offset + count], as: UTF8.self)
+        }
+    }
+
+    private func send(_ bytes: [UInt8], until deadline: ContinuousClock.Instant) async throws(Failure) {
+        switch await socket.write(bytes, until: deadline) {
+        case .written: return
+        case .closed: throw .noMaster("the master on \(path) closed the control connection")
+        case .timedOut: throw .timedOut("the master on \(path) took no request in time")
+        case .failed(let why): throw .noMaster("writing to the master on \(path) failed: \(why)")
+        }
+    }
+
+    private func receive(until deadline: ContinuousClock.Instant) async throws(Failure) -> Reader {
+        let length = try await receive(exactly: 4, until: deadline)
+        let count = Int(length.reduce(0) { $0 << 8 | UInt32($1) })
+        guard count >= 4, count <= 256 * 1024 else { throw .protocolError("the master sent a mux message of \(count) bytes") }
+        return Reader(bytes: try await receive(exactly: count, until: deadline))
+    }
+
+    private func receive(exactly count: Int, until deadline: ContinuousClock.Instant) async throws(Failure) -> [UInt8] {
+        var collected: [UInt8] = []
+        while collected.count < count {
+            switch await socket.read(upTo: count - collected.count, until: deadline) {
+            case .bytes(let more): collected += more
+            case .closed: throw .noMaster("the master on \(path) closed the control connection")
+            case .timedOut: throw .timedOut("no answer from the master on \(path) in time")
+            case .failed(let why): throw .noMaster("reading from the master on \(path) failed: \(why)")
+            }
+        }
+        return collected
+    }
+
+    /// One byte with the descriptor attached (SCM_RIGHTS).
+    private func sendDescriptor(_ descriptor: Int32, until deadline: ContinuousClock.Instant) async throws(Failure) {
+        while true {
+            var byte: UInt8 = 0
+            let rc: Int = withUnsafeMutableBytes(of: &byte) { payload in
+                var iov = iovec(iov_base: payload.baseAddress, iov_len: 1)
+                let space = cmsgSpace(MemoryLayout<Int32>.size)
+                var control = [UInt8](repeating: 0, count: space)
+                return control.withUnsafeMutableBytes { raw in
+                    withUnsafeMutablePointer(to: &iov) { iovPointer in
+                        var message = msghdr()
+                        message.msg_iov = iovPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = raw.baseAddress
+                        message.msg_controllen = .init(space)
+                        let header = raw.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                        header.pointee.cmsg_len = .init(cmsgLength(MemoryLayout<Int32>.size))
+                        header.pointee.cmsg_level = SOL_SOCKET
+                        header.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                        (raw.baseAddress! + cmsgHeaderSize).storeBytes(of: descriptor, as: Int32.self)
+                        return sendmsg(socket.fd, &message, noSignalFlag)
+                    }
+                }
+            }
+            if rc == 1 { return }
+            let code = errno
+            if rc < 0 && (code == EAGAIN || code == EWOULDBLOCK || code == EINTR) {
+                switch await IOPoller.shared.wait(fd: socket.fd, events: Int16(POLLOUT), until: deadline) {
+                case .ready: continue
+                case .timedOut: throw .timedOut("the master on \(path) took no descriptor in time")
+                case .failed(let why): throw .noMaster(why)
+                }
+            }
+            throw .noMaster("passing a descriptor to the master on \(path) failed: \(errorText(code))")
+        }
+    }
+
+    private static func socketPair() throws(Failure) -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        #if canImport(Darwin)
+        let rc = socketpair(AF_UNIX, SOCK_STREAM, 0, &fds)
+        #else
+        let rc = socketpair(AF_UNIX, streamSocketType | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+        #endif
+        guard rc == 0 else { throw .protocolError("socketpair(): \(errorText(errno))") }
+        #if canImport(Darwin)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        #endif
+        return (fds[0], fds[1])
+    }
+}
+
+private let cmsgHeaderSize = cmsgAlign(MemoryLayout<cmsghdr>.size)
+
+private func cmsgAlign(_ length: Int) -> Int {
+    #if canImport(Darwin)
+    let alignment = MemoryLayout<UInt32>.size
+    #else
+    let alignment = MemoryLayout<Int>.size
+    #endif
+    return (length + alignment - 1) & ~(alignment - 1)
+}
+
+private func cmsgSpace(_ length: Int) -> Int { cmsgHeaderSize + cmsgAlign(length) }
+
+private func cmsgLength(_ length: Int) -> Int { cmsgHeaderSize + length }
