@@ -271,6 +271,9 @@ public struct Doctor: Sendable {
             case .failed:
                 return DoctorFinding("tunnel", .problem, "\(row.name) failed\(row.lastError.map { ": \($0)" } ?? "")",
                                      fix: "`fwd logs \(row.name)` shows ssh's own messages; fix the cause, then `fwd up \(row.name)`")
+            case .needsAuth:
+                return DoctorFinding("tunnel", .problem, "\(row.name) waits for a login: its connection dropped and logging in again needs a person\(row.lastError.map { " (\($0))" } ?? ""); fwd does not log in again by itself",
+                                     fix: "`fwd up \(row.name)` on a terminal asks again; a key in ssh-agent (`ssh-add`), or one without a passphrase, lets fwd reconnect by itself")
             default:
                 return nil
             }
