@@ -188,7 +188,8 @@ public struct Doctor: Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
         var findings: [DoctorFinding] = []
         var live = 0
-        for name in names where "\(dir)/\(name)" != paths.supervisorSocket {
+        // A relay's socket (a login's questions) is not a master's.
+        for name in names where "\(dir)/\(name)" != paths.supervisorSocket && !name.hasPrefix(AskpassRelay.socketPrefix) {
             let path = "\(dir)/\(name)"
             guard let st = Self.status(path), st.st_mode & S_IFMT == S_IFSOCK else { continue }
             let check = SSHCommand.mux(ssh: paths.ssh, socket: path, .check)
