@@ -229,4 +229,35 @@ struct LoginTests {
             #expect(login.sshdLog(containing: "Failed password").isEmpty, "an empty password reached the server")
         }
     }
+
+    @Test("fwd run asks on its own terminal; Ctrl-C at the question ends the run with no ssh left")
+    func runAsksItsTerminal() async throws {
+        try await world(.password) { f, login, port in
+            let prompt = "\(login.loginName)@127.0.0.1's password: "
+            let screen = try onTerminal(f, ["run", "wiki"]) { t -> String in
+                let asked = t.read(since: 0, timeout: 20) { $0.contains(prompt) }
+                t.type(login.secret + "\r")
+                let up = t.read(since: 0, timeout: 30) { $0.contains("→ up") }
+                #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+                t.type("\u{3}")  // now an ordinary Ctrl-C: the run ends
+                #expect(t.child.waitExit(timeout: 15) != nil, "fwd run did not end on Ctrl-C")
+                return asked + up
+            }
+            #expect(screen.contains(prompt), "\(screen)")
+            #expect(!screen.contains(login.secret), "the password was echoed")
+            #expect(f.sshProcesses().isEmpty)
+        }
+        try await world(.password) { f, login, _ in
+            let prompt = "\(login.loginName)@127.0.0.1's password: "
+            let exit = try onTerminal(f, ["run", "wiki"]) { t -> ChildExit? in
+                _ = t.read(since: 0, timeout: 20) { $0.contains(prompt) }
+                t.type("\u{3}")
+                return t.child.waitExit(timeout: 15)
+            }
+            #expect(exit != nil, "fwd run did not end on Ctrl-C at the question")
+            #expect(f.sshProcesses().isEmpty, "an ssh is left")
+            #expect(login.sshdLog(containing: "Failed password").isEmpty)
+            #expect(f.state("wiki") == "down")
+        }
+    }
 }
