@@ -260,4 +260,26 @@ struct LoginTests {
             #expect(f.state("wiki") == "down")
         }
     }
+
+    @Test("a question whose ssh exited is withdrawn from the terminal, and the next login asks afresh")
+    func withdrawnWhenSSHExits() async throws {
+        try await world(.password) { f, login, port in
+            let prompt = "\(login.loginName)@127.0.0.1's password: "
+            let run = try onTerminal(f, ["up", "wiki"]) { t -> (String, String, ChildExit?) in
+                let first = t.read(since: 0, timeout: 20) { $0.contains(prompt) }
+                let mark = t.mark
+                for pid in f.masters() { kill(pid, SIGKILL) }
+                // The desk shows one question at a time: a second one appears only once the first is withdrawn.
+                let second = t.read(since: mark, timeout: 20) { $0.contains(prompt) }
+                t.type(login.secret + "\r")
+                _ = t.read(since: mark, timeout: 30) { $0.contains("wiki: up") }
+                return (first, second, t.child.waitExit(timeout: 10))
+            }
+            #expect(run.0.contains(prompt))
+            #expect(run.1.contains(prompt), "the question was not asked again: \(run.1)")
+            #expect(run.2 == .exited(0))
+            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(login.sshdLog(containing: "Accepted password for \(login.loginName)").count == 1)
+        }
+    }
 }
