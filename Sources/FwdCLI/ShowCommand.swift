@@ -28,7 +28,9 @@ struct ShowCommand: AsyncParsableCommand {
         let socket = paths.controlSocket(for: tunnel.host)
         let liveness = SSHCommand.Liveness(config.hostEntry(for: tunnel))
         var commands: [(String, SSHCommand)] = [
-            ("master", .master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination, socket: socket, liveness: liveness)),
+            // As the supervisor runs it: without BatchMode, so a login that needs a person can ask (fwd is its askpass).
+            ("master", .master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination, socket: socket, liveness: liveness,
+                               batchMode: false)),
         ]
         for f in tunnel.forwards { commands.append(("add", .mux(ssh: paths.ssh, socket: socket, .forward(f)))) }
         commands.append(("check", .mux(ssh: paths.ssh, socket: socket, .check)))

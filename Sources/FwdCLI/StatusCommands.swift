@@ -345,7 +345,7 @@ struct DaemonCommand: AsyncParsableCommand {
             try Control.request(ControlRequest(op: .stop), paths: paths, timeout: 60)
             return
         }
-        try await SupervisorService(paths: paths, mode: .daemon, onDemand: onDemand, readyFD: readyFd).run()
+        try await SupervisorService(paths: paths, mode: .daemon, options: .withAskpass(), onDemand: onDemand, readyFD: readyFd).run()
     }
 }
 
@@ -363,7 +363,8 @@ struct RunCommand: AsyncParsableCommand {
         let context = Context.current()
         let tunnels = try context.loadConfig().resolve(names)
         let names = Set(tunnels.map(\.name))
-        let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)))
+        let service = SupervisorService(paths: context.paths, mode: .foreground(names: tunnels.map(\.name)), options: .withAskpass(),
+                                        prompter: Waiter.canPrompt ? TerminalPrompter() : nil)
         // The supervisor runs in this process: its events come straight from its store writer.
         try await service.run(onEvent: { e in
             if e.tunnel.map(names.contains) ?? true { LogsCommand.print(e) }

@@ -36,6 +36,7 @@ struct Terminal {
         case .starting: symbol = "…"
         case .down: symbol = "○"
         case .failed: symbol = "✗"
+        case .needsAuth: symbol = "⚿"
         }
         return "\(symbol) \(state.rawValue)"
     }
@@ -45,6 +46,7 @@ struct Terminal {
         case .up: return .green
         case .degraded, .starting: return .yellow
         case .failed: return .red
+        case .needsAuth: return .yellow
         case .down: return .dim
         }
     }

@@ -28,10 +28,19 @@ struct UpCommand: AsyncParsableCommand {
         let tunnels = try config.resolve(names)
         let store = try Store(path: context.paths.database)
         try store.setDesired(.up, tunnels: tunnels)
-        let request = ControlRequest(op: .watch, config: config.path, names: tunnels.map(\.name))
+        let request = ControlRequest(op: .watch, config: config.path, names: tunnels.map(\.name), prompt: Waiter.canPrompt)
         let client = try Waiter.watch(request, paths: context.paths, starting: true)
-        let outcome = try Waiter(names: tunnels.map(\.name), quiet: quiet)
-            .wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, timeout: timeout)
+        let outcome: [String]
+        do {
+            outcome = try Waiter(names: tunnels.map(\.name), quiet: quiet)
+                .wait(client, until: { $0 == .up }, failFast: { $0 == .failed || $0 == .needsAuth }, timeout: timeout)
+        } catch Waiter.Cancelled.atPrompt {
+            // Ctrl-C at a login question: this command's tunnels go down, as `fwd down` would take them.
+            try store.setDesired(.down, tunnels: tunnels)
+            _ = try? Control.request(ControlRequest(op: .reconcile, config: config.path), paths: context.paths)
+            FileHandle.standardError.write(Data("fwd up: cancelled at the login prompt; \(tunnels.map(\.name).joined(separator: ", ")) \(tunnels.count == 1 ? "is" : "are") down\n".utf8))
+            throw ExitCode(130)
+        }
         if !outcome.isEmpty {
             for line in outcome { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
@@ -107,6 +116,12 @@ struct Waiter {
     let names: [String]
     let quiet: Bool
 
+    enum Cancelled: Error { case atPrompt }
+
+    /// Whether this command can ask its user: stdin is a terminal and /dev/tty opens. A script, `</dev/null` or a
+    /// service cannot, and a login that needs an answer then fails at once with what it needs.
+    static var canPrompt: Bool { isatty(STDIN_FILENO) == 1 && TerminalPrompter().isAvailable }
+
     /// Sends a `watch` request and returns the connection once the supervisor has applied it. With `starting`,
     /// starts a supervisor first when none runs (one that was just stopping is replaced).
     static func watch(_ request: ControlRequest, paths: FwdPaths, starting: Bool) throws -> ControlClient {
@@ -133,11 +148,24 @@ struct Waiter {
     func wait(_ client: ControlClient, until done: (TunnelState) -> Bool, failFast: (TunnelState) -> Bool,
               timeout: Double) throws -> [String] {
         let tty = isatty(STDERR_FILENO) == 1 && !quiet
-        let deadline = Date().addingTimeInterval(timeout)
+        var deadline = Date().addingTimeInterval(timeout)
         var rows: [String: TunnelStatus] = [:]
         var shown: [String: TunnelState] = [:]
         var ending: String?
+        // Login questions on this connection: asked on the terminal, answered on the same connection.
+        let answers = AnswerLine(client)
+        let desk = PromptDesk { question, outcome in
+            switch outcome {
+            case .answer(let answer): answers.send(PromptAnswer(id: question.id, answer: answer))
+            case .cancelled:
+                answers.send(PromptAnswer(id: question.id, cancel: true))
+                answers.cancelled = true
+            case .withdrawn: break
+            case .noTerminal: answers.send(PromptAnswer(id: question.id, unable: true))
+            }
+        }
         while true {
+            if answers.cancelled { throw Cancelled.atPrompt }
             var pending: [String] = []
             var failed = false
             for name in names {
@@ -158,23 +186,34 @@ struct Waiter {
             let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) }
             if heard && failed && allSettled { return pending }
             if let ending { return pending.map { "\($0) (\(ending))" } }
+            // The time a person takes to answer does not count against the timeout.
+            if desk.isAsking { deadline = max(deadline, Date().addingTimeInterval(timeout)) }
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else {
                 return pending.map { $0.contains(": failed") ? $0 : "\($0) (timed out after \(Int(timeout)) s)" }
             }
             let reply: ControlReply?
             do {
-                reply = try client.next(timeout: left)
+                // While a question is open, wake often enough to notice its outcome.
+                reply = try client.next(timeout: desk.isAsking ? min(left, 0.2) : left)
             } catch {
-                continue  // the deadline passed: judged above
+                continue  // the deadline passed, or a slice while asking: judged above
             }
             guard let reply else {
                 ending = "the supervisor stopped; `fwd logs` says why"
                 continue
             }
+            if let question = reply.prompt {
+                desk.show(question)
+                continue
+            }
+            if let id = reply.withdrawn {
+                desk.withdraw(id)
+                continue
+            }
             guard let row = reply.tunnel, names.contains(row.name) else { continue }
             rows[row.name] = row
-            if tty, shown[row.name] != row.state {
+            if tty, !desk.isAsking, shown[row.name] != row.state {
                 shown[row.name] = row.state
                 FileHandle.standardError.write(Data("  \(row.name): \(row.state.rawValue)\(row.lastError.map { " — \($0)" } ?? "")\n".utf8))
             }
@@ -185,6 +224,34 @@ struct Waiter {
         guard let row else { return "" }
         let ports = row.forwards.compactMap { f in f.allocatedPort.map { "\(f.spec) → server port \($0)" } }
         return ports.isEmpty ? "" : " (\(ports.joined(separator: ", ")))"
+    }
+}
+
+/// Sends prompt answers on the watch connection from the prompt's thread; remembers a cancel for the waiting loop.
+final class AnswerLine: @unchecked Sendable {
+    private let client: ControlClient
+    private let lock = NSLock()
+    private var wasCancelled = false
+
+    init(_ client: ControlClient) { self.client = client }
+
+    func send(_ answer: PromptAnswer) {
+        lock.withLock { _ = try? client.send(answer) }
+    }
+
+    var cancelled: Bool {
+        get { lock.withLock { wasCancelled } }
+        set { lock.withLock { wasCancelled = newValue } }
+    }
+}
+
+extension SupervisorOptions {
+    /// The options from the environment, with this fwd as the masters' askpass (logins that need a person ask at
+    /// the terminal of the `fwd up` waiting for them).
+    static func withAskpass() -> SupervisorOptions {
+        var options = SupervisorOptions.fromEnvironment()
+        options.askpass = Executable.path
+        return options
     }
 }
 

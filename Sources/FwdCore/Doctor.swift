@@ -188,7 +188,8 @@ public struct Doctor: Sendable {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
         var findings: [DoctorFinding] = []
         var live = 0
-        for name in names where "\(dir)/\(name)" != paths.supervisorSocket {
+        // A relay's socket (a login's questions) is not a master's.
+        for name in names where "\(dir)/\(name)" != paths.supervisorSocket && !name.hasPrefix(AskpassRelay.socketPrefix) {
             let path = "\(dir)/\(name)"
             guard let st = Self.status(path), st.st_mode & S_IFMT == S_IFSOCK else { continue }
             let check = SSHCommand.mux(ssh: paths.ssh, socket: path, .check)
@@ -271,6 +272,9 @@ public struct Doctor: Sendable {
             case .failed:
                 return DoctorFinding("tunnel", .problem, "\(row.name) failed\(row.lastError.map { ": \($0)" } ?? "")",
                                      fix: "`fwd logs \(row.name)` shows ssh's own messages; fix the cause, then `fwd up \(row.name)`")
+            case .needsAuth:
+                return DoctorFinding("tunnel", .problem, "\(row.name) waits for a login: its connection dropped and logging in again needs a person\(row.lastError.map { " (\($0))" } ?? ""); fwd does not log in again by itself",
+                                     fix: "`fwd up \(row.name)` on a terminal asks again; a key in ssh-agent (`ssh-add`), or one without a passphrase, lets fwd reconnect by itself")
             default:
                 return nil
             }

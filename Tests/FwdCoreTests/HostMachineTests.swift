@@ -316,4 +316,144 @@ import FwdLab
         #expect(actions.contains(.record(.allocatedPort(tunnel: "laptop", spec: r.forwards[0].sshArgument, port: 35733))))
         #expect(d.machine.allocated[r.forwards[0]] == 35733)
     }
+
+    // MARK: logins that need a person (issue 11)
+
+    private static func errors(_ actions: [HostAction]) -> [String] {
+        actions.compactMap { action -> String? in
+            if case .record(.state(_, _, _, let e, _)) = action { return e }
+            return nil
+        }
+    }
+
+    /// Logs in with a question answered at a terminal, then adds the forwards.
+    private static func upInteractively(_ d: inout Drive, _ tunnels: [Tunnel], kind: LoginPromptKind = .password) {
+        _ = d.want(tunnels, retry: Set(tunnels.map(\.name)))
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        _ = d.send(.loginAsked(generation: d.g, kind))
+        var actions = d.send(.masterReady(generation: d.g))
+        while let add = actions.compactMap({ a -> (String, ForwardSpec)? in
+            if case .addForward(_, let t, let f) = a { return (t, f) }
+            return nil
+        }).first {
+            actions.removeAll { $0 == .addForward(generation: d.g, tunnel: add.0, add.1) }
+            actions += d.send(.forwardAdded(generation: d.g, tunnel: add.0, add.1, .added(stdout: "")))
+        }
+    }
+
+    @Test func aQuestionAtTheTerminalIsShownInTheTunnelsStateAndMarksTheLoginInteractive() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        let asked = d.send(.loginAsked(generation: d.g, .password))
+        #expect(Self.states(asked) == ["wiki": .starting])
+        #expect(Self.messages(asked) == ["waiting for a password, asked at the terminal"])
+        #expect(d.machine.interactive == nil, "not interactive before the login completes")
+        _ = d.send(.masterReady(generation: d.g))
+        #expect(d.machine.interactive == .password)
+    }
+
+    @Test func aDropAfterAnInteractiveLoginGoesToNeedsAuthAndMakesNoLoginAttempt() {
+        var d = Drive()
+        Self.upInteractively(&d, [Self.wiki, Self.db])
+        let lost = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection to a.lab closed by remote host.\n"), at: 50)
+        #expect(Self.states(lost) == ["wiki": .needsAuth, "db": .needsAuth])
+        #expect(Self.waits(lost).isEmpty, "a reconnect was scheduled")
+        #expect(!lost.contains { if case .spawnMaster = $0 { true } else { false } })
+        #expect(Self.errors(lost).contains { $0.contains("run `fwd up wiki` on a terminal") })
+        #expect(Self.errors(lost).contains { $0.contains("run `fwd up db` on a terminal") })
+        // Probes, timers and a config reload change nothing: zero login attempts until the user acts.
+        #expect(d.send(.probeTick(generation: d.g), at: 60).isEmpty)
+        let reload = d.want([Self.wiki, Self.db])
+        #expect(Self.states(reload) == ["wiki": .needsAuth, "db": .needsAuth])
+        #expect(!reload.contains { if case .spawnMaster = $0 { true } else { false } })
+        // `fwd up wiki` logs in again at once (no server refused anything, so no rate limit applies).
+        let again = d.want([Self.wiki, Self.db], retry: ["wiki"])
+        #expect(again.contains(.spawnMaster(generation: d.g)))
+    }
+
+    @Test func aDropAfterALoginWithoutAPersonStillReconnectsByItself() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        let lost = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection to a.lab closed by remote host.\n"), at: 10)
+        #expect(Self.states(lost) == ["wiki": .starting])
+        #expect(Self.waits(lost).count == 1)
+    }
+
+    @Test func aLoginWithoutAPersonAfterNeedsAuthRestoresAutomaticReconnects() {
+        var d = Drive()
+        Self.upInteractively(&d, [Self.wiki])
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 10)
+        _ = d.want([Self.wiki], retry: ["wiki"])
+        _ = d.send(.spawned(generation: d.g, pid: 101))
+        _ = d.send(.masterReady(generation: d.g))  // the key is in the agent now: no question
+        #expect(d.machine.interactive == nil)
+        let lost = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 100)
+        #expect(Self.states(lost) == ["wiki": .starting])
+        #expect(Self.waits(lost).count == 1)
+    }
+
+    @Test func noTerminalToAskFailsAtOnceWithWhatIsNeededAndIsNotRetried() {
+        for (kind, words) in [(LoginPromptKind.password, "ssh-agent"), (.keyPassphrase, "ssh-add"), (.hostKey, "known_hosts"),
+                              (.keyboardInteractive, "answer the server's question")] {
+            var d = Drive()
+            _ = d.want([Self.wiki])
+            _ = d.send(.spawned(generation: d.g, pid: 100))
+            let failed = d.send(.loginImpossible(generation: d.g, kind))
+            #expect(Self.states(failed) == ["wiki": .failed])
+            let error = Self.errors(failed).first ?? ""
+            #expect(error.contains("needs \(kind.noun) and no terminal is there to ask"), "\(error)")
+            #expect(error.contains("`fwd up wiki` on a terminal"), "\(error)")
+            #expect(error.contains(words), "\(error)")
+            // The refused ssh exits: nothing is retried.
+            let exit = d.send(.masterExited(generation: d.g, status: 143, stderr: ""), at: 1)
+            #expect(exit.isEmpty)
+            #expect(Self.states(d.want([Self.wiki])) == ["wiki": .failed])
+        }
+    }
+
+    @Test func answersRefusedWithinTheOneConnectionFailWithoutAnotherAttempt() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        _ = d.send(.loginAsked(generation: d.g, .password))
+        let denied = d.send(.masterExited(generation: d.g, status: 255, stderr: "u@a.lab: Permission denied (publickey,password).\n"), at: 2)
+        #expect(Self.states(denied) == ["wiki": .failed])
+        #expect(Self.waits(denied).isEmpty)
+        let error = Self.errors(denied).first ?? ""
+        #expect(error.contains("the server refused a password typed at the terminal"), "\(error)")
+        #expect(!error.contains("agent"), "\(error)")
+        // The fatal-failure rule holds: a retry only when asked, at most every 5 s.
+        d.now = 3
+        #expect(!d.want([Self.wiki], retry: ["wiki"]).contains { if case .spawnMaster = $0 { true } else { false } })
+        d.now = 6
+        #expect(d.want([Self.wiki], retry: ["wiki"]).contains(.spawnMaster(generation: d.g)))
+    }
+
+    @Test func cancelAtThePromptWaitsForTheUserAndAStaleCancelIsIgnored() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        _ = d.send(.loginAsked(generation: d.g, .keyboardInteractive))
+        let cancelled = d.send(.loginCancelled(generation: d.g))
+        #expect(Self.states(cancelled) == ["wiki": .needsAuth])
+        #expect(Self.errors(cancelled).first?.contains("cancelled at the terminal") == true)
+        #expect(d.send(.masterExited(generation: d.g, status: 143, stderr: ""), at: 1).isEmpty)
+        // The cancelling `fwd up` then takes its tunnel down.
+        #expect(Self.states(d.want([])) == ["wiki": .down])
+        #expect(d.machine.isIdle)
+        // A cancel from an older login changes nothing.
+        _ = d.want([Self.wiki], retry: ["wiki"])
+        _ = d.send(.spawned(generation: d.g, pid: 101))
+        #expect(d.send(.loginCancelled(generation: d.g - 1)).isEmpty)
+        #expect(d.send(.loginImpossible(generation: d.g - 1, .password)).isEmpty)
+    }
+
+    @Test func furtherTunnelsOnALiveInteractiveMasterRideItWithoutALogin() {
+        var d = Drive()
+        Self.upInteractively(&d, [Self.wiki])
+        let more = d.want([Self.wiki, Self.db], retry: ["db"])
+        #expect(!more.contains { if case .spawnMaster = $0 { true } else { false } })
+        #expect(more.contains(.addForward(generation: d.g, tunnel: "db", Self.db.forwards[0])))
+    }
 }

@@ -111,6 +111,19 @@ import Testing
         #expect(!failure.advice.isEmpty)
     }
 
+    @Test func permissionDeniedAdviceFollowsWhatTheServerAccepts() {
+        let key = SSHFailure.classify(stderr: "u@h: Permission denied (publickey).\r\n", status: 255).advice
+        #expect(key.contains("load the key into your agent"))
+        let password = SSHFailure.classify(stderr: "u@h: Permission denied (password).\r\n", status: 255).advice
+        #expect(!password.contains("agent") && !password.contains("key"), "\(password)")
+        #expect(password.contains("wants a password") && password.contains("`fwd up NAME` on a terminal"))
+        let either = SSHFailure.classify(stderr: "u@h: Permission denied (publickey,password).\r\n", status: 255).advice
+        #expect(either.contains("wants a password") && either.contains("a key it accepts"), "\(either)")
+        #expect(!either.contains("load the key into your agent"))
+        let code = SSHFailure.classify(stderr: "u@h: Permission denied (keyboard-interactive).\r\n", status: 255).advice
+        #expect(code.contains("one-time code"), "\(code)")
+    }
+
     @Test func hostKeyChangeWinsOverTheLinesAroundIt() {
         let stderr = """
         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@

@@ -65,7 +65,7 @@ public final class AskpassRelay: @unchecked Sendable {
     /// e.g. the control directory). `askpassProgram` is the fwd executable (`/proc/self/exe`).
     public init(directory: String, askpassProgram: String) throws {
         try FileSystem.makeOwnedDirectory(directory)
-        let path = "\(directory)/ask-\(UUID().uuidString.prefix(8).lowercased())"
+        let path = "\(directory)/\(Self.socketPrefix)\(UUID().uuidString.prefix(8).lowercased())"
         guard path.utf8.count <= UnixSocket.pathLimit else { throw AskpassRelayError.socketPathTooLong(path) }
         socketPath = path
         environment = [
@@ -103,6 +103,9 @@ public final class AskpassRelay: @unchecked Sendable {
     }
 
     deinit { close() }
+
+    /// Relay sockets in a directory start with this (a master's socket is named after its host).
+    public static let socketPrefix = "ask-"
 
     /// Names the master once it is spawned: only its process tree may ask. `stderrLog` and `stderrOffset` are the
     /// master's stderr log and where this run starts (`ControlMaster.logPath`, `.logOffset`); each prompt carries

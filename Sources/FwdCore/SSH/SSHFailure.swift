@@ -61,6 +61,9 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// The row's advice, made exact where ssh's own lines say more: for a changed host key, ssh prints the
     /// `ssh-keygen -f FILE -R NAME` that removes the old key, with `[host]:port` when the port is not 22.
     static func advice(_ row: (needle: String, failureClass: FailureClass, advice: String), lines: [Substring]) -> String {
+        if row.needle == "Permission denied (", let line = lines.first(where: { $0.contains(row.needle) }) {
+            return loginAdvice(methods: line)
+        }
         guard row.needle == "REMOTE HOST IDENTIFICATION HAS CHANGED" else { return row.advice }
         let trimmed = lines.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         let remove = trimmed.first { $0.hasPrefix("ssh-keygen ") && $0.contains(" -R ") && !$0.contains("`") }
@@ -71,6 +74,19 @@ public struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
             }.first
         guard let remove else { return row.advice }
         return "the server's host key changed; verify it with the server's owner, then remove the old key with `\(remove)`"
+    }
+
+    /// `Permission denied (publickey,password).` lists what the server accepts: a key is advised only when a key
+    /// is all it takes, and a password or code server is told how fwd asks for one.
+    static func loginAdvice(methods line: Substring) -> String {
+        let methods = line.split(separator: "(").last?.split(separator: ")").first?.split(separator: ",").map(String.init) ?? []
+        let person = methods.filter { $0 == "password" || $0 == "keyboard-interactive" }
+        guard !person.isEmpty else {
+            return "authentication failed; check the user and key (`ssh -v HOST`), load the key into your agent, then `fwd up` again"
+        }
+        let what = person == ["keyboard-interactive"] ? "an answer to its question (a password or one-time code)" : "a password"
+        let key = methods.contains("publickey") ? ", or log in with a key it accepts (in ssh-agent)" : ""
+        return "the server wants \(what): run `fwd up NAME` on a terminal and type it when asked\(key); check the user name too"
     }
 
     /// Classifies an ssh run from its stderr and exit status. An exit with no recognisable line is retried:

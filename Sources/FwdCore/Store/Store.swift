@@ -6,7 +6,12 @@ import Glibc
 import Darwin
 #endif
 
-public enum TunnelState: String, Sendable, Codable, CaseIterable { case starting, up, degraded, down, failed }
+public enum TunnelState: String, Sendable, Codable, CaseIterable {
+    case starting, up, degraded, down, failed
+    /// The host's master dropped and logging in again needs a person (a password, a passphrase, a code): fwd makes
+    /// no login attempt until `fwd up` runs on a terminal.
+    case needsAuth = "needs-auth"
+}
 
 /// What an event records.
 public enum EventKind: String, Sendable, Codable, CaseIterable {

@@ -24,12 +24,34 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var config: String?
     public var names: [String]?
     public var after: Int64?
+    /// For `watch`: the client can ask its user at a terminal (stdin and /dev/tty are one). Login questions of
+    /// the named tunnels' hosts then come on this connection as `ControlReply.prompt`, answered with a
+    /// `PromptAnswer` line.
+    public var prompt: Bool?
 
-    public init(op: Op, config: String? = nil, names: [String]? = nil, after: Int64? = nil) {
+    public init(op: Op, config: String? = nil, names: [String]? = nil, after: Int64? = nil, prompt: Bool? = nil) {
         self.op = op
         self.config = config
         self.names = names
         self.after = after
+        self.prompt = prompt
+    }
+}
+
+/// A client's answer to a `ControlReply.prompt`, one line on the watch connection. It goes to the relay of the
+/// master that asked, and nowhere else: never stored, logged or echoed back.
+public struct PromptAnswer: Codable, Sendable {
+    public var id: Int
+    /// nil with `cancel` (Ctrl-C at the prompt) or `unable` (the terminal could not be used after all).
+    public var answer: String?
+    public var cancel: Bool?
+    public var unable: Bool?
+
+    public init(id: Int, answer: String? = nil, cancel: Bool? = nil, unable: Bool? = nil) {
+        self.id = id
+        self.answer = answer
+        self.cancel = cancel
+        self.unable = unable
     }
 }
 
@@ -70,15 +92,21 @@ public struct ControlReply: Codable, Sendable {
     public var event: Event?
     /// For `reconnect`: what was done, one line per host.
     public var lines: [String]?
+    /// For `watch` with `prompt`: a login question to ask the user.
+    public var prompt: LoginQuestion?
+    /// For `watch` with `prompt`: the question with this id needs no answer any more (its ssh exited).
+    public var withdrawn: Int?
 
     public init(ok: Bool, pid: Int32 = getpid(), error: ControlFailure? = nil, tunnel: TunnelStatus? = nil, event: Event? = nil,
-                lines: [String]? = nil) {
+                lines: [String]? = nil, prompt: LoginQuestion? = nil, withdrawn: Int? = nil) {
         self.ok = ok
         self.pid = pid
         self.error = error
         self.tunnel = tunnel
         self.event = event
         self.lines = lines
+        self.prompt = prompt
+        self.withdrawn = withdrawn
     }
 }
 
@@ -228,7 +256,17 @@ public final class ControlClient {
     deinit { close(fd) }
 
     public func send(_ request: ControlRequest) throws {
-        let data = Control.line(request)
+        try sendLine(Control.line(request))
+    }
+
+    /// An answer to a prompt, on the connection it came on. Safe to call from another thread than the reader's.
+    public func send(_ answer: PromptAnswer) throws {
+        var data = Control.line(answer)
+        defer { data.resetBytes(in: 0..<data.count) }
+        try sendLine(data)
+    }
+
+    private func sendLine(_ data: Data) throws {
         let sent = data.withUnsafeBytes { raw -> Bool in
             var offset = 0
             while offset < raw.count {
@@ -366,6 +404,9 @@ final class ControlConnection: @unchecked Sendable {
     private var closeHandlers: [@Sendable () -> Void] = []
     private var closeAfterWrite = false
     private let handler: ControlServer.Handler
+    /// Lines after the request (prompt answers), each within the request's size limit; kept until a handler is set.
+    private var lineHandler: (@Sendable (Data) -> Void)?
+    private var laterLines: [Data] = []
 
     static func makeNonBlocking(_ fd: Int32) -> Bool {
         let flags = fcntl(fd, F_GETFL)
@@ -423,6 +464,17 @@ final class ControlConnection: @unchecked Sendable {
         }
     }
 
+    /// Hands every further line the client sends after its request to `body`, on the connection's queue (lines
+    /// that arrived before are handed over at once).
+    func onLine(_ body: @escaping @Sendable (Data) -> Void) {
+        queue.async { [self] in
+            lineHandler = body
+            let lines = laterLines
+            laterLines = []
+            lines.forEach(body)
+        }
+    }
+
     /// Runs `body` when the connection closes (at once when it already has).
     func onClose(_ body: @escaping @Sendable () -> Void) {
         let now: Bool = queue.sync {
@@ -449,15 +501,30 @@ final class ControlConnection: @unchecked Sendable {
                 shut()
                 return
             }
-            guard !gotRequest else { continue }  // what a client sends after its request is not read
             input.append(contentsOf: chunk.prefix(n))
-            if let newline = input.firstIndex(of: UInt8(ascii: "\n")) {
-                take(Data(input[..<newline]))
-                input = []
-            } else if input.count > Control.requestLimit {
-                fail(.tooLarge(limit: Control.requestLimit))
+            for i in 0..<n { chunk[i] = 0 }
+            if !gotRequest {
+                if let newline = input.firstIndex(of: UInt8(ascii: "\n")) {
+                    take(Data(input[..<newline]))
+                    input.removeSubrange(...newline)
+                } else if input.count > Control.requestLimit {
+                    fail(.tooLarge(limit: Control.requestLimit))
+                    continue
+                }
             }
+            if gotRequest { takeLaterLines() }
         }
+    }
+
+    /// Lines after the request; one longer than the limit ends the connection.
+    private func takeLaterLines() {
+        while let newline = input.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Data(input[..<newline])
+            for i in input.startIndex...newline { input[i] = 0 }
+            input.removeSubrange(...newline)
+            if let lineHandler { lineHandler(line) } else { laterLines.append(line) }
+        }
+        if input.count > Control.requestLimit { shut() }
     }
 
     private func take(_ line: Data) {
@@ -516,6 +583,8 @@ final class ControlConnection: @unchecked Sendable {
     private func shut() {
         guard !closed else { return }
         closed = true
+        lineHandler = nil
+        laterLines = []
         timer?.cancel()
         writer?.setEventHandler(handler: nil)
         writer?.cancel()

@@ -28,6 +28,9 @@ struct HostMachine {
         case ready(pid: Int32, since: Double)
         /// Not retried until the user asks again (bad key, changed host key…).
         case failed(SSHFailure)
+        /// Logging in needs a person (the last login did, and its master dropped; or a login was cancelled at the
+        /// terminal): no attempt until the user asks again (`fwd up`), which then prompts.
+        case needsAuth(String)
     }
 
     enum Event: Sendable, Equatable {
@@ -55,6 +58,13 @@ struct HostMachine {
         case pathCheck(PathVerdict, trigger: String, mayRestore: Bool, token: Int?)
         /// A transport round trip through the master came back (`answered`) or timed out.
         case transportChecked(generation: Int, answered: Bool, ms: Int, reason: String)
+        // Logins that need a person (issue 11): what became of a question ssh asked while logging in.
+        /// The question reached a person's terminal.
+        case loginAsked(generation: Int, LoginPromptKind)
+        /// No terminal can answer it (no `fwd up` on a terminal is waiting): the executor has refused it.
+        case loginImpossible(generation: Int, LoginPromptKind)
+        /// The person cancelled at the prompt (Ctrl-C); the executor has ended that ssh.
+        case loginCancelled(generation: Int)
     }
 
     /// What a `-O forward` run said.
@@ -111,6 +121,11 @@ struct HostMachine {
     private var pathRestartReason: String?
     /// `pathCheck` requests waiting for the outcome of a check or restart.
     private var pathReplies: [Int] = []
+    /// What the current login attempt asked a person for (nil: nothing so far).
+    private var asked: LoginPromptKind?
+    /// What the live (or last) master's login needed a person for; nil when it logged in by itself (agent, key).
+    /// A master that needed a person is not logged in again blindly when it drops.
+    private(set) var interactive: LoginPromptKind?
 
     init(host: String, settings: Settings, backoff: Backoff, jitter: @escaping @Sendable () -> Double = { Double.random(in: -1...1) }) {
         self.host = host
@@ -122,13 +137,18 @@ struct HostMachine {
     var isIdle: Bool {
         guard tunnels.isEmpty else { return false }
         switch master {
-        case .none, .failed: return true
+        case .none, .failed, .needsAuth: return true
         default: return false
         }
     }
 
     var isReady: Bool {
         if case .ready = master { return true }
+        return false
+    }
+
+    private var isConnecting: Bool {
+        if case .connecting = master { return true }
         return false
     }
 
@@ -186,6 +206,14 @@ struct HostMachine {
             pathCheck(verdict, trigger: trigger, mayRestore: mayRestore, token: token, now: now, &out)
         case .transportChecked(let g, let answered, let ms, let reason) where g == generation:
             transportChecked(answered: answered, ms: ms, reason: reason, &out)
+        case .loginAsked(let g, let kind) where g == generation && isConnecting:
+            asked = kind
+            for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "waiting for \(kind.noun), asked at the terminal", &out) }
+        case .loginImpossible(let g, let kind) where g == generation && isConnecting:
+            failAll(SSHFailure(failureClass: .fatal, evidence: "logging in to \(host) needs \(kind.noun) and no terminal is there to ask",
+                               advice: Self.loginAdvice(kind, host: host, names: tunnels.keys.sorted())), &out)
+        case .loginCancelled(let g) where g == generation && isConnecting:
+            needsAuth("the login to \(host) was cancelled at the terminal", &out)
         default:
             break  // from an older master, timer or wait
         }
@@ -222,9 +250,16 @@ struct HostMachine {
             master = .none
             backoff.reset()
         }
+        // No server refused anything: asking again logs in at once (and prompts).
+        if case .needsAuth = master, !retry.isDisjoint(with: tunnels.keys) {
+            master = .none
+            backoff.reset()
+        }
         switch master {
         case .failed(let failure):
             for name in tunnels.keys.sorted() { note(name, .failed, error: failure.description, "not retried: \(failure.advice)", &out) }
+        case .needsAuth(let why):
+            for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
         case .ready:
             let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
             pending[token] = Set(fresh)
@@ -247,6 +282,7 @@ struct HostMachine {
         }
         lastAttempt = now
         generation += 1
+        asked = nil
         master = .connecting(pid: nil)
         out.append(.spawnMaster(generation: generation))
     }
@@ -254,6 +290,7 @@ struct HostMachine {
     private mutating func masterReady(now: Double, _ out: inout [HostAction]) {
         guard case .connecting(let pid?) = master else { return }
         master = .ready(pid: pid, since: now)
+        interactive = asked
         outageStart = nil
         added = [:]
         adding = [:]
@@ -261,7 +298,8 @@ struct HostMachine {
         probing = []
         // Forwards first, bookkeeping after: every step here is on the way to the tunnel being usable.
         for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
-        out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))")))
+        let how = interactive.map { " after \($0.noun) typed at the terminal" } ?? ""
+        out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))\(how)")))
         out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
         out.append(.learnPath(generation: generation))
     }
@@ -292,7 +330,7 @@ struct HostMachine {
         if let pathReason { answerPathReplies("\(host): restarted (\(pathReason))", &out) }
         forgetPath(&out)
         guard !tunnels.isEmpty else { return }
-        if let pathReason {
+        if let pathReason, interactive == nil {
             // fwd ended this master because its path was gone: reconnect at once, without backoff.
             backoff.reset()
             for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
@@ -302,8 +340,24 @@ struct HostMachine {
             connect(now: now, &out)
             return
         }
+        if let pathReason {
+            // The same, on a master a person logged in: logging in again needs that person.
+            needsAuth("the network path to \(host) changed (\(pathReason))", &out)
+            return
+        }
+        if failure.failureClass == .fatal, uptime == nil, let kind = asked {
+            // ssh's own retries (3 for a password, a code or a passphrase) were spent in this one connection.
+            failAll(SSHFailure(failureClass: .fatal, evidence: failure.evidence,
+                               advice: "the server refused \(kind.noun) typed at the terminal; fwd does not try again by itself: `fwd up \(tunnels.keys.sorted().joined(separator: " "))` to try once more"), &out)
+            return
+        }
         if failure.failureClass == .fatal {
             failAll(failure, &out)
+            return
+        }
+        if uptime != nil, interactive != nil {
+            // Logging in again needs a person: none is asked blindly (no retry loop against the server).
+            needsAuth("the connection to \(host) was lost (\(failure.evidence))", &out)
             return
         }
         for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
@@ -317,6 +371,28 @@ struct HostMachine {
         master = .failed(failure)
         for name in tunnels.keys.sorted() {
             note(name, .failed, error: failure.description, "not retried until you act: \(failure.advice)", &out)
+        }
+    }
+
+    private mutating func needsAuth(_ why: String, _ out: inout [HostAction]) {
+        master = .needsAuth(why)
+        for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
+    }
+
+    /// A needs-auth tunnel's error: what happened and what to run.
+    static func needsAuthError(_ why: String, _ name: String) -> String {
+        "\(why); logging in again needs a person: run `fwd up \(name)` on a terminal (a key in ssh-agent lets fwd reconnect by itself)"
+    }
+
+    /// What to do when a login needs `kind` and no terminal can be asked.
+    static func loginAdvice(_ kind: LoginPromptKind, host: String, names: [String]) -> String {
+        let up = "`fwd up \(names.joined(separator: " "))` on a terminal"
+        switch kind {
+        case .password: return "run \(up) to type it, or log in with a key in ssh-agent (`ssh-add`)"
+        case .keyPassphrase: return "run \(up) to type it, or add the key to ssh-agent (`ssh-add KEYFILE`) so no prompt is needed"
+        case .keyboardInteractive: return "run \(up) to answer the server's question"
+        case .hostKey: return "run \(up) to check and accept the key, or add it to known_hosts first (`ssh \(host)` once)"
+        case .other: return "run \(up) to answer ssh's question"
         }
     }
 
@@ -340,7 +416,7 @@ struct HostMachine {
         case .connecting, .ready:
             out.append(.stopMaster(reason: "no tunnel on \(host) is wanted"))
             master = .none
-        case .waiting:
+        case .waiting, .needsAuth:
             master = .none
         case .none, .failed:
             break  // a failure is kept while the host has no tunnels, so asking again stays rate-limited
@@ -501,6 +577,9 @@ struct HostMachine {
         switch master {
         case .failed(let failure):
             reply("nothing to check (waiting for you: \(failure.advice))")
+        case .needsAuth:
+            // No login without a person: a network event never starts one.
+            reply("nothing to check (logging in again needs you: `fwd up` on a terminal)")
         case .waiting:
             // Waiting out a backoff: a change that may have brought the path back is worth an attempt now.
             if mayRestore {

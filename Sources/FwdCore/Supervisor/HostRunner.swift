@@ -13,6 +13,9 @@ public struct SupervisorOptions: Sendable {
     public var backoff = Backoff()
     /// Seconds a supervisor started on demand by `fwd up` stays once nothing is wanted, then exits.
     public var idleExit: Double = 30
+    /// The fwd executable, run by ssh as `SSH_ASKPASS` so a login that needs a person asks at the terminal of the
+    /// `fwd up` waiting for it. nil: masters run with BatchMode (logins by agent or unencrypted key only).
+    public var askpass: String?
 
     public init() {}
 
@@ -45,6 +48,9 @@ actor HostRunner {
     let liveness: SSHCommand.Liveness
     let paths: FwdPaths
     let writer: StoreWriter
+    /// Where questions of this host's logins go (see `LoginSession`); nil with no askpass program.
+    let logins: LoginBroker?
+    let askpass: String?
     private var machine: HostMachine
     private let inputs: AsyncStream<Input>.Continuation
     private let clock = ContinuousClock()
@@ -61,8 +67,10 @@ actor HostRunner {
     /// The live master's probe context (its mux connection for remote and dynamic probes).
     private var probeContext: (pid: Int32, context: MasterProbeContext)?
 
-    init(host: String, entry: HostEntry?, paths: FwdPaths, writer: StoreWriter, options: SupervisorOptions) {
+    init(host: String, entry: HostEntry?, paths: FwdPaths, writer: StoreWriter, options: SupervisorOptions, logins: LoginBroker? = nil) {
         self.host = host
+        self.logins = logins
+        self.askpass = options.askpass
         self.destination = Destination(host)
         self.liveness = SSHCommand.Liveness(entry)
         self.paths = paths
@@ -234,20 +242,30 @@ actor HostRunner {
             return .spawnFailed(generation: g, SSHFailure(failureClass: .fatal, evidence: "\(error)", advice: "fix the directory, then `fwd up` again"))
         }
         if let busy = await clearStaleSocket(socket) { return .spawnFailed(generation: g, busy) }
+        // Every master may ask a person (without BatchMode, through a relay): one that logs in by agent or key
+        // simply never asks. Probes and -O commands keep BatchMode.
+        let relay = loginRelay()
         let command = SSHCommand.master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination,
-                                        socket: socket, liveness: liveness)
+                                        socket: socket, liveness: liveness, batchMode: relay == nil)
         let m: ControlMaster
         do {
-            m = try await ControlMaster.spawn(command, socket: socket, logPath: logPath)
+            m = try await ControlMaster.spawn(command, socket: socket, logPath: logPath, environment: relay?.environment ?? [:])
         } catch {
+            relay?.close()
             return .spawnFailed(generation: g, SSHFailure(failureClass: .fatal, evidence: "\(error)",
                                                           advice: "install the OpenSSH client (apt-get install openssh-client)"))
         }
         master = m
         let writer = self.writer
         let host = self.host
+        if let relay, let logins {
+            relay.attach(masterPid: m.pid, stderrLog: m.logPath, stderrOffset: m.logOffset) { m.terminate() }
+            LoginSession.start(relay: relay, broker: logins, host: host, generation: g,
+                               tunnels: { [weak self] in await self?.tunnelNames ?? [] }) { [weak self] in self?.send($0) }
+        }
         Task { [weak self] in
             let status = await m.waitExit()
+            relay?.close()
             writer.enqueue(.removeMaster(host: host))
             self?.send(.masterExited(generation: g, status: status, stderr: m.stderr()))
         }
@@ -262,6 +280,19 @@ actor HostRunner {
         }
         return .spawned(generation: g, pid: m.pid)
     }
+
+    /// A relay for the next master's questions, when fwd can be its askpass; nil (BatchMode) otherwise.
+    private func loginRelay() -> AskpassRelay? {
+        guard let askpass, logins != nil else { return nil }
+        do {
+            return try AskpassRelay(directory: paths.controlDirectory, askpassProgram: askpass)
+        } catch {
+            writer.enqueue(.log(.error, tunnel: nil, host: host, message: "logins cannot ask at a terminal: \(error)"))
+            return nil
+        }
+    }
+
+    private var tunnelNames: Set<String> { Set(machine.tunnels.keys) }
 
     /// What `ssh -G` says for the host: the supervisor's answer, or asked here when none has arrived yet.
     private func resolution() async -> ResolvedHost? {

@@ -7,6 +7,8 @@ public actor Supervisor {
     let store: Store
     /// Every write of the supervisor and its runners goes through here, in order, off their event loops.
     nonisolated let writer: StoreWriter
+    /// Login questions of every master, to the terminals waiting for their tunnels.
+    public nonisolated let logins = LoginBroker()
     let options: SupervisorOptions
     private var runners: [String: HostRunner] = [:]
     private var fragmentInputs: String?
@@ -37,6 +39,11 @@ public actor Supervisor {
             }
             unlink(record.socket)
             writer.enqueue(.removeMaster(host: record.host))
+        }
+        // Relay sockets of a supervisor that was killed (this one holds the lock, so none is in use).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.controlDirectory)) ?? []
+        where name.hasPrefix(AskpassRelay.socketPrefix) {
+            unlink("\(paths.controlDirectory)/\(name)")
         }
     }
 
@@ -105,7 +112,7 @@ public actor Supervisor {
 
     /// A runner for `host`, told what `ssh -G` said for it when that is known and current.
     private func newRunner(_ host: String, config: FwdConfig, resolved: ResolvedHost?) -> HostRunner {
-        let runner = HostRunner(host: host, entry: config.hosts[host], paths: paths, writer: writer, options: options)
+        let runner = HostRunner(host: host, entry: config.hosts[host], paths: paths, writer: writer, options: options, logins: logins)
         runners[host] = runner
         if let resolved { runner.resolved(resolved) }
         return runner

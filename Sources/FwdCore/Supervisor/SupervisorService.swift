@@ -22,14 +22,17 @@ public final class SupervisorService: Sendable {
     let onDemand: Bool
     /// A pipe to the `fwd up` that started this supervisor, told "ready" once the control socket serves.
     let readyFD: Int32?
+    /// `fwd run` on a terminal: its own tunnels' login questions are asked here; Ctrl-C at one stops the run.
+    let prompter: TerminalPrompter?
 
     public init(paths: FwdPaths, mode: Mode, options: SupervisorOptions = .fromEnvironment(), onDemand: Bool = false,
-                readyFD: Int32? = nil) {
+                readyFD: Int32? = nil, prompter: TerminalPrompter? = nil) {
         self.paths = paths
         self.mode = mode
         self.options = options
         self.onDemand = onDemand
         self.readyFD = readyFD
+        self.prompter = prompter
     }
 
     /// Runs until a signal or a `stop` request (or, `onDemand`, until nothing has been wanted for `idleExit`
@@ -64,6 +67,9 @@ public final class SupervisorService: Sendable {
             case .ping:
                 connection.finish(ControlReply(ok: true))
             case .reconcile, .watch:
+                // A client that can prompt is known before its tunnels start, so their first question finds it.
+                let asker = request.op == .watch && request.prompt == true
+                    ? Self.registerAsker(supervisor.logins, names: Set(request.names ?? []), connection: connection) : nil
                 let failure: ControlFailure? = await supervisor.serially {
                     if stopping.isSet { return .stopping }
                     do {
@@ -87,6 +93,7 @@ public final class SupervisorService: Sendable {
                     return connection.send(ControlReply(ok: true, tunnel: row))
                 }
                 connection.onClose { writer.unsubscribe(id) }
+                if let asker { supervisor.logins.activate(asker) }
             case .check:
                 await supervisor.check(request.names.map(Set.init))
                 connection.finish(ControlReply(ok: true))
@@ -108,6 +115,9 @@ public final class SupervisorService: Sendable {
         }
         let watch = Self.startNetworkWatch(supervisor)
         defer { watch.stop() }
+        if let prompter, case .foreground(let names) = mode {
+            Self.registerTerminal(supervisor.logins, names: Set(names), prompter: prompter) { stopSink.yield("the login was cancelled at the prompt") }
+        }
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
@@ -186,6 +196,45 @@ public final class SupervisorService: Sendable {
             supervisor.writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "\(error); network changes are noticed only by ServerAlive"))
         }
         return NetworkWatch(monitor: monitor) { trigger in await supervisor.notify(trigger) }
+    }
+
+    /// A watch connection whose client can prompt: login questions of its tunnels' hosts go to it, its answer
+    /// lines go back to the broker. It leaves the broker when the connection closes.
+    static func registerAsker(_ logins: LoginBroker, names: Set<String>, connection: ControlConnection) -> Int {
+        let asker = logins.register(names: names,
+                                    deliver: { connection.send(ControlReply(ok: true, prompt: $0)) },
+                                    withdraw: { _ = connection.send(ControlReply(ok: true, withdrawn: $0)) })
+        connection.onLine { line in
+            guard let reply = try? JSONDecoder().decode(PromptAnswer.self, from: line) else { return }
+            // Off the connection's queue: moving a question may write to another connection.
+            DispatchQueue.global().async {
+                if reply.unable == true {
+                    logins.unable(from: asker, id: reply.id)
+                } else {
+                    logins.answer(from: asker, id: reply.id, reply.cancel == true ? nil : reply.answer)
+                }
+            }
+        }
+        connection.onClose { logins.unregister(asker) }
+        return asker
+    }
+
+    /// `fwd run` asks its own terminal.
+    static func registerTerminal(_ logins: LoginBroker, names: Set<String>, prompter: TerminalPrompter,
+                                 onCancel: @escaping @Sendable () -> Void) {
+        let box = AskerBox()
+        let desk = PromptDesk(prompter: prompter) { question, outcome in
+            switch outcome {
+            case .answer(let answer): logins.answer(from: box.id, id: question.id, answer)
+            case .cancelled:
+                logins.answer(from: box.id, id: question.id, nil)
+                onCancel()
+            case .withdrawn: break
+            case .noTerminal: logins.unable(from: box.id, id: question.id)
+            }
+        }
+        box.id = logins.register(names: names, deliver: { desk.show($0); return true }, withdraw: { desk.withdraw($0) })
+        logins.activate(box.id)
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
@@ -279,6 +328,16 @@ actor IdleTimer {
     func disarm() {
         pending?.cancel()
         pending = nil
+    }
+}
+
+/// The id of an asker whose callbacks exist before it is registered.
+final class AskerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    var id: Int {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
     }
 }
 
