@@ -117,6 +117,8 @@ private enum Netlink {
         #expect(parsed.count == 1)
         #expect(parsed["22222"]?.local == .init(address: "198.18.1.1", port: 40000))
         #expect(parsed["22222"]?.remote == .init(address: "198.18.1.2", port: 22))
+        // A master's accepted clients (a probe of its -L port 8080) are told apart by the listening port.
+        #expect(MasterPath.listeningPorts(v4) == [8080])
         let v6 = """
           sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
            0: 0000000000000000FFFF0000010112C6:9C41 0000000000000000FFFF0000020112C6:0016 01 00000000:00000000 00:00000000 00000000     0        0 33333 1 0000000000000000 20 4 30 10 -1

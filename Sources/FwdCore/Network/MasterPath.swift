@@ -34,14 +34,18 @@ public struct MasterPath: Sendable, Equatable, CustomStringConvertible {
     public static func discover(pid: Int32) -> MasterPath? {
         #if os(Linux)
         var connections: [String: Connection] = [:]
+        var listening: Set<Int> = []
         for file in ["tcp", "tcp6"] {
             guard let text = ProcessTable.readAll("/proc/\(pid)/net/\(file)") else { continue }
             connections.merge(parseEstablished(text)) { a, _ in a }
+            listening.formUnion(listeningPorts(text))
         }
         guard !connections.isEmpty else { return nil }
         for process in [pid] + descendants(of: pid) {
             for inode in socketInodes(of: process) {
-                guard let c = connections[inode] else { continue }
+                // A connection accepted on one of the master's own listeners (a client of a -L or -D port, a
+                // probe) is not the path to the server; behind ProxyJump the master has only those.
+                guard let c = connections[inode], !listening.contains(c.local.port) else { continue }
                 return MasterPath(localAddress: c.local.address, localPort: c.local.port, remoteAddress: c.remote.address,
                                   remotePort: c.remote.port, interface: interface(holding: c.local.address))
             }
@@ -70,6 +74,17 @@ public struct MasterPath: Sendable, Equatable, CustomStringConvertible {
             // sl local_address rem_address st … inode; state 01 is ESTABLISHED.
             guard cols.count > 9, cols[3] == "01", let local = endpoint(cols[1]), let remote = endpoint(cols[2]) else { continue }
             result[String(cols[9])] = Connection(local: local, remote: remote)
+        }
+        return result
+    }
+
+    /// The local ports something listens on (state 0A) in a /proc/net/tcp or tcp6 table.
+    static func listeningPorts(_ text: String) -> Set<Int> {
+        var result: Set<Int> = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let cols = line.split(separator: " ")
+            guard cols.count > 3, cols[3] == "0A", let local = endpoint(cols[1]) else { continue }
+            result.insert(local.port)
         }
         return result
     }
