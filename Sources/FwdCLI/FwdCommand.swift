@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import FwdCore
 
-public struct FwdCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct FwdCommand: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "fwd",
         abstract: "Named SSH port forwards you bring up with one command.",
         discussion: """
@@ -21,7 +21,7 @@ public struct FwdCommand: AsyncParsableCommand {
         ]
     )
 
-    public init() {}
+    package init() {}
 }
 
 /// What every command works with: the paths, read once from the environment.
@@ -38,8 +38,8 @@ struct Context {
 
 /// The entry point. Parses and runs the command asynchronously (calling `main()` from top-level code would
 /// pick ParsableCommand's synchronous overload).
-public enum FwdMain {
-    public static func run() async -> Never {
+package enum FwdMain {
+    package static func run() async -> Never {
         // ssh runs SSH_ASKPASS with the prompt as the only argument: answer before any parsing or setup.
         if let prompt = AskpassCommand.promptFromSSH(CommandLine.arguments, environment: ProcessInfo.processInfo.environment) {
             let code = AskpassCommand.relay(prompt: prompt)

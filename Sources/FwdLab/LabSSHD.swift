@@ -6,7 +6,7 @@ import Darwin
 import Foundation
 import FwdCore
 
-public enum LabError: Error, CustomStringConvertible {
+package enum LabError: Error, CustomStringConvertible {
     case sshdNotFound(String)
     case toolFailed(command: String, output: String)
     case directory(path: String, reason: String)
@@ -19,7 +19,7 @@ public enum LabError: Error, CustomStringConvertible {
     case httpNoResponse(host: String, port: Int, detail: String)
     case httpMalformed(host: String, port: Int, detail: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .sshdNotFound(let path):
             "sshd not found at \(path) — install openssh-server (apt-get install openssh-server)"
@@ -48,21 +48,21 @@ public enum LabError: Error, CustomStringConvertible {
 }
 
 /// A private OpenSSH server on 127.0.0.1 with its own keys and config, for integration tests and `fwd demo`.
-public final class LabSSHD: @unchecked Sendable {
-    public static let sshdPath = "/usr/sbin/sshd"
+package final class LabSSHD: @unchecked Sendable {
+    package static let sshdPath = "/usr/sbin/sshd"
 
-    public let dir: String
-    public let port: Int
-    public let clientKey: String
-    public let knownHosts: String
-    public let logPath: String
-    public let user: String
-    public let configPath: String
+    package let dir: String
+    package let port: Int
+    package let clientKey: String
+    package let knownHosts: String
+    package let logPath: String
+    package let user: String
+    package let configPath: String
     /// The sshd binary, or a symlink to it: sshd names its PAM service after the name it was started by.
-    public let executable: String
+    package let executable: String
     /// The one address sshd listens on: 127.0.0.1, or another loopback address (127.0.0.2) to stand in for a
     /// server whose sshd listens on its LAN address only.
-    public let address: String
+    package let address: String
 
     private let lock = NSLock()
     private var child: ChildProcess?
@@ -70,7 +70,7 @@ public final class LabSSHD: @unchecked Sendable {
     /// Generates keys (kept if already in `dir`), sshd_config and known_hosts, and validates the config with `sshd -t`.
     /// Plain `extraConfig` lines go before the defaults, because sshd keeps the first value it reads for a keyword;
     /// from the first `Match` line on they go at the end, where Match blocks must be.
-    public init(dir: String, port: Int? = nil, address: String = "127.0.0.1", extraConfig: [String] = [],
+    package init(dir: String, port: Int? = nil, address: String = "127.0.0.1", extraConfig: [String] = [],
                 executable: String = LabSSHD.sshdPath) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw LabError.sshdNotFound(executable)
@@ -142,14 +142,14 @@ public final class LabSSHD: @unchecked Sendable {
 
     deinit { stop() }
 
-    public var isRunning: Bool { lock.withLock { child?.isRunning ?? false } }
+    package var isRunning: Bool { lock.withLock { child?.isRunning ?? false } }
 
-    public var pid: Int32? { lock.withLock { child?.isRunning == true ? child?.pid : nil } }
+    package var pid: Int32? { lock.withLock { child?.isRunning == true ? child?.pid : nil } }
 
     /// Starts sshd in the foreground (-D) as our child and waits until it listens. Idempotent.
     /// Readiness comes from sshd's own "Server listening" log line rather than a probe connection,
     /// so the log holds only the connections tests make.
-    public func start() throws {
+    package func start() throws {
         try lock.withLock {
             if child?.isRunning == true { return }
             let logOffset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
@@ -178,7 +178,7 @@ public final class LabSSHD: @unchecked Sendable {
     /// SIGTERM, then SIGKILL after 2 s; always reaps. sshd serves each connection in its own setsid'd
     /// process, which outlives the listener (as on a real server restart); unless `keepSessions`,
     /// those are ended first so tunnels really drop and nothing is orphaned.
-    public func stop(keepSessions: Bool = false) {
+    package func stop(keepSessions: Bool = false) {
         lock.withLock {
             guard let proc = child else { return }
             child = nil
@@ -189,7 +189,7 @@ public final class LabSSHD: @unchecked Sendable {
     }
 
     /// SIGKILL and reap, simulating a crash; established sessions get SIGKILL too unless `keepSessions`.
-    public func kill(keepSessions: Bool = false) {
+    package func kill(keepSessions: Bool = false) {
         lock.withLock {
             guard let proc = child else { return }
             child = nil
@@ -219,9 +219,9 @@ public final class LabSSHD: @unchecked Sendable {
     }
 
     /// The whole sshd log (empty if none yet).
-    public func log() -> String { logSince(0) }
+    package func log() -> String { logSince(0) }
 
-    public func clientConfigBlock(alias: String) -> String {
+    package func clientConfigBlock(alias: String) -> String {
         """
         Host \(alias)
             HostName \(address)

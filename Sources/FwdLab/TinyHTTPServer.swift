@@ -7,9 +7,9 @@ import Foundation
 import FwdCore
 
 /// Free TCP ports on the loopback interface.
-public enum LocalPort {
+package enum LocalPort {
     /// A port that was free a moment ago (bound to 0 and released); racy by nature, fine for tests.
-    public static func free(host: String = "127.0.0.1") throws -> Int {
+    package static func free(host: String = "127.0.0.1") throws -> Int {
         guard let (family, addr) = try Sock.resolve(host: host, port: 0, passive: true).first else {
             throw LabError.socket("no address for \(host)")
         }
@@ -21,7 +21,7 @@ public enum LocalPort {
     }
 
     /// True if something accepts TCP connections on host:port right now.
-    public static func isAccepting(host: String = "127.0.0.1", port: Int, timeout: Double = 1) -> Bool {
+    package static func isAccepting(host: String = "127.0.0.1", port: Int, timeout: Double = 1) -> Bool {
         (try? connectSocket(host: host, port: port, deadline: Date().addingTimeInterval(timeout))).map { close($0); return true } ?? false
     }
 
@@ -59,8 +59,8 @@ public enum LocalPort {
 }
 
 /// A minimal HTTP server answering every request with the same page ("intranet wiki" for the demo and tests).
-public final class TinyHTTPServer: @unchecked Sendable {
-    public let port: Int
+package final class TinyHTTPServer: @unchecked Sendable {
+    package let port: Int
     private let state: State
 
     // Owned by the accept thread, so the server object itself can be deinitialised while it runs.
@@ -75,7 +75,7 @@ public final class TinyHTTPServer: @unchecked Sendable {
         var isStopped: Bool { lock.withLock { stopped } }
     }
 
-    public init(host: String = "127.0.0.1", port: Int = 0, body: String) throws {
+    package init(host: String = "127.0.0.1", port: Int = 0, body: String) throws {
         guard let (family, addr) = try Sock.resolve(host: host, port: port, passive: true).first else {
             throw LabError.socket("no address for \(host)")
         }
@@ -101,9 +101,9 @@ public final class TinyHTTPServer: @unchecked Sendable {
 
     deinit { stop() }
 
-    public var requestCount: Int { state.lock.withLock { state.count } }
+    package var requestCount: Int { state.lock.withLock { state.count } }
 
-    public func stop() {
+    package func stop() {
         let first = state.lock.withLock {
             defer { state.stopped = true }
             return !state.stopped
@@ -154,15 +154,15 @@ public final class TinyHTTPServer: @unchecked Sendable {
     }
 }
 
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    public var body: String
+package struct HTTPResponse: Sendable {
+    package var status: Int
+    package var body: String
 }
 
-public enum HTTPGet {
+package enum HTTPGet {
     /// Connects to host:port (numeric IPv4/IPv6 or "localhost"), sends `GET path HTTP/1.1` with Host and Connection: close,
     /// reads the whole response within `timeout` seconds. Throws a clear error on refused/timeout/EOF-before-status-line.
-    public static func fetch(host: String, port: Int, path: String = "/", timeout: Double = 5) throws -> HTTPResponse {
+    package static func fetch(host: String, port: Int, path: String = "/", timeout: Double = 5) throws -> HTTPResponse {
         let deadline = Date().addingTimeInterval(timeout)
         let fd = try LocalPort.connectSocket(host: host, port: port, deadline: deadline)
         defer { close(fd) }

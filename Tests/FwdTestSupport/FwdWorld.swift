@@ -2,13 +2,13 @@ import Foundation
 import FwdCore
 
 /// The output and exit status of one run of the real `fwd` binary.
-public struct FwdRun: Sendable {
-    public var status: ChildExit
-    public var stdout: String
-    public var stderr: String
-    public var ok: Bool { status == .exited(0) }
+package struct FwdRun: Sendable {
+    package var status: ChildExit
+    package var stdout: String
+    package var stderr: String
+    package var ok: Bool { status == .exited(0) }
 
-    public init(status: ChildExit, stdout: String, stderr: String) {
+    package init(status: ChildExit, stdout: String, stderr: String) {
         self.status = status
         self.stdout = stdout
         self.stderr = stderr
@@ -16,25 +16,25 @@ public struct FwdRun: Sendable {
 }
 
 /// The `fwd` binary the tests run: the one `swift build` produced, or FWD_BIN.
-public enum FwdBinary {
+package enum FwdBinary {
     /// The package root, found from this file.
-    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    package static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    public static var path: String {
+    package static var path: String {
         if let override = ProcessInfo.processInfo.environment["FWD_BIN"], !override.isEmpty { return override }
         return packageRoot + "/.build/debug/fwd"
     }
 }
 
 /// A test's private fwd world (its own state directory): what runs in it, found in /proc.
-public protocol FwdWorld {
+package protocol FwdWorld {
     var paths: FwdPaths { get }
 }
 
 extension FwdWorld {
     /// Live (non-zombie) processes whose command line matches.
-    public func processes(where match: ([String]) -> Bool) -> [Int32] {
+    package func processes(where match: ([String]) -> Bool) -> [Int32] {
         ProcessTable.allPids().filter { pid in
             let cmd = ProcessTable.commandLine(of: pid)
             return !cmd.isEmpty && match(cmd) && ProcessTable.state(of: pid) != "Z"
@@ -42,19 +42,19 @@ extension FwdWorld {
     }
 
     /// Every ssh process of this world: each names a socket in its control directory.
-    public func sshProcesses() -> [Int32] {
+    package func sshProcesses() -> [Int32] {
         let control = paths.controlDirectory
         return processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains { $0.hasPrefix(control) } }
     }
 
     /// The ControlMasters (`ssh … -M …`) of this world.
-    public func masters() -> [Int32] {
+    package func masters() -> [Int32] {
         let control = paths.controlDirectory
         return processes { cmd in (cmd.first?.hasSuffix("ssh") ?? false) && cmd.contains("-M") && cmd.contains { $0.hasPrefix(control) } }
     }
 
     /// `fwd daemon` and `fwd run` processes serving this world's state directory.
-    public func supervisorProcesses() -> [Int32] {
+    package func supervisorProcesses() -> [Int32] {
         let binary = URL(fileURLWithPath: FwdBinary.path).resolvingSymlinksInPath().path
         let marker = "FWD_STATE_DIR=\(paths.stateDirectory)"
         return processes { cmd in

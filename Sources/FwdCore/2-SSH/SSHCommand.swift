@@ -1,0 +1,144 @@
+import Foundation
+
+/// Every ssh invocation fwd makes, as a value: an executable and an argv array, never a shell string.
+/// This is the one place that builds ssh arguments; tests assert the argv without running anything.
+package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
+    package var executable: String
+    package var arguments: [String]
+
+    package var argv: [String] { [executable] + arguments }
+
+    /// Shell-quoted, for showing to the user (`fwd show`), never for running.
+    package var description: String { argv.map(Self.shellQuote).joined(separator: " ") }
+
+    /// The mux commands fwd sends to a master.
+    package enum MuxOperation: Sendable, Equatable {
+        case forward(ForwardSpec)
+        case cancel(ForwardSpec)
+        case check
+        case exit
+    }
+
+    /// How quickly a dead path is noticed; see `HostEntry.aliveInterval`.
+    package struct Liveness: Sendable, Equatable {
+        package var aliveInterval: Int
+        package var aliveCount: Int
+        package var connectTimeout: Int
+
+        package init(aliveInterval: Int = HostEntry.defaultAliveInterval, aliveCount: Int = HostEntry.defaultAliveCount,
+                    connectTimeout: Int = HostEntry.defaultConnectTimeout) {
+            self.aliveInterval = aliveInterval
+            self.aliveCount = aliveCount
+            self.connectTimeout = connectTimeout
+        }
+
+        package init(_ host: HostEntry?) {
+            self.init(aliveInterval: host?.aliveInterval ?? HostEntry.defaultAliveInterval,
+                      aliveCount: host?.aliveCount ?? HostEntry.defaultAliveCount,
+                      connectTimeout: host?.connectTimeout ?? HostEntry.defaultConnectTimeout)
+        }
+    }
+
+    /// The name mux commands give as a destination; with `-F none` and `-S` it is never resolved or dialled.
+    static let muxPlaceholder = "fwd-mux"
+
+    /// The ControlMaster for one SSH host, kept in the foreground (`ControlPersist=no`: with `yes` the process
+    /// started exits and a forked child becomes the master). Forwards are added later with `-O forward`.
+    /// `batchMode: false` is for a master whose login may need a person (a password, a passphrase, a one-time
+    /// code, a new host key): its prompts then go to `SSH_ASKPASS` (see `AskpassRelay`).
+    package static func master(ssh: String = "ssh", config: String, destination: Destination, socket: String,
+                              liveness: Liveness, batchMode: Bool = true) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: [
+            "-F", config,
+            "-N", "-M", "-S", socket,
+            "-o", "ControlPersist=no",
+            "-o", "ExitOnForwardFailure=yes",
+            "-o", "BatchMode=\(batchMode ? "yes" : "no")",
+            "-o", "ServerAliveInterval=\(liveness.aliveInterval)",
+            "-o", "ServerAliveCountMax=\(liveness.aliveCount)",
+            "-o", "ConnectTimeout=\(liveness.connectTimeout)",
+            "-o", "StreamLocalBindUnlink=yes",
+        ] + destination.arguments)
+    }
+
+    /// A mux command to a running master. `-F none` keeps ssh from also sending the forwards of the host's
+    /// config block (DESIGN.md); the spec is sent with its explicit bind address so `cancel` repeats it exactly.
+    package static func mux(ssh: String = "ssh", socket: String, _ operation: MuxOperation) -> SSHCommand {
+        var arguments = ["-F", "none", "-S", socket, "-O"]
+        switch operation {
+        case .forward(let spec): arguments += ["forward", spec.kind.flag, spec.sshArgument]
+        case .cancel(let spec): arguments += ["cancel", spec.kind.flag, spec.sshArgument]
+        case .check: arguments += ["check"]
+        case .exit: arguments += ["exit"]
+        }
+        return SSHCommand(executable: ssh, arguments: arguments + [muxPlaceholder])
+    }
+
+    /// `ssh -V`: prints the OpenSSH version on stderr.
+    package static func version(ssh: String = "ssh") -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: ["-V"])
+    }
+
+    /// A transport round trip through the master: a channel to a port that cannot be served (0.0.0.0:1) gets an
+    /// "open failed" answer from the server within one round trip when the connection works, and nothing when
+    /// it is dead (verified with OpenSSH 9.2; see `TransportCheck`). `ProxyCommand=false` stops ssh from
+    /// silently dialling directly when the master is gone.
+    package static func transportCheck(ssh: String = "ssh", socket: String) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: [
+            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", "0.0.0.0:1", muxPlaceholder,
+        ])
+    }
+
+    /// Asks ssh how it would connect to `destination` with fwd's config.
+    package static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
+        SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)
+    }
+
+    /// An interactive or command session that rides the host's master (`fwd ssh HOST -- ARGS`).
+    package static func session(ssh: String = "ssh", config: String, socket: String?, destination: Destination,
+                               extra: [String]) -> SSHCommand {
+        var arguments = ["-F", config]
+        if let socket { arguments += ["-S", socket] }
+        return SSHCommand(executable: ssh, arguments: arguments + destination.arguments + extra)
+    }
+
+    package static func shellQuote(_ word: String) -> String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,[]*".utf8)
+        if !word.isEmpty, word.utf8.allSatisfy(safe.contains) { return word }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// A tunnel's `host` as ssh gets it: a fwd host name or ssh alias as is; for `user@host:port` the port goes
+/// into `-o Port=` (OpenSSH 9.2 rejects `ssh://user@[v6]:port`, so the URI form is not used).
+package struct Destination: Sendable, Equatable {
+    package var host: String
+    package var port: Int?
+
+    package init(host: String, port: Int? = nil) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `alias`, `host`, `user@host`, `user@host:port`, `[v6]`, `user@[v6]:port` or a bare IPv6 address.
+    package init(_ value: String) {
+        var user = ""
+        var rest = Substring(value)
+        if let at = value.lastIndex(of: "@") {
+            user = String(value[...at])
+            rest = value[value.index(after: at)...]
+        }
+        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+            let inside = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            self.init(host: user + inside, port: after.hasPrefix(":") ? Int(after.dropFirst()) : nil)
+        } else if rest.filter({ $0 == ":" }).count == 1, let colon = rest.firstIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) {
+            self.init(host: user + rest[..<colon], port: port)
+        } else {
+            self.init(host: value)
+        }
+    }
+
+    /// The arguments that end an ssh command line: the port option, then `--` and the host.
+    package var arguments: [String] { (port.map { ["-o", "Port=\($0)"] } ?? []) + ["--", host] }
+}

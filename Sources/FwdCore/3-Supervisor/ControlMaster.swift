@@ -1,0 +1,154 @@
+import Dispatch
+import Foundation
+import Subprocess
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One running `ssh -N -M` process, spawned and watched through swift-subprocess (pidfd on Linux, so its exit
+/// is seen on time even while other ssh children run — DESIGN.md). Its stderr is appended to `logPath`.
+package final class ControlMaster: Sendable {
+    package let command: SSHCommand
+    package let socket: String
+    package let logPath: String
+    /// Where this run's stderr starts in the log, so classification reads only this run's lines.
+    package let logOffset: UInt64
+    package let pid: Int32
+    package let startedAt: Date
+    private let exit: Task<Int32, Never>
+
+    private init(command: SSHCommand, socket: String, logPath: String, logOffset: UInt64, pid: Int32, exit: Task<Int32, Never>) {
+        self.command = command
+        self.socket = socket
+        self.logPath = logPath
+        self.logOffset = logOffset
+        self.pid = pid
+        self.startedAt = Date()
+        self.exit = exit
+    }
+
+    /// Spawns the master. Returns once the process exists (not once it is connected: `HostRunner.connect` waits for the socket).
+    /// `environment` is added to fwd's own (an `AskpassRelay`'s variables for a master that may prompt). The master
+    /// runs in a session of its own, with no controlling terminal: ssh never reads the user's terminal itself.
+    package static func spawn(_ command: SSHCommand, socket: String, logPath: String,
+                             environment: [String: String] = [:]) async throws -> ControlMaster {
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }
+        fchmod(fd, 0o600)
+        let offset = UInt64(max(0, lseek(fd, 0, SEEK_END)))
+        let (pids, pidSink) = AsyncStream<Int32>.makeStream()
+        let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
+        var options = PlatformOptions()
+        // Cancelling the watcher (supervisor shutdown) ends ssh with SIGTERM, then SIGKILL after 2 s.
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
+        options.createSession = true
+        let env = Environment.inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
+        let exit = Task<Int32, Never> {
+            do {
+                let result = try await Subprocess.run(
+                    executable, arguments: Arguments(command.arguments), environment: env, platformOptions: options,
+                    input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
+                ) { execution in
+                    pidSink.yield(execution.processIdentifier.value)
+                    pidSink.finish()
+                }
+                switch result.terminationStatus {
+                case .exited(let code): return Int32(code)
+                case .signaled(let signal): return 128 + Int32(signal)
+                }
+            } catch {
+                pidSink.finish()
+                let line = "fwd: cannot start \(command.executable): \(error)\n"
+                _ = line.withCString { write(fd, $0, strlen($0)) }
+                return 127
+            }
+        }
+        var pid: Int32 = -1
+        for await p in pids { pid = p }
+        guard pid > 0 else {
+            _ = await exit.value
+            throw SSHResolveError.launch("\(command.executable) could not be started (see \(logPath))")
+        }
+        return ControlMaster(command: command, socket: socket, logPath: logPath, logOffset: offset, pid: pid, exit: exit)
+    }
+
+    /// Waits for the process to end and returns its exit status (128+signal when killed).
+    package func waitExit() async -> Int32 { await exit.value }
+
+    /// Waits until the control socket exists (true) or the process has exited (false). ssh binds a temporary
+    /// name, listens, and only then links the ControlPath, all after authentication: the path existing means
+    /// the master takes requests. On Linux the directory is watched with inotify, so nothing polls.
+    package func waitForSocket() async -> Bool {
+        let socket = self.socket
+        let watch = Task { await Self.appearance(of: socket) }
+        // Awaiting a task's value cannot be cancelled: this one lingers until ssh exits, and only cancels the watch.
+        Task { [exit] in
+            _ = await exit.value
+            watch.cancel()
+        }
+        await watch.value
+        return FileSystem.exists(socket)
+    }
+
+    /// Returns once `path` exists, or when the task is cancelled.
+    private static func appearance(of path: String) async {
+        #if os(Linux)
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let directory = (path as NSString).deletingLastPathComponent
+        if fd >= 0, inotify_add_watch(fd, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0 {
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: .global())
+            let (changes, sink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            source.setEventHandler {
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while read(fd, &buffer, buffer.count) > 0 {}
+                sink.yield()
+            }
+            source.setCancelHandler { close(fd) }
+            source.resume()
+            defer { source.cancel() }
+            // Checked after the watch is in place, so a socket linked in between is not missed.
+            if FileSystem.exists(path) { return }
+            await withTaskCancellationHandler {
+                for await _ in changes where FileSystem.exists(path) { return }
+            } onCancel: {
+                sink.finish()
+            }
+            return
+        }
+        if fd >= 0 { close(fd) }
+        #endif
+        // Elsewhere (or without inotify): poll, finely while a normal login completes, then coarser.
+        let start = Date()
+        while !Task.isCancelled, !FileSystem.exists(path) {
+            try? await Task.sleep(for: .milliseconds(Date().timeIntervalSince(start) < 1 ? 2 : 25))
+        }
+    }
+
+    /// ssh's stderr from this run.
+    package func stderr() -> String {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else { return "" }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: logOffset)
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    }
+
+    /// SIGTERM; the supervisor awaits `waitExit`. The process is our unreaped child until then, so the pid
+    /// cannot have been reused.
+    package func terminate() {
+        kill(pid, SIGTERM)
+    }
+
+    /// Ends the process and waits: SIGTERM, then SIGKILL after `grace` seconds.
+    package func stop(grace: Double = 2) async {
+        terminate()
+        let exit = self.exit
+        let killer = Task {
+            try await Task.sleep(for: .seconds(grace))
+            kill(pid, SIGKILL)
+        }
+        _ = await exit.value
+        killer.cancel()
+    }
+}

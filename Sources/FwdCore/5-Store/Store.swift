@@ -1,0 +1,476 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+package enum TunnelState: String, Sendable, Codable, CaseIterable {
+    case starting, up, degraded, down, failed
+    /// The host's master dropped and logging in again needs a person (a password, a passphrase, a code): fwd makes
+    /// no login attempt until `fwd up` runs on a terminal.
+    case needsAuth = "needs-auth"
+}
+
+/// What an event records.
+package enum EventKind: String, Sendable, Codable, CaseIterable {
+    /// The desired state changed (from/to: up, down).
+    case desired
+    /// The observed state changed (from/to: a `TunnelState`).
+    case state
+    case restart
+    /// A forward's probe result flipped (from/to: ok, failed).
+    case probe
+    case master
+    /// A master checked or restarted because the network changed, the machine woke, or `fwd reconnect` asked.
+    case network
+    case daemon
+    case error
+}
+package enum DesiredState: String, Sendable, Codable { case up, down }
+
+package struct ForwardStatus: Sendable, Codable, Equatable {
+    package var kind: ForwardKind
+    /// The ssh argument, e.g. "127.0.0.1:8080:wiki.lan:80".
+    package var spec: String
+    /// For `-R 0:…`, the port the server picked.
+    package var allocatedPort: Int?
+    package var probe: ProbeKind
+    /// Latency of the last probe.
+    package var probeMs: Double?
+    /// Result of the last probe; nil until probed.
+    package var ok: Bool?
+    /// The port range this forward belongs to, as written ("60000-60009:ftp.lan:60000-60009"); nil for a
+    /// forward written on its own. Rows written before ranges existed decode with nil.
+    package var range: String?
+
+    package init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil, range: String? = nil) {
+        self.kind = kind
+        self.spec = spec
+        self.allocatedPort = allocatedPort
+        self.probe = probe
+        self.probeMs = probeMs
+        self.ok = ok
+        self.range = range
+    }
+}
+
+extension ForwardStatus {
+    /// A tunnel's forwards as recorded before anything is known about them: spec, probe kind and range only.
+    package static func initial(for tunnel: Tunnel) -> [ForwardStatus] {
+        tunnel.forwards.map { ForwardStatus(kind: $0.kind, spec: $0.sshArgument, probe: tunnel.probe(for: $0),
+                                            range: tunnel.range(containing: $0)?.text) }
+    }
+}
+
+package struct TunnelStatus: Sendable, Codable, Equatable {
+    package var name: String
+    package var host: String
+    package var desired: DesiredState
+    package var state: TunnelState
+    /// Pid of the host's ControlMaster.
+    package var pid: Int?
+    /// When `state` last changed.
+    package var since: Date
+    package var restarts: Int
+    /// Latest probe latency of the tunnel: the maximum over its forwards.
+    package var probeMs: Double?
+    package var lastError: String?
+    package var forwards: [ForwardStatus]
+    package var updatedAt: Date
+
+    package init(name: String, host: String, desired: DesiredState, state: TunnelState, pid: Int? = nil, since: Date,
+                restarts: Int = 0, probeMs: Double? = nil, lastError: String? = nil, forwards: [ForwardStatus], updatedAt: Date) {
+        self.name = name
+        self.host = host
+        self.desired = desired
+        self.state = state
+        self.pid = pid
+        self.since = since
+        self.restarts = restarts
+        self.probeMs = probeMs
+        self.lastError = lastError
+        self.forwards = forwards
+        self.updatedAt = updatedAt
+    }
+}
+
+package struct Event: Sendable, Codable, Equatable {
+    package var id: Int64
+    package var time: Date
+    /// nil for host- and daemon-level events.
+    package var tunnel: String?
+    package var host: String?
+    package var kind: EventKind
+    /// Previous value: the state for "state" events, the desired state for "desired", "ok"/"failed" for "probe".
+    package var from: String?
+    package var to: String?
+    package var message: String
+
+    package init(id: Int64, time: Date, tunnel: String?, host: String?, kind: EventKind, from: String?, to: String?, message: String) {
+        self.id = id
+        self.time = time
+        self.tunnel = tunnel
+        self.host = host
+        self.kind = kind
+        self.from = from
+        self.to = to
+        self.message = message
+    }
+}
+
+package struct MasterRecord: Sendable, Codable, Equatable {
+    package var host: String
+    package var pid: Int
+    /// Process start time (/proc/PID/stat field 22), to tell a reused pid apart.
+    package var startTime: UInt64
+    package var socket: String
+    package var startedAt: Date
+
+    package init(host: String, pid: Int, startTime: UInt64, socket: String, startedAt: Date) {
+        self.host = host
+        self.pid = pid
+        self.startTime = startTime
+        self.socket = socket
+        self.startedAt = startedAt
+    }
+}
+
+package enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The supervisor reported on a tunnel that has no row (never brought up, or removed meanwhile).
+    case unknownTunnel(String)
+    case unknownForward(tunnel: String, spec: String)
+    /// A row this version of fwd cannot read, e.g. written by a newer fwd.
+    case unreadable(table: String, key: String)
+
+    package var description: String {
+        switch self {
+        case .unknownTunnel(let name):
+            return "no recorded state for tunnel \"\(Validation.printable(name))\"; run `fwd up \(Validation.printable(name))` to start it"
+        case .unknownForward(let tunnel, let spec):
+            return "tunnel \"\(Validation.printable(tunnel))\" has no forward \(Validation.printable(spec)); `fwd status` lists its forwards"
+        case .unreadable(let table, let key):
+            return "cannot read the \(table) row \"\(Validation.printable(key))\" in the state database; was it written by a newer fwd? Upgrade fwd, or run `fwd down` and remove the database"
+        }
+    }
+}
+
+/// The state database: the supervisor writes observed state, CLI processes read it and write desired
+/// state, all at once. The only code that opens the database.
+package final class Store: Sendable {
+    let database: any DatabaseWriter
+    private let now: @Sendable () -> Date
+    /// How many of the newest events the log keeps; older ones are pruned as new ones arrive.
+    let eventRetention: Int64
+
+    /// A supervisor writes a few events per state change and per reconnect: 50 000 are weeks of a flapping
+    /// link and a few MB, where an unpruned log would grow for as long as fwd runs.
+    package static let defaultEventRetention: Int64 = 50_000
+
+    private init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date, eventRetention: Int64) {
+        self.database = database
+        self.now = now
+        self.eventRetention = max(1, eventRetention)
+    }
+
+    /// Opens (creating and migrating if needed) the database at `path`, with the file and its -wal/-shm at
+    /// mode 0600 and its directory at 0700.
+    package convenience init(path: String, now: @escaping @Sendable () -> Date = { Date() }) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileSystem.makePrivateDirectory(directory) }
+        // Two processes opening a fresh database at once fail in the WAL switch or the migrator without this
+        // (DESIGN.md); flock, unlike fcntl locks, also excludes other opens within this process.
+        let pool = try Self.holdingLock(path + ".lock") {
+            try Self.createPrivateFile(path)
+            var configuration = Configuration()
+            // The default fails at once with SQLITE_BUSY when another process writes (13 % of writes, measured).
+            configuration.busyMode = .timeout(5)
+            configuration.label = "fwd.db"
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try StoreSchema.migrator.migrate(pool)
+            // SQLite gives -wal/-shm the main file's mode; enforce it anyway for files left by older runs.
+            for file in [path + "-wal", path + "-shm"] where FileSystem.exists(file) {
+                if chmod(file, 0o600) != 0 { throw FileSystemError.failed(path: file, action: "set mode 0600 on", errno: errno) }
+            }
+            return pool
+        }
+        self.init(database: pool, now: now, eventRetention: Store.defaultEventRetention)
+    }
+
+    /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything
+    /// and without waiting on a writer. nil when there is no database yet or it cannot be read at once.
+    package static func peekStates(path: String) -> [String: TunnelState]? {
+        guard let store = readOnly(path: path),
+              let rows = try? store.database.read({ try Row.fetchAll($0, sql: "SELECT name, state FROM tunnel") }) else { return nil }
+        var states: [String: TunnelState] = [:]
+        for row in rows {
+            if let name: String = row["name"], let raw: String = row["state"], let state = TunnelState(rawValue: raw) {
+                states[name] = state
+            }
+        }
+        return states
+    }
+
+    /// The database at `path` opened read-only, without creating, migrating, locking or waiting on a writer
+    /// (completion, `fwd doctor`): nil when it does not exist or cannot be opened at once.
+    package static func readOnly(path: String) -> Store? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .immediateError
+        guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return nil }
+        return Store(database: queue, now: { Date() }, eventRetention: defaultEventRetention)
+    }
+
+    /// A private in-memory database, for tests.
+    package static func inMemory(now: @escaping @Sendable () -> Date = { Date() },
+                                eventRetention: Int64 = Store.defaultEventRetention) throws -> Store {
+        let queue = try DatabaseQueue()
+        try StoreSchema.migrator.migrate(queue)
+        return Store(database: queue, now: now, eventRetention: eventRetention)
+    }
+
+    // MARK: Desired state (CLI)
+
+    /// Records the desired state of each tunnel, creating it as `.down` if new, with one "desired" event each.
+    /// Forwards come from the config; what was observed of a forward that is still configured is kept.
+    package func setDesired(_ desired: DesiredState, tunnels: [Tunnel]) throws {
+        try setDesired(desired, tunnels.map { ($0.name, $0.host, ForwardStatus.initial(for: $0)) })
+    }
+
+    /// The same for tunnels known only by their rows (`fwd down --all`, which needs no config).
+    package func setDesired(_ desired: DesiredState, recorded: [TunnelStatus]) throws {
+        try setDesired(desired, recorded.map { ($0.name, $0.host, $0.forwards) })
+    }
+
+    private func setDesired(_ desired: DesiredState, _ tunnels: [(name: String, host: String, forwards: [ForwardStatus])]) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            for tunnel in tunnels {
+                let previous: String?
+                if var row = try TunnelRow.fetchOne(db, key: tunnel.name) {
+                    previous = row.desired
+                    row.desired = desired.rawValue
+                    row.host = tunnel.host
+                    row.forwards = try TunnelRow.encode(Self.merge(tunnel.forwards, keepingFrom: try row.decodedForwards(), all: true))
+                    row.updatedAt = time
+                    try row.update(db)
+                } else {
+                    previous = nil
+                    try TunnelRow(name: tunnel.name, host: tunnel.host, desired: desired.rawValue, state: TunnelState.down.rawValue,
+                                  pid: nil, since: time, restarts: 0, probeMs: nil, lastError: nil,
+                                  forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time).insert(db)
+                }
+                try append(db, time: time, kind: .desired, tunnel: tunnel.name, host: tunnel.host,
+                           from: previous, to: desired.rawValue, message: "desired \(desired.rawValue)")
+            }
+        }
+    }
+
+    package func desiredUp() throws -> [TunnelStatus] {
+        try database.read { db in
+            try TunnelRow.filter(Column("desired") == DesiredState.up.rawValue).order(Column("name")).fetchAll(db).map { try $0.status() }
+        }
+    }
+
+    // MARK: Observed state (supervisor)
+
+    /// Sets the tunnel's state, master pid and last error. A change of state also moves `since` and appends a
+    /// "state" event, in the same transaction. Returns whether the state changed.
+    @discardableResult
+    package func transition(_ tunnel: String, to state: TunnelState, pid: Int?, error: String?, message: String) throws -> Bool {
+        let time = now().timeIntervalSince1970
+        return try database.write { db in
+            var row = try existing(db, tunnel)
+            let previous = row.state
+            let changed = previous != state.rawValue
+            row.pid = pid
+            row.lastError = error
+            row.updatedAt = time
+            if changed {
+                row.state = state.rawValue
+                row.since = time
+                try append(db, time: time, kind: .state, tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
+            }
+            try row.update(db)
+            return changed
+        }
+    }
+
+    package func recordRestart(_ tunnel: String, reason: String) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            row.restarts += 1
+            row.updatedAt = time
+            try row.update(db)
+            try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
+        }
+    }
+
+    /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
+    /// "probe" event; a first success is not news (the "state" event to up says it).
+    package func recordProbe(_ tunnel: String, forwards: [ForwardStatus]) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            let old = try row.decodedForwards()
+            let new = Self.merge(forwards, keepingFrom: old, all: false)
+            for forward in new {
+                guard let ok = forward.ok else { continue }
+                let before = old.first { $0.kind == forward.kind && $0.spec == forward.spec }?.ok
+                guard before != ok, before != nil || !ok else { continue }
+                try append(db, time: time, kind: .probe, tunnel: tunnel, host: row.host,
+                           from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
+                           message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
+            }
+            row.forwards = try TunnelRow.encode(new)
+            row.probeMs = new.compactMap(\.probeMs).max()
+            row.updatedAt = time
+            try row.update(db)
+        }
+    }
+
+    package func setAllocatedPort(_ tunnel: String, spec: String, port: Int) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            var row = try existing(db, tunnel)
+            var forwards = try row.decodedForwards()
+            guard let index = forwards.firstIndex(where: { $0.spec == spec }) else {
+                throw StoreError.unknownForward(tunnel: tunnel, spec: spec)
+            }
+            forwards[index].allocatedPort = port
+            row.forwards = try TunnelRow.encode(forwards)
+            row.updatedAt = time
+            try row.update(db)
+        }
+    }
+
+    /// Appends a free-form event.
+    package func log(_ kind: EventKind, tunnel: String?, host: String?, message: String) throws {
+        let time = now().timeIntervalSince1970
+        try database.write { db in
+            try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
+        }
+    }
+
+    /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.
+    package func remove(_ tunnel: String) throws {
+        _ = try database.write { db in try TunnelRow.deleteOne(db, key: tunnel) }
+    }
+
+    // MARK: Reads
+
+    /// All tunnels, ordered by name.
+    package func tunnels() throws -> [TunnelStatus] {
+        try database.read { db in try TunnelRow.order(Column("name")).fetchAll(db).map { try $0.status() } }
+    }
+
+    /// The named tunnels that have a row, read in one transaction.
+    package func tunnels(named names: [String]) throws -> [String: TunnelStatus] {
+        try database.read { db in
+            try Dictionary(uniqueKeysWithValues: TunnelRow.fetchAll(db, keys: names).map { try ($0.name, $0.status()) })
+        }
+    }
+
+    package func tunnel(_ name: String) throws -> TunnelStatus? {
+        try database.read { db in try TunnelRow.fetchOne(db, key: name)?.status() }
+    }
+
+    /// Events with an id above `after`, oldest first; pass the last id seen to follow the log.
+    package func events(tunnel: String? = nil, after id: Int64 = 0, limit: Int = 1000) throws -> [Event] {
+        try database.read { db in
+            var request = EventRow.filter(Column("id") > id)
+            if let tunnel { request = request.filter(Column("tunnel") == tunnel) }
+            return try request.order(Column("id")).limit(limit).fetchAll(db).map { try $0.event() }
+        }
+    }
+
+    // MARK: Masters
+
+    /// Remembers a running ControlMaster, so a supervisor restarted after SIGKILL can find it.
+    package func saveMaster(_ m: MasterRecord) throws {
+        try database.write { db in try MasterRow(m).save(db) }
+    }
+
+    package func removeMaster(host: String) throws {
+        _ = try database.write { db in try MasterRow.deleteOne(db, key: host) }
+    }
+
+    package func masters() throws -> [MasterRecord] {
+        try database.read { db in try MasterRow.order(Column("host")).fetchAll(db).map(\.record) }
+    }
+
+    // MARK: Inspection (tests, diagnostics)
+
+    func journalMode() throws -> String {
+        try database.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+
+    func appliedMigrations() throws -> [String] {
+        try database.read { db in try StoreSchema.migrator.appliedMigrations(db) }
+    }
+
+    // MARK: Helpers
+
+    private func existing(_ db: Database, _ tunnel: String) throws -> TunnelRow {
+        guard let row = try TunnelRow.fetchOne(db, key: tunnel) else { throw StoreError.unknownTunnel(tunnel) }
+        return row
+    }
+
+    private func append(_ db: Database, time: Double, kind: EventKind, tunnel: String?, host: String?,
+                        from: String?, to: String?, message: String) throws {
+        var row = EventRow(id: nil, time: time, tunnel: tunnel, host: host, kind: kind.rawValue, fromState: from, toState: to, message: message)
+        try row.insert(db)
+        // Ids only grow (AUTOINCREMENT), so the newest `eventRetention` are the ids above last − retention. Pruned
+        // in batches of a 64th of the retention, so the delete runs rarely and the table stays within 2 % of it.
+        if let id = row.id, id % max(1, eventRetention / 64) == 0 {
+            try db.execute(sql: "DELETE FROM event WHERE id <= ?", arguments: [id - eventRetention])
+        }
+    }
+
+    /// `new` with what was observed of the same forwards in `old`: the allocated port always (the server
+    /// keeps it while the forward lives), and when `all`, the last probe result too.
+    private static func merge(_ new: [ForwardStatus], keepingFrom old: [ForwardStatus], all: Bool) -> [ForwardStatus] {
+        new.map { forward in
+            guard let previous = old.first(where: { $0.kind == forward.kind && $0.spec == forward.spec }) else { return forward }
+            var merged = forward
+            merged.allocatedPort = forward.allocatedPort ?? previous.allocatedPort
+            // Probe results arrive without the range; the row keeps what `initial` recorded.
+            merged.range = forward.range ?? previous.range
+            if all {
+                merged.probeMs = forward.probeMs ?? previous.probeMs
+                merged.ok = forward.ok ?? previous.ok
+            }
+            return merged
+        }
+    }
+
+    /// Creates the database file at mode 0600, or tightens an existing one by path. It never opens an existing
+    /// file: closing any descriptor of a file drops every POSIX lock this process holds on it, SQLite's too. A
+    /// Store already open in this process (`fwd run` has two) would then look closed to other processes, and
+    /// the next one to close its connection would checkpoint and delete the WAL under it: every later commit
+    /// would go to a deleted file.
+    private static func createPrivateFile(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)  // a new file: no connection of this process has locks on it
+        } else if errno != EEXIST {
+            throw FileSystemError.failed(path: path, action: "create", errno: errno)
+        }
+        // open's mode is filtered by the umask, and an existing file keeps its own mode.
+        if chmod(path, 0o600) != 0 { throw FileSystemError.failed(path: path, action: "set mode 0600 on", errno: errno) }
+    }
+
+    private static func holdingLock<T>(_ lockPath: String, _ body: () throws -> T) throws -> T {
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError.failed(path: lockPath, action: "open", errno: errno) }
+        defer { close(fd) }  // closing releases the lock
+        if fchmod(fd, 0o600) != 0 { throw FileSystemError.failed(path: lockPath, action: "set mode 0600 on", errno: errno) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw FileSystemError.failed(path: lockPath, action: "lock", errno: errno) }
+        }
+        return try body()
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One result of `fwd doctor`: what was checked, whether it is fine, and how to fix it when not.
+package struct DoctorFinding: Sendable, Equatable, Encodable {
+    package enum Status: String, Sendable, Encodable {
+        case ok
+        /// Worth knowing, but nothing is broken: does not make `fwd doctor` fail.
+        case warning
+        case problem
+    }
+
+    /// A stable name for the check: ssh, config, include, state-permissions, control-directory, stale-socket,
+    /// control-path, port, supervisor, tunnel.
+    package var check: String
+    package var status: Status
+    package var message: String
+    @JSONNull package var fix: String?
+
+    package init(_ check: String, _ status: Status, _ message: String, fix: String? = nil) {
+        self.check = check
+        self.status = status
+        self.message = message
+        self.fix = fix
+    }
+}
+
+/// The checks of `fwd doctor`. It reads and probes, and changes nothing: in particular it opens the database
+/// only when the state directory's permissions are right, because opening it tightens them.
+package struct Doctor: Sendable {
+    package var paths: FwdPaths
+    /// The oldest OpenSSH with everything fwd uses: Include and ProxyJump (7.3), remote dynamic forwards (7.6).
+    package static let minimumSSH = (major: 7, minor: 6)
+
+    package init(paths: FwdPaths) { self.paths = paths }
+
+    package func run() async -> [DoctorFinding] {
+        var findings = await ssh()
+        let config: FwdConfig?
+        do {
+            config = try ConfigLoader.load(path: paths.config)
+            let count = config?.tunnels.count ?? 0
+            let what = FileSystem.exists(paths.config) ? "\(paths.config) parses (\(count) tunnel\(count == 1 ? "" : "s"))" : "no config yet at \(paths.config)"
+            findings.append(DoctorFinding("config", .ok, what))
+        } catch {
+            config = nil
+            findings.append(DoctorFinding("config", .problem, "the config does not parse:\n\(error)",
+                                          fix: "fix the lines named above (`fwd edit` checks the file before saving it)"))
+        }
+        findings.append(include())
+        let permissions = statePermissions()
+        findings += permissions
+        findings += controlDirectory()
+        findings.append(controlPathLength())
+        findings += await staleSockets()
+        let safeToOpen = !permissions.contains { $0.status == .problem } && FileSystem.exists(paths.database)
+        // Read-only: doctor only looks (no lock file, no migration, no mode change).
+        let store = safeToOpen ? Store.readOnly(path: paths.database) : nil
+        let rows = store.flatMap { try? $0.tunnels() } ?? []
+        let masters = Set((store.flatMap { try? $0.masters() } ?? []).map { Int32($0.pid) })
+        let supervisor = Control.runningPID(paths)
+        findings += supervisorHealth(pid: supervisor, rows: rows)
+        if let config { findings += ports(config, rows: supervisor == nil ? [] : rows, masters: masters) }
+        if supervisor != nil { findings += tunnels(rows) }
+        return findings
+    }
+
+    // MARK: ssh
+
+    func ssh() async -> [DoctorFinding] {
+        let command = SSHCommand.version(ssh: paths.ssh)
+        guard let result = try? await CommandRunner.run(command, timeout: .seconds(10)) else {
+            return [DoctorFinding("ssh", .problem, "cannot run `\(command)`: no OpenSSH client found",
+                                  fix: "install the OpenSSH client (Debian/Ubuntu: `apt install openssh-client`) or set FWD_SSH to its path")]
+        }
+        let text = (result.stderr + result.stdout).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard result.status == 0, let version = Self.openSSHVersion(text) else {
+            return [DoctorFinding("ssh", .warning, "`\(command)` printed \"\(text)\", not an OpenSSH version",
+                                  fix: "fwd is tested with OpenSSH; point FWD_SSH at an OpenSSH client if this one misbehaves")]
+        }
+        let first = text.split(separator: "\n").first.map(String.init) ?? text
+        guard version >= Self.minimumSSH else {
+            return [DoctorFinding("ssh", .problem, "\(first) is older than OpenSSH \(Self.minimumSSH.major).\(Self.minimumSSH.minor)",
+                                  fix: "upgrade the OpenSSH client; fwd needs Include, ProxyJump and remote dynamic forwards")]
+        }
+        return [DoctorFinding("ssh", .ok, first)]
+    }
+
+    /// `OpenSSH_9.2p1 Debian-2, OpenSSL …` → (9, 2).
+    static func openSSHVersion(_ text: String) -> (major: Int, minor: Int)? {
+        guard let range = text.range(of: "OpenSSH_") else { return nil }
+        let digits = text[range.upperBound...].prefix { $0.isNumber || $0 == "." }.split(separator: ".")
+        guard digits.count >= 2, let major = Int(digits[0]), let minor = Int(digits[1]) else { return nil }
+        return (major, minor)
+    }
+
+    // MARK: files
+
+    /// The Include line must be in the user's ssh_config, before any Host or Match line (inside a block it
+    /// would apply to that block only).
+    func include() -> DoctorFinding {
+        let line = SSHConfigFiles.includeLine(paths: paths)
+        let file = paths.userSSHConfig
+        let lines = (FileSystem.read(file) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+        guard let index = lines.firstIndex(where: { $0 == line }) else {
+            return DoctorFinding("include", .problem, "\(file) does not include fwd's ssh_config fragment, so plain ssh, scp and git do not know fwd's hosts and tunnels",
+                                 fix: "`fwd config install` adds `\(line)` at the top (with a backup)")
+        }
+        let block = lines[..<index].firstIndex { l in
+            let word = l.trimmingCharacters(in: .whitespaces).split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "=" }).first?.lowercased()
+            return word == "host" || word == "match"
+        }
+        if let block {
+            return DoctorFinding("include", .problem, "fwd's Include in \(file) is on line \(index + 1), after a Host or Match line (line \(block + 1)), so it only applies inside that block",
+                                 fix: "`fwd config uninstall && fwd config install` moves it to the top")
+        }
+        return DoctorFinding("include", .ok, "\(file) includes \(paths.fragment)")
+    }
+
+    /// The state directory and everything in it must be private: it holds the database, logs and ssh_config.
+    func statePermissions() -> [DoctorFinding] {
+        let dir = paths.stateDirectory
+        guard let top = Self.status(dir) else {
+            return [DoctorFinding("state-permissions", .ok, "\(dir) does not exist yet; fwd creates it with mode 0700")]
+        }
+        if top.st_uid != geteuid() {
+            return [DoctorFinding("state-permissions", .problem, "\(dir) belongs to uid \(top.st_uid), not to you (uid \(geteuid()))",
+                                  fix: "`sudo chown -R $(id -un) \(SSHCommand.shellQuote(dir))`, or point FWD_STATE_DIR elsewhere")]
+        }
+        var findings: [DoctorFinding] = []
+        let mode = top.st_mode & 0o7777
+        if mode & 0o077 != 0 {
+            findings.append(DoctorFinding("state-permissions", .problem,
+                                          "\(dir) has mode \(Self.octal(mode)); others can read or change fwd's database, logs and ssh_config",
+                                          fix: "`chmod 700 \(SSHCommand.shellQuote(dir))`"))
+        }
+        var loose: [String] = []
+        let entries = FileManager.default.enumerator(atPath: dir)
+        while let entry = entries?.nextObject() as? String {
+            let path = dir + "/" + entry
+            guard let st = Self.status(path) else { continue }
+            let type = st.st_mode & S_IFMT
+            guard type == S_IFREG || type == S_IFDIR else { continue }
+            if st.st_mode & 0o077 != 0 { loose.append("\(path) (\(Self.octal(st.st_mode & 0o7777)))") }
+        }
+        if !loose.isEmpty {
+            findings.append(DoctorFinding("state-permissions", .problem,
+                                          "files in \(dir) are readable by others: \(loose.prefix(5).joined(separator: ", "))\(loose.count > 5 ? " and \(loose.count - 5) more" : "")",
+                                          fix: "`chmod -R go-rwx \(SSHCommand.shellQuote(dir))` (files 0600, directories 0700)"))
+        }
+        return findings.isEmpty ? [DoctorFinding("state-permissions", .ok, "\(dir) is 0700 and its files are private")] : findings
+    }
+
+    /// The socket directory sits in /tmp: it must be ours and private, or another user could hijack a master.
+    func controlDirectory() -> [DoctorFinding] {
+        let dir = paths.controlDirectory
+        guard let st = Self.status(dir) else { return [] }
+        let fix = "`rm -r \(SSHCommand.shellQuote(dir))`; fwd recreates it"
+        if st.st_mode & S_IFMT != S_IFDIR || st.st_uid != geteuid() {
+            return [DoctorFinding("control-directory", .problem, "\(dir) is not a directory of yours", fix: fix)]
+        }
+        if st.st_mode & 0o077 != 0 {
+            return [DoctorFinding("control-directory", .problem, "\(dir) has mode \(Self.octal(st.st_mode & 0o7777)); others could use fwd's masters",
+                                  fix: "`chmod 700 \(SSHCommand.shellQuote(dir))`")]
+        }
+        return []
+    }
+
+    /// The master binds `PATH.` plus 16 random characters and a socket name is at most 40 characters: 58 bytes
+    /// beyond the directory, within the 90 a socket address holds on Linux (DESIGN.md).
+    func controlPathLength() -> DoctorFinding {
+        let length = paths.controlDirectory.utf8.count + 1 + FwdPaths.socketNameLimit + 17
+        guard length <= 90 else {
+            return DoctorFinding("control-path", .problem, "ControlPaths in \(paths.controlDirectory) need up to \(length) bytes; a socket path holds at most 90",
+                                 fix: "run fwd with a shorter temporary directory (the sockets live in /tmp)")
+        }
+        return DoctorFinding("control-path", .ok, "ControlPaths in \(paths.controlDirectory) fit (at most \(length) of 90 bytes)")
+    }
+
+    /// A socket no master answers is left by a master that was killed; ssh then refuses to bind there and
+    /// silently runs without multiplexing (DESIGN.md).
+    func staleSockets() async -> [DoctorFinding] {
+        let dir = paths.controlDirectory
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+        var findings: [DoctorFinding] = []
+        var live = 0
+        // A relay's socket (a login's questions) is not a master's.
+        for name in names where "\(dir)/\(name)" != paths.supervisorSocket && !name.hasPrefix(AskpassRelay.socketPrefix) {
+            let path = "\(dir)/\(name)"
+            guard let st = Self.status(path), st.st_mode & S_IFMT == S_IFSOCK else { continue }
+            let check = SSHCommand.mux(ssh: paths.ssh, socket: path, .check)
+            if let result = try? await CommandRunner.run(check, timeout: .seconds(5)), result.status == 0 {
+                live += 1
+                continue
+            }
+            findings.append(DoctorFinding("stale-socket", .problem, "\(path) is a control socket no master answers (left by a master that was killed)",
+                                          fix: "`rm \(SSHCommand.shellQuote(path))`; a new master could not bind there"))
+        }
+        let answering = live == 0 ? "" : "; \(live) master\(live == 1 ? " answers" : "s answer")"
+        return findings.isEmpty ? [DoctorFinding("stale-socket", .ok, "no stale control sockets\(answering)")] : findings
+    }
+
+    // MARK: processes
+
+    /// `rows` are the tunnels in the store (none when it was not opened).
+    func supervisorHealth(pid: Int32?, rows: [TunnelStatus]) -> [DoctorFinding] {
+        if let pid { return [DoctorFinding("supervisor", .ok, "the supervisor (pid \(pid)) answers on \(paths.supervisorSocket)")] }
+        let wanted = rows.filter { $0.desired == .up }.map(\.name)
+        guard wanted.isEmpty else {
+            return [DoctorFinding("supervisor", .problem, "no supervisor runs, but \(wanted.joined(separator: ", ")) \(wanted.count == 1 ? "is" : "are") wanted up",
+                                  fix: "`fwd up \(wanted.joined(separator: " "))` starts one; `fwd service install` starts one at login")]
+        }
+        return [DoctorFinding("supervisor", .ok, "no supervisor runs; none is needed (no tunnel is wanted up)")]
+    }
+
+    /// Each local and dynamic forward's port must be free, or held by fwd's own master. `running` are the rows
+    /// of a live supervisor; `masters` the master pids the store recorded.
+    func ports(_ config: FwdConfig, rows running: [TunnelStatus], masters: Set<Int32>) -> [DoctorFinding] {
+        var findings: [DoctorFinding] = []
+        let live = Set(running.filter { [.up, .degraded, .starting].contains($0.state) }.map(\.name))
+        for tunnel in config.tunnels {
+            for forward in tunnel.forwards where forward.kind != .remote {
+                guard let port = forward.listenPort, port > 0, Self.isTaken(host: forward.bindAddress, port: port) else { continue }
+                let holder = ProcessTable.listener(onPort: port)
+                if let holder, masters.contains(holder.pid) || isOurSSH(holder.pid) { continue }
+                // Without /proc the holder is unknown: a tunnel the supervisor runs is taken to hold its own port.
+                if holder == nil && live.contains(tunnel.name) { continue }
+                let who = holder.map { "\($0.name) (pid \($0.pid))" } ?? "a process fwd cannot see"
+                findings.append(DoctorFinding("port", .problem, "port \(port) of tunnel \(tunnel.name) (\(forward.kind.flag) \(forward.text)) is held by \(who)",
+                                              fix: "stop \(holder.map { "\($0.name) (`kill \($0.pid)`)" } ?? "that program"), or change the port in [tunnels.\(tunnel.name)] (`fwd edit`)"))
+            }
+        }
+        return findings.isEmpty ? [DoctorFinding("port", .ok, "every local and dynamic forward's port is free or fwd's own")] : findings
+    }
+
+    /// An ssh whose command line names fwd's socket directory is one of fwd's masters.
+    func isOurSSH(_ pid: Int32) -> Bool {
+        let argv = ProcessTable.commandLine(of: pid)
+        return (argv.first?.hasSuffix("ssh") ?? false) && argv.contains { $0.hasPrefix(paths.controlDirectory + "/") }
+    }
+
+    /// Whether binding `host:port` fails because the address is in use. SO_REUSEADDR, or a port just released
+    /// (TIME_WAIT) would count as taken (DESIGN.md).
+    static func isTaken(host: String?, port: Int) -> Bool {
+        var address = host ?? "127.0.0.1"
+        if address == "localhost" { address = "127.0.0.1" }
+        if address == "*" || address.isEmpty { address = "0.0.0.0" }
+        if address.hasPrefix("[") && address.hasSuffix("]") { address = String(address.dropFirst().dropLast()) }
+        guard let (family, addr) = try? Sock.resolve(host: address, port: port, passive: true).first,
+              let fd = try? Sock.makeSocket(family: family) else { return false }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+        return rc != 0 && errno == EADDRINUSE
+    }
+
+    /// Tunnels the supervisor keeps failing to bring up, with where to look on the server's side.
+    func tunnels(_ rows: [TunnelStatus]) -> [DoctorFinding] {
+        rows.filter { $0.desired == .up }.compactMap { row in
+            switch row.state {
+            case .degraded:
+                let remote = row.forwards.contains { $0.kind == .remote }
+                return DoctorFinding("tunnel", .problem, "\(row.name) is connected but its probe fails\(row.lastError.map { ": \($0)" } ?? "")",
+                                     fix: remote
+                                        ? "check that the local service behind the -R forward runs; on the server, sshd_config must allow it (AllowTcpForwarding, PermitListen, GatewayPorts for non-loopback binds)"
+                                        : "check that the target service runs and that the server can reach it (`fwd show \(row.name)` prints the target); sshd_config must allow it (AllowTcpForwarding, PermitOpen)")
+            case .failed:
+                return DoctorFinding("tunnel", .problem, "\(row.name) failed\(row.lastError.map { ": \($0)" } ?? "")",
+                                     fix: "`fwd logs \(row.name)` shows ssh's own messages; fix the cause, then `fwd up \(row.name)`")
+            case .needsAuth:
+                return DoctorFinding("tunnel", .problem, "\(row.name) waits for a login: its connection dropped and logging in again needs a person\(row.lastError.map { " (\($0))" } ?? ""); fwd does not log in again by itself",
+                                     fix: "`fwd up \(row.name)` on a terminal asks again; a key in ssh-agent (`ssh-add`), or one without a passphrase, lets fwd reconnect by itself")
+            default:
+                return nil
+            }
+        }
+    }
+
+    static func status(_ path: String) -> stat? {
+        var st = stat()
+        return lstat(path, &st) == 0 ? st : nil
+    }
+
+    static func octal(_ mode: mode_t) -> String { "0" + String(mode, radix: 8) }
+}

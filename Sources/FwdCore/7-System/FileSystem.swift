@@ -1,0 +1,113 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+package enum FileSystemError: Error, Sendable, CustomStringConvertible {
+    case failed(path: String, action: String, errno: Int32)
+    case unsafeDirectory(path: String, reason: String)
+
+    package var description: String {
+        switch self {
+        case .failed(let path, let action, let code):
+            return "cannot \(action) \(path): \(String(cString: strerror(code)))"
+        case .unsafeDirectory(let path, let reason):
+            return "\(path) \(reason); remove it or fix its owner and mode (chmod 700), then try again"
+        }
+    }
+}
+
+/// File operations with the modes fwd promises: directories 0700, state files 0600, atomic replacement.
+package enum FileSystem {
+    /// Creates `path` (and parents) as 0700 directories; an existing directory is tightened to 0700.
+    package static func makePrivateDirectory(_ path: String) throws(FileSystemError) {
+        var components: [String] = []
+        var current = path
+        while !current.isEmpty, current != "/", !exists(current) {
+            components.insert(current, at: 0)
+            current = (current as NSString).deletingLastPathComponent
+        }
+        for dir in components where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw .failed(path: dir, action: "create directory", errno: errno)
+        }
+        if chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
+    }
+
+    /// A directory in a shared place like /tmp: must be a real directory owned by us with mode 0700,
+    /// or someone else could read or replace the control sockets.
+    package static func makeOwnedDirectory(_ path: String) throws(FileSystemError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .failed(path: path, action: "create directory", errno: errno) }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw .failed(path: path, action: "inspect", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .unsafeDirectory(path: path, reason: "is not a directory") }
+        guard st.st_uid == geteuid() else { throw .unsafeDirectory(path: path, reason: "belongs to another user") }
+        if st.st_mode & 0o077 != 0, chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
+    }
+
+    /// Writes `contents` to a temporary file beside `path` with `mode`, flushes it, then renames it over
+    /// `path`: a crash leaves the old file or the new one, never a torn one.
+    package static func writeAtomically(_ contents: String, to path: String, mode: mode_t = 0o600) throws(FileSystemError) {
+        let dir = (path as NSString).deletingLastPathComponent
+        // Unique per write, not just per process: two writes of one file at once must not share a temporary.
+        let temp = "\(dir)/.\((path as NSString).lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw .failed(path: temp, action: "create", errno: errno) }
+        let bytes = Array(contents.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                close(fd)
+                unlink(temp)
+                throw .failed(path: temp, action: "write", errno: code)
+            }
+            offset += n
+        }
+        fchmod(fd, mode)
+        if fsync(fd) != 0 {
+            let code = errno
+            close(fd)
+            unlink(temp)
+            throw .failed(path: temp, action: "flush", errno: code)
+        }
+        close(fd)
+        if rename(temp, path) != 0 {
+            let code = errno
+            unlink(temp)
+            throw .failed(path: path, action: "replace", errno: code)
+        }
+        removeAbandonedTemporaries(of: path)
+    }
+
+    /// Temporaries of `path` left by a writer that was killed between create and rename (`.NAME.PID.N.tmp`
+    /// whose PID no longer runs). Ones of live processes may be in flight and stay.
+    static func removeAbandonedTemporaries(of path: String) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let prefix = ".\((path as NSString).lastPathComponent)."
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for entry in entries where entry.hasPrefix(prefix) && entry.hasSuffix(".tmp") {
+            let fields = entry.dropFirst(prefix.count).dropLast(4).split(separator: ".")
+            guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, UInt32(fields[1]) != nil else { continue }
+            if !ProcessTable.isAlive(pid) { unlink("\(dir)/\(entry)") }
+        }
+    }
+
+    package static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    package static func read(_ path: String) -> String? {
+        try? String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    package static func mode(of path: String) -> mode_t? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return st.st_mode & 0o7777
+    }
+}

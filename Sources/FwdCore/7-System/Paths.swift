@@ -1,0 +1,114 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where fwd reads and writes, resolved once from the environment and passed down as a value.
+package struct FwdPaths: Sendable, Equatable {
+    /// fwd.toml.
+    package var config: String
+    /// State: database, logs, fwd's ssh_config files. Mode 0700.
+    package var stateDirectory: String
+    /// The ssh_config that plain `ssh` reads for this user, where `fwd config install` adds its Include.
+    /// ssh finds `~/.ssh/config` through the passwd entry, not $HOME (DESIGN.md), so that is the default.
+    package var userSSHConfig: String
+    /// Directory of the ControlMaster sockets; short, see `controlDirectory(forState:)`.
+    package var controlDirectory: String
+    /// The ssh client fwd runs.
+    package var ssh: String
+
+    /// The fragment of Host blocks rendered from fwd.toml; included from the user's ssh_config.
+    package var fragment: String { stateDirectory + "/ssh_config.fwd" }
+    /// The file fwd passes to its own ssh with `-F`: it includes the fragment, the user's ssh_config and the
+    /// system one, in the order plain ssh would read them, so the user's settings apply to everything fwd runs.
+    package var rootSSHConfig: String { stateDirectory + "/ssh_config" }
+    package var database: String { stateDirectory + "/fwd.db" }
+    package var logDirectory: String { stateDirectory + "/logs" }
+
+    package init(config: String, stateDirectory: String, userSSHConfig: String, controlDirectory: String? = nil, ssh: String = "ssh") {
+        self.config = config
+        self.stateDirectory = stateDirectory
+        self.userSSHConfig = userSSHConfig
+        self.controlDirectory = controlDirectory ?? FwdPaths.controlDirectory(forState: stateDirectory)
+        self.ssh = ssh
+    }
+
+    /// `$FWD_CONFIG`, else `$XDG_CONFIG_HOME/fwd/fwd.toml`, else `~/.config/fwd/fwd.toml`; state in `$FWD_STATE_DIR`,
+    /// else `$XDG_STATE_HOME/fwd`, else `~/.local/state/fwd`; `$FWD_SSH_CONFIG` overrides the user's ssh_config.
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FwdPaths {
+        let home = nonEmpty(env["HOME"]) ?? passwdHome()
+        let config = nonEmpty(env["FWD_CONFIG"])
+            ?? (nonEmpty(env["XDG_CONFIG_HOME"]).map { $0 + "/fwd/fwd.toml" } ?? home + "/.config/fwd/fwd.toml")
+        let state = nonEmpty(env["FWD_STATE_DIR"])
+            ?? (nonEmpty(env["XDG_STATE_HOME"]).map { $0 + "/fwd" } ?? home + "/.local/state/fwd")
+        let userSSH = nonEmpty(env["FWD_SSH_CONFIG"]) ?? passwdHome() + "/.ssh/config"
+        return FwdPaths(config: absolute(config), stateDirectory: absolute(state), userSSHConfig: absolute(userSSH),
+                        ssh: nonEmpty(env["FWD_SSH"]) ?? which("ssh", path: env["PATH"]) ?? "ssh")
+    }
+
+    /// The absolute path of `name` on PATH, looked up once: given a bare name, every spawn would try each PATH
+    /// directory in turn (one failed exec per directory before ssh's), on every `-O forward` and probe.
+    static func which(_ name: String, path: String?) -> String? {
+        for dir in (path ?? "/usr/bin:/bin").split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
+    /// characters: at most 90 bytes on Linux, about 86 on macOS (DESIGN.md). A socket name is at most 40
+    /// bytes (`controlSocket`), so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86.
+    /// The hash of the state directory keeps separate fwd instances (tests, other state dirs) apart.
+    package static func controlDirectory(forState state: String) -> String {
+        "/tmp/fwd-\(geteuid())-\(String(fnv1a32(state), radix: 16))"
+    }
+
+    /// The supervisor's control socket, beside the masters' sockets: in the short control directory, because a
+    /// UNIX socket path must fit in about 104 bytes and a state directory can be long.
+    package var supervisorSocket: String { controlDirectory + "/fwd.sock" }
+
+    /// The longest socket name `controlSocket` returns.
+    package static let socketNameLimit = 40
+
+    /// The ControlMaster socket for `host` as written in fwd.toml (a `[hosts]` name, an ssh alias or
+    /// user@host[:port]): the name itself when it is short and plain, else `@` and a hash of it. fwd names the
+    /// socket itself rather than use `%C`, so the master starts without first asking `ssh -G` where its socket
+    /// goes, and two aliases of one server (same `%C`) get a master each, each with its own settings. The Host
+    /// blocks fwd generates carry the same path, so `ssh HOST` and `ssh TUNNEL` ride that master.
+    package func controlSocket(for host: String) -> String {
+        let plain = host.utf8.count <= Self.socketNameLimit && !host.hasPrefix(".")
+            && host.utf8.allSatisfy { $0 < 0x80 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")) }
+        if plain && "\(controlDirectory)/\(host)" != supervisorSocket { return "\(controlDirectory)/\(host)" }
+        let hash = String(Self.fnv1a64(host), radix: 16)
+        return "\(controlDirectory)/@\(String(repeating: "0", count: 16 - hash.count))\(hash)"
+    }
+
+    static func fnv1a32(_ text: String) -> UInt32 {
+        var hash: UInt32 = 2166136261
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
+        return hash
+    }
+
+    static func fnv1a64(_ text: String) -> UInt64 {
+        var hash: UInt64 = 14695981039346656037
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        return hash
+    }
+
+    package static func passwdHome() -> String {
+        if let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
+        return NSHomeDirectory()
+    }
+
+    private static func nonEmpty(_ s: String?) -> String? {
+        guard let s, !s.isEmpty else { return nil }
+        return s
+    }
+
+    private static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+}
