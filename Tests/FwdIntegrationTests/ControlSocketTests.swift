@@ -151,6 +151,38 @@ import Glibc
         }
     }
 
+    /// `fwd logs -f` is pushed each event as the supervisor records it, and `fwd daemon --stop` returns once
+    /// the supervisor is gone with its masters.
+    @Test func logsFollowIsPushedAndDaemonStopReturnsWhenStopped() async throws {
+        try await FwdFixture.with { f in
+            _ = try twoTunnels(f)
+            #expect(try f.fwd("up", "a").ok)
+            let out = f.dir + "/follow.out"
+            let follow = try ChildProcess([FwdFixture.binary, "logs", "-f"], outputPath: out, environment: f.environment([:]))
+            defer { follow.kill() }
+            try await Task.sleep(for: .milliseconds(500))
+            let start = Date()
+            #expect(try f.fwd("up", "b").ok)
+            var seen: Double?
+            while Date().timeIntervalSince(start) < 5 {
+                if (FileSystem.read(out) ?? "").contains("b  state starting → up") {
+                    seen = Date().timeIntervalSince(start)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            print("fwd logs -f: b's state change printed \(seen.map { String(format: "%.2f s", $0) } ?? "never") after `fwd up b` began")
+            #expect(seen != nil, "\(FileSystem.read(out) ?? "")")
+
+            let stop = try f.fwd("daemon", "--stop")
+            #expect(stop.ok, "\(stop.stderr)")
+            // Returned means stopped: no supervisor, no ssh, the state recorded.
+            #expect(f.supervisorProcesses().isEmpty)
+            #expect(f.sshProcesses().isEmpty)
+            #expect(try Store(path: f.paths.database).tunnel("a")?.state == .down)
+        }
+    }
+
     /// A cold `fwd up` starts the supervisor, which says when it serves, and then hears its tunnels' outcome
     /// pushed: strace shows `fwd up` itself never sleeps in a loop, and waits in a handful of polls.
     @Test func coldUpWaitsWithoutPolling() async throws {

@@ -1,6 +1,5 @@
 import Dispatch
 import Foundation
-import Subprocess
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -29,7 +28,7 @@ package final class ControlMaster: Sendable {
         self.exit = exit
     }
 
-    /// Spawns the master. Returns once the process exists (not once it is connected: `HostRunner.connect` waits for the socket).
+    /// Spawns the master through the process layer (`CommandRunner.start`). Returns once the process exists (not once it is connected: `HostRunner.connect` waits for the socket).
     /// `environment` is added to fwd's own (an `AskpassRelay`'s variables for a master that may prompt). The master
     /// runs in a session of its own, with no controlling terminal: ssh never reads the user's terminal itself.
     package static func spawn(_ command: SSHCommand, socket: String, logPath: String,
@@ -38,37 +37,11 @@ package final class ControlMaster: Sendable {
         guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }
         fchmod(fd, 0o600)
         let offset = UInt64(max(0, lseek(fd, 0, SEEK_END)))
-        let (pids, pidSink) = AsyncStream<Int32>.makeStream()
-        let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
-        var options = PlatformOptions()
-        // Cancelling the watcher (supervisor shutdown) ends ssh with SIGTERM, then SIGKILL after 2 s.
-        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
-        options.createSession = true
-        let env = Environment.inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
-        let exit = Task<Int32, Never> {
-            do {
-                let result = try await Subprocess.run(
-                    executable, arguments: Arguments(command.arguments), environment: env, platformOptions: options,
-                    input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
-                ) { execution in
-                    pidSink.yield(execution.processIdentifier.value)
-                    pidSink.finish()
-                }
-                switch result.terminationStatus {
-                case .exited(let code): return Int32(code)
-                case .signaled(let signal): return 128 + Int32(signal)
-                }
-            } catch {
-                pidSink.finish()
-                let line = "fwd: cannot start \(command.executable): \(error)\n"
-                _ = line.withCString { write(fd, $0, strlen($0)) }
-                return 127
-            }
-        }
-        var pid: Int32 = -1
-        for await p in pids { pid = p }
-        guard pid > 0 else {
-            _ = await exit.value
+        let pid: Int32
+        let exit: Task<Int32, Never>
+        do {
+            (pid, exit) = try await CommandRunner.start(command, environment: environment, stderr: fd, newSession: true)
+        } catch {
             throw SSHResolveError.launch("\(command.executable) could not be started (see \(logPath))")
         }
         return ControlMaster(command: command, socket: socket, logPath: logPath, logOffset: offset, pid: pid, exit: exit)

@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Subprocess
 
 /// What a finished short-lived command left behind.
@@ -9,26 +14,60 @@ package struct CommandResult: Sendable, Equatable {
     package var stderr: String
 }
 
-/// Runs short-lived commands (`ssh -G`, `ssh -O …`) through swift-subprocess, which reports every exit on time
-/// even while long-running ssh children exist (Foundation.Process does not on Linux: DESIGN.md).
+/// The process layer: every ssh fwd runs goes through here, on swift-subprocess, which reports every exit on
+/// time even while long-running ssh children exist (Foundation.Process does not on Linux: DESIGN.md). Short
+/// commands (`ssh -G`, `ssh -O …`, a transport check) `run`; supervised ones (a master) `start`. Children that
+/// must outlive the call that made them (the detached supervisor, an editor on the terminal, the lab's sshd)
+/// are `ChildProcess`es: swift-subprocess ties a child's life to a task's scope.
 package enum CommandRunner {
+    /// Starts a long-lived command with stderr appended to `stderr` (closed here once spawned) and `environment`
+    /// added to fwd's own; with `newSession`, in a session of its own (no controlling terminal). Returns once the
+    /// process exists, with its pid and a task that ends with its exit status (128 + signal when killed).
+    /// Cancelling that task ends the process: SIGTERM, then SIGKILL after 2 s.
+    package static func start(_ command: SSHCommand, environment: [String: String] = [:], stderr fd: Int32,
+                              newSession: Bool) async throws -> (pid: Int32, exit: Task<Int32, Never>) {
+        let (pids, pidSink) = AsyncStream<Int32>.makeStream()
+        var options = PlatformOptions()
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
+        options.createSession = newSession
+        let env = Environment.inherit.updating(Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) }))
+        let exit = Task<Int32, Never> {
+            do {
+                let result = try await Subprocess.run(
+                    command.subprocessExecutable, arguments: Arguments(command.arguments), environment: env, platformOptions: options,
+                    input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
+                ) { execution in
+                    pidSink.yield(execution.processIdentifier.value)
+                    pidSink.finish()
+                }
+                return result.terminationStatus.code
+            } catch {
+                pidSink.finish()
+                let line = "fwd: cannot start \(command.executable): \(error)\n"
+                _ = line.withCString { write(fd, $0, strlen($0)) }
+                return 127
+            }
+        }
+        var pid: Int32 = -1
+        for await p in pids { pid = p }
+        guard pid > 0 else {
+            _ = await exit.value
+            throw SSHResolveError.launch("\(command.executable) could not be started")
+        }
+        return (pid, exit)
+    }
+
     package static func run(_ command: SSHCommand, timeout: Duration = .seconds(15)) async throws -> CommandResult {
         try await withThrowingTaskGroup(of: CommandResult?.self) { group in
             group.addTask {
-                let executable: Executable = command.executable.contains("/") ? .path(.init(command.executable)) : .name(command.executable)
                 let result = try await Subprocess.run(
-                    executable,
+                    command.subprocessExecutable,
                     arguments: Arguments(command.arguments),
                     input: .none,
                     output: .string(limit: 1 << 20),
                     error: .string(limit: 1 << 20)
                 )
-                let status: Int32
-                switch result.terminationStatus {
-                case .exited(let code): status = Int32(code)
-                case .signaled(let signal): status = 128 + Int32(signal)
-                }
-                return CommandResult(status: status, stdout: result.standardOutput, stderr: result.standardError)
+                return CommandResult(status: result.terminationStatus.code, stdout: result.standardOutput, stderr: result.standardError)
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
@@ -47,4 +86,21 @@ package struct CommandTimeout: Error, CustomStringConvertible {
     package var command: SSHCommand
     package var timeout: Duration
     package var description: String { "`\(command)` did not finish within \(timeout)" }
+}
+
+extension SSHCommand {
+    /// A path is run as given; a bare name is looked up in PATH.
+    var subprocessExecutable: Executable {
+        executable.contains("/") ? .path(.init(executable)) : .name(executable)
+    }
+}
+
+extension TerminationStatus {
+    /// The exit code, or 128 + the signal number, as a shell reports it.
+    var code: Int32 {
+        switch self {
+        case .exited(let code): Int32(code)
+        case .signaled(let signal): 128 + Int32(signal)
+        }
+    }
 }
