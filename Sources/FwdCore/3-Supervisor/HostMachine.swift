@@ -114,6 +114,8 @@ struct HostMachine {
     private var outageStart: Double?
     /// Requests waiting for named tunnels to settle (a state recorded after the request).
     private var pending: [Int: Set<String>] = [:]
+    /// The last state write per tunnel.
+    private var recorded: [String: StoreWrite] = [:]
     /// A transport check is out; a second reason to check waits for it.
     private var checking = false
     private var recheckReason: String?
@@ -235,6 +237,8 @@ struct HostMachine {
         }
         let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
         tunnels = wanted
+        // A tunnel that leaves may be written by others (`fwd down` with no supervisor): it is recorded afresh.
+        recorded = recorded.filter { wanted[$0.key] != nil }
         for name in retry where tunnelFailures[name] != nil {
             tunnelFailures[name] = nil
             remoteRetries[name] = nil
@@ -650,8 +654,14 @@ struct HostMachine {
     // MARK: helpers
 
     /// Records the tunnel's state; a request waiting on the tunnel is then settled.
+    /// Records the tunnel's state, unless it is exactly what was recorded last (a probe round of a tunnel that
+    /// stays up writes nothing); a request waiting on the tunnel is settled either way.
     private mutating func note(_ name: String, _ state: TunnelState, error: String?, _ message: String, _ out: inout [HostAction]) {
-        out.append(.record(.state(tunnel: name, state, pid: pid, error: error, message: message)))
+        let write = StoreWrite.state(tunnel: name, state, pid: pid, error: error, message: message)
+        if recorded[name] != write {
+            recorded[name] = write
+            out.append(.record(write))
+        }
         for token in pending.keys { pending[token]?.remove(name) }
     }
 }
