@@ -228,7 +228,7 @@ import Testing
         #expect(tunnel.written.map(\.text) == ["2121:ftp.lan:21", "60000-60009:ftp.lan:60000-60009"])
         #expect(tunnel.forwards.count == 11)
         #expect(tunnel.forwards.dropFirst().map(\.sshArgument) == (60000...60009).map { "127.0.0.1:\($0):ftp.lan:\($0)" })
-        #expect(tunnel.probe(for: tunnel.forwards[0]) == .banner)
+        #expect(tunnel.probe(for: tunnel.forwards[0]) == .ftp, "the control port gets the FTP greeting probe")
         #expect(tunnel.forwards.dropFirst().allSatisfy { tunnel.probe(for: $0) == ProbeKind.none })
         for bad in [nil, "x-y", "60009-60000", "1-101", "60000-60009\"\n[tunnels.x]"] as [String?] {
             #expect(throws: PresetError.self, "\(bad ?? "nil")") { try preset.render(.init(name: "files", host: "office", passive: bad)) }
