@@ -1034,6 +1034,41 @@ class Bench:
 
     # -- 4. silent loss ------------------------------------------------------------------------------------------
 
+    def namespace_lab(self, cns, sns, cif, sif, client_address, name, promote=False):
+        """A veth pair from the client namespace to the server namespace, an sshd on 198.18.0.1:22 and an HTTP
+        server on :8080 in the server namespace, and the ssh_config files for host `nsbench`. Returns
+        (dir, user ssh_config, raw ssh_config)."""
+        setup = [["ip", "-n", cns, "link", "add", cif, "type", "veth", "peer", "name", sif, "netns", sns]]
+        if promote:
+            # Keep the new address when the old (primary) one goes, as address managers do.
+            setup.append(["ip", "netns", "exec", cns, "sysctl", "-q", "-w", f"net.ipv4.conf.{cif}.promote_secondaries=1"])
+        setup += [["ip", "-n", cns, "addr", "add", f"{client_address}/24", "dev", cif],
+                  ["ip", "-n", sns, "addr", "add", "198.18.0.1/24", "dev", sif],
+                  ["ip", "-n", cns, "link", "set", cif, "up"], ["ip", "-n", cns, "link", "set", "lo", "up"],
+                  ["ip", "-n", sns, "link", "set", sif, "up"], ["ip", "-n", sns, "link", "set", "lo", "up"]]
+        for argv in setup:
+            self.run(argv, check=True)
+        d = os.path.join(self.dir, name)
+        os.makedirs(d)
+        conf = os.path.join(d, "sshd_config")
+        self.write_sshd_config(conf, ["198.18.0.1:22"], d)
+        self.spawn(["ip", "netns", "exec", sns, SSHD, "-D", "-e", "-f", conf],
+                   stderr=open(os.path.join(d, "sshd.log"), "ab"))
+        self.start_server("serve-http", "--port", 8080, ns=sns)
+        if self.run(self.helper("wait-tcp", "--bind", "198.18.0.1", "--port", 22, "--timeout", 10, ns=cns), timeout=20).returncode:
+            raise CannotMeasure("the namespace sshd is not reachable from the client namespace")
+        hostpub = " ".join(read(self.hostkey + ".pub").split()[:2])
+        known = os.path.join(d, "known_hosts")
+        with open(known, "w") as f:
+            f.write(f"198.18.0.1 {hostpub}\n")
+        user_cfg = os.path.join(d, "ssh_config")
+        with open(user_cfg, "w") as f:
+            f.write(self.host_block("nsbench", "198.18.0.1", 22, known))
+        raw_cfg = os.path.join(d, "ssh_config.raw")
+        with open(raw_cfg, "w") as f:
+            f.write(f"Include {user_cfg}\nInclude /etc/ssh/ssh_config\n")
+        return d, user_cfg, raw_cfg
+
     def detection(self):
         if os.geteuid() != 0:
             self.skipped.append("4. Detection of a silent loss: needs root (network namespaces, iptables); skipped")
@@ -1054,31 +1089,7 @@ class Bench:
         procs_before = set(self.marked()) | {p.pid for p in self.children}
         env = None
         try:
-            for argv in (["ip", "-n", cns, "link", "add", cif, "type", "veth", "peer", "name", sif, "netns", sns],
-                         ["ip", "-n", cns, "addr", "add", "198.18.0.2/24", "dev", cif],
-                         ["ip", "-n", sns, "addr", "add", "198.18.0.1/24", "dev", sif],
-                         ["ip", "-n", cns, "link", "set", cif, "up"], ["ip", "-n", cns, "link", "set", "lo", "up"],
-                         ["ip", "-n", sns, "link", "set", sif, "up"], ["ip", "-n", sns, "link", "set", "lo", "up"]):
-                self.run(argv, check=True)
-            d = os.path.join(self.dir, "ns")
-            os.makedirs(d)
-            conf = os.path.join(d, "sshd_config")
-            self.write_sshd_config(conf, ["198.18.0.1:22"], d)
-            self.spawn(["ip", "netns", "exec", sns, SSHD, "-D", "-e", "-f", conf],
-                       stderr=open(os.path.join(d, "sshd.log"), "ab"))
-            self.start_server("serve-http", "--port", 8080, ns=sns)
-            if self.run(self.helper("wait-tcp", "--bind", "198.18.0.1", "--port", 22, "--timeout", 10, ns=cns), timeout=20).returncode:
-                raise CannotMeasure("the namespace sshd is not reachable from the client namespace")
-            hostpub = " ".join(read(self.hostkey + ".pub").split()[:2])
-            known = os.path.join(d, "known_hosts")
-            with open(known, "w") as f:
-                f.write(f"198.18.0.1 {hostpub}\n")
-            user_cfg = os.path.join(d, "ssh_config")
-            with open(user_cfg, "w") as f:
-                f.write(self.host_block("nsbench", "198.18.0.1", 22, known))
-            raw_cfg = os.path.join(d, "ssh_config.raw")
-            with open(raw_cfg, "w") as f:
-                f.write(f"Include {user_cfg}\nInclude /etc/ssh/ssh_config\n")
+            d, user_cfg, raw_cfg = self.namespace_lab(cns, sns, cif, sif, "198.18.0.2", "ns")
             fport, tport, dport = 18080, 18081, 18082
             config = os.path.join(d, "fwd.toml")
             self.write_fwd_config(config, [("nt", "nsbench", f"127.0.0.1:{fport}:127.0.0.1:8080", "http")])
@@ -1201,32 +1212,7 @@ class Bench:
         addresses = ["198.18.0.2", "198.18.0.3"]
         res = {"fwd": [], "autossh-tuned": []}
         try:
-            for argv in (["ip", "-n", cns, "link", "add", cif, "type", "veth", "peer", "name", sif, "netns", sns],
-                         ["ip", "netns", "exec", cns, "sysctl", "-q", "-w", f"net.ipv4.conf.{cif}.promote_secondaries=1"],
-                         ["ip", "-n", cns, "addr", "add", f"{addresses[0]}/24", "dev", cif],
-                         ["ip", "-n", sns, "addr", "add", "198.18.0.1/24", "dev", sif],
-                         ["ip", "-n", cns, "link", "set", cif, "up"], ["ip", "-n", cns, "link", "set", "lo", "up"],
-                         ["ip", "-n", sns, "link", "set", sif, "up"], ["ip", "-n", sns, "link", "set", "lo", "up"]):
-                self.run(argv, check=True)
-            d = os.path.join(self.dir, "ns-addr")
-            os.makedirs(d)
-            conf = os.path.join(d, "sshd_config")
-            self.write_sshd_config(conf, ["198.18.0.1:22"], d)
-            self.spawn(["ip", "netns", "exec", sns, SSHD, "-D", "-e", "-f", conf],
-                       stderr=open(os.path.join(d, "sshd.log"), "ab"))
-            self.start_server("serve-http", "--port", 8080, ns=sns)
-            if self.run(self.helper("wait-tcp", "--bind", "198.18.0.1", "--port", 22, "--timeout", 10, ns=cns), timeout=20).returncode:
-                raise CannotMeasure("the namespace sshd is not reachable from the client namespace")
-            hostpub = " ".join(read(self.hostkey + ".pub").split()[:2])
-            known = os.path.join(d, "known_hosts")
-            with open(known, "w") as f:
-                f.write(f"198.18.0.1 {hostpub}\n")
-            user_cfg = os.path.join(d, "ssh_config")
-            with open(user_cfg, "w") as f:
-                f.write(self.host_block("nsbench", "198.18.0.1", 22, known))
-            raw_cfg = os.path.join(d, "ssh_config.raw")
-            with open(raw_cfg, "w") as f:
-                f.write(f"Include {user_cfg}\nInclude /etc/ssh/ssh_config\n")
+            d, user_cfg, raw_cfg = self.namespace_lab(cns, sns, cif, sif, addresses[0], "ns-addr", promote=True)
             fport, tport = 18090, 18091
             config = os.path.join(d, "fwd.toml")
             self.write_fwd_config(config, [("na", "nsbench", f"127.0.0.1:{fport}:127.0.0.1:8080", "http")])
