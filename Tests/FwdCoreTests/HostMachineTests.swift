@@ -44,7 +44,7 @@ import FwdLab
                 return nil
             }).first {
                 actions.removeAll { $0 == .addForward(generation: g, tunnel: add.0, add.1) }
-                actions += send(.forwardAdded(generation: g, tunnel: add.0, add.1, .added(stdout: "")))
+                actions += send(.forwardAdded(generation: g, tunnel: add.0, add.1, .added(allocatedPort: nil)))
             }
             return actions
         }
@@ -102,7 +102,7 @@ import FwdLab
         let ready = d.send(.masterReady(generation: 1), at: 1)
         #expect(ready.filter { if case .addForward = $0 { true } else { false } }.count == 2)
         #expect(ready.contains(.schedule(.probeTick(generation: 1), after: 2)))
-        let added = d.send(.forwardAdded(generation: 1, tunnel: "wiki", Self.wiki.forwards[0], .added(stdout: "")))
+        let added = d.send(.forwardAdded(generation: 1, tunnel: "wiki", Self.wiki.forwards[0], .added(allocatedPort: nil)))
         #expect(Self.probeJobs(added) == [Self.wiki], "a tunnel is probed as soon as its own forwards are live")
         let up = d.send(.probed(generation: 1, [Self.probed(Self.wiki, .up)]))
         #expect(Self.states(up) == ["wiki": .up])
@@ -115,7 +115,7 @@ import FwdLab
         _ = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up)]))
         let update = d.want([Self.wiki, Self.db])
         #expect(update == [.addForward(generation: d.g, tunnel: "db", Self.db.forwards[0])], "no finish yet, no reconnect")
-        let added = d.send(.forwardAdded(generation: d.g, tunnel: "db", Self.db.forwards[0], .added(stdout: "")))
+        let added = d.send(.forwardAdded(generation: d.g, tunnel: "db", Self.db.forwards[0], .added(allocatedPort: nil)))
         #expect(!added.contains(.finished(token: d.token)))
         let probed = d.send(.probed(generation: d.g, [Self.probed(Self.db, .up)]))
         #expect(probed.last == .finished(token: d.token))
@@ -215,13 +215,13 @@ import FwdLab
         _ = d.want([two, Self.db])
         _ = d.send(.spawned(generation: 1, pid: 5))
         _ = d.send(.masterReady(generation: 1))
-        _ = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[0], .added(stdout: "")))
+        _ = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[0], .added(allocatedPort: nil)))
         let clash = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[1],
-                                         .refused(status: 255, stderr: "mux_client_forward: forwarding request failed: Port forwarding failed\n", holder: "pid 77 (nc)")))
+                                         .refused("forwarding request failed: Port forwarding failed", holder: "pid 77 (nc)")))
         #expect(clash.first == .cancelForward(two.forwards[0]))
         #expect(Self.states(clash) == ["two": .failed])
         #expect(clash.contains { if case .record(.state("two", .failed, _, "local port 8081 is already in use (held by pid 77 (nc)): stop that program or change the port in two's local forward", _)) = $0 { true } else { false } })
-        let fine = d.send(.forwardAdded(generation: 1, tunnel: "db", Self.db.forwards[0], .added(stdout: "")))
+        let fine = d.send(.forwardAdded(generation: 1, tunnel: "db", Self.db.forwards[0], .added(allocatedPort: nil)))
         #expect(Self.probeJobs(fine) == [Self.db], "the other tunnel is unaffected")
     }
 
@@ -233,7 +233,7 @@ import FwdLab
         _ = d.want([r])
         _ = d.send(.spawned(generation: 1, pid: 5))
         _ = d.send(.masterReady(generation: 1))
-        let refusal = HostMachine.MuxOutcome.refused(status: 255, stderr: "remote port forwarding failed for listen port 8022\n", holder: nil)
+        let refusal = HostMachine.MuxOutcome.refused("forwarding request failed: remote port forwarding failed for listen port 8022", holder: nil)
         var delays: [Double] = []
         for _ in 0..<2 {
             let actions = d.send(.forwardAdded(generation: 1, tunnel: "expose", r.forwards[0], refusal))
@@ -323,9 +323,30 @@ import FwdLab
         _ = d.want([r])
         _ = d.send(.spawned(generation: 1, pid: 5))
         _ = d.send(.masterReady(generation: 1))
-        let actions = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(stdout: "35733\n")))
+        let actions = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(allocatedPort: 35733)))
         #expect(actions.contains(.record(.allocatedPort(tunnel: "laptop", spec: r.forwards[0].sshArgument, port: 35733))))
         #expect(d.machine.allocated[r.forwards[0]] == 35733)
+    }
+
+    @Test func aRemoteListenerTheServerJustConfirmedIsNotProbedThroughAgainUntilTheNextRound() {
+        var d = Drive()
+        let r = Self.tunnel("laptop", ["8022:localhost:22"], kind: .remote)
+        _ = d.want([r])
+        _ = d.send(.spawned(generation: 1, pid: 5))
+        _ = d.send(.masterReady(generation: 1))
+        let first = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(allocatedPort: nil, ms: 0.4)))
+        #expect(Self.jobs(first).map(\.listenerConfirmedMs) == [0.4], "the first probe takes the server's confirmation")
+        _ = d.send(.probed(generation: 1, [HostMachine.ProbedTunnel(tunnel: r, results: [0: ProbeResult(outcome: .up, latencyMs: 0.4)])]))
+        let next = d.send(.probeTick(generation: 1))
+        #expect(Self.jobs(next).count == 1)
+        #expect(Self.jobs(next).map(\.listenerConfirmedMs) == [nil], "later rounds go end to end through the listener")
+    }
+
+    private static func jobs(_ actions: [HostAction]) -> [HostMachine.ProbeJob] {
+        actions.flatMap { action -> [HostMachine.ProbeJob] in
+            if case .probe(_, let jobs, _) = action { return jobs }
+            return []
+        }
     }
 
     // MARK: logins that need a person (issue 11)
@@ -348,7 +369,7 @@ import FwdLab
             return nil
         }).first {
             actions.removeAll { $0 == .addForward(generation: d.g, tunnel: add.0, add.1) }
-            actions += d.send(.forwardAdded(generation: d.g, tunnel: add.0, add.1, .added(stdout: "")))
+            actions += d.send(.forwardAdded(generation: d.g, tunnel: add.0, add.1, .added(allocatedPort: nil)))
         }
     }
 

@@ -229,17 +229,9 @@ private enum Netlink {
 }
 
 @Suite struct TransportCheckTests {
-    @Test func theCheckIsAStreamToAPortNobodyServesThroughTheMasterOnly() {
-        #expect(SSHCommand.transportCheck(socket: "/s/m").argv ==
-            ["ssh", "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", "/s/m", "-W", "0.0.0.0:1", "fwd-mux"])
-    }
-
-    @Test func onlyTheServersRefusalCountsAsAnAnswer() {
-        // Seen from OpenSSH 9.2 through a live master.
-        #expect(TransportCheck.isServerAnswer("channel 2: open failed: connect failed: Connection refused\r\nStdio forwarding request failed: Session open refused by peer\r\n"))
-        // No master on the socket: with ProxyCommand=false ssh fails on its own.
-        #expect(!TransportCheck.isServerAnswer("kex_exchange_identification: Connection closed by remote host\r\nConnection closed by UNKNOWN port 65535\r\n"))
+    @Test func aSlowLinkGetsMoreTimeThanAFastOne() {
         #expect(TransportCheck.timeout(baseline: nil) == 0.3)
+        #expect(TransportCheck.timeout(baseline: 0.0004) == 0.3)
         #expect(TransportCheck.timeout(baseline: 0.5) == 1.5)
     }
 }

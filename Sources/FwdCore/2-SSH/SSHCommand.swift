@@ -79,16 +79,6 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         SSHCommand(executable: ssh, arguments: ["-V"])
     }
 
-    /// A transport round trip through the master: a channel to a port that cannot be served (0.0.0.0:1) gets an
-    /// "open failed" answer from the server within one round trip when the connection works, and nothing when
-    /// it is dead (verified with OpenSSH 9.2; see `TransportCheck`). `ProxyCommand=false` stops ssh from
-    /// silently dialling directly when the master is gone.
-    package static func transportCheck(ssh: String = "ssh", socket: String) -> SSHCommand {
-        SSHCommand(executable: ssh, arguments: [
-            "-F", "none", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-S", socket, "-W", "0.0.0.0:1", muxPlaceholder,
-        ])
-    }
-
     /// Asks ssh how it would connect to `destination` with fwd's config.
     package static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
         SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)

@@ -67,12 +67,15 @@ struct HostMachine {
         case loginCancelled(generation: Int)
     }
 
-    /// What a `-O forward` run said.
+    /// What the master said to a forward request (`ssh -O forward`'s request, sent by `MuxClient`).
     enum MuxOutcome: Sendable, Equatable {
-        case added(stdout: String)
-        /// ssh answered with an error; `holder` names the program on a local port that is in use, when known.
-        case refused(status: Int32, stderr: String, holder: String?)
-        /// The command could not run or did not finish.
+        /// `allocatedPort`: the port the server picked for a -R forward of port 0; `ms`, how long the request
+        /// took (for -R, the server's answer: one round trip).
+        case added(allocatedPort: Int?, ms: Double = 0)
+        /// The master refused, with the text ssh prints; `holder` names the program on a local port that is in
+        /// use, when known.
+        case refused(String, holder: String?)
+        /// The request did not reach the master or was not answered.
         case notRun(String)
     }
 
@@ -82,6 +85,9 @@ struct HostMachine {
         var forward: ForwardSpec
         var kind: ProbeKind
         var allocatedPort: Int?
+        /// A -R forward the server confirmed a moment ago, with that request's round trip in ms: its first
+        /// probe need not go through the listener again.
+        var listenerConfirmedMs: Double? = nil
     }
 
     /// One tunnel's probe results, with the definition that was probed (a result for an older one is dropped).
@@ -104,6 +110,8 @@ struct HostMachine {
     /// The `-O forward` in flight per tunnel, with the definition it was sent for.
     private var adding: [String: (spec: ForwardSpec, tunnel: Tunnel)] = [:]
     private(set) var allocated: [ForwardSpec: Int] = [:]
+    /// -R forwards added since their last probe, with the round trip of the server's confirmation in ms.
+    private var confirmed: [ForwardSpec: Double] = [:]
     /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
     private(set) var tunnelFailures: [String: String] = [:]
     private var remoteRetries: [String: Int] = [:]
@@ -299,6 +307,7 @@ struct HostMachine {
         added = [:]
         adding = [:]
         allocated = [:]
+        confirmed = [:]
         probing = []
         // Forwards first, bookkeeping after: every step here is on the way to the tunnel being usable.
         for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
@@ -451,9 +460,10 @@ struct HostMachine {
             return
         }
         switch outcome {
-        case .added(let stdout):
+        case .added(let port, let ms):
             added[name, default: []].append(spec)
-            if spec.kind == .remote, spec.listenPort == 0, let port = Int(stdout.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            if spec.kind == .remote { confirmed[spec] = ms }
+            if spec.kind == .remote, spec.listenPort == 0, let port {
                 allocated[spec] = port
                 out.append(.record(.allocatedPort(tunnel: name, spec: spec.sshArgument, port: port)))
             }
@@ -461,8 +471,8 @@ struct HostMachine {
         case .notRun(let why):
             note(name, .starting, error: why, "adding \(spec.kind.flag) \(spec.sshArgument) failed; retrying", &out)
             out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: 2))
-        case .refused(let status, let stderr, let holder):
-            let failure = SSHFailure.classify(stderr: stderr, status: status)
+        case .refused(let text, let holder):
+            let failure = SSHFailure.classify(stderr: text, status: 255)
             switch failure.failureClass {
             case .localConflict:
                 let port = spec.listenPort.map { "local port \($0)" } ?? "the local socket"
@@ -495,6 +505,7 @@ struct HostMachine {
         for f in added[name] ?? [] {
             out.append(.cancelForward(f))
             allocated[f] = nil
+            confirmed[f] = nil
         }
         added[name] = nil
     }
@@ -515,7 +526,8 @@ struct HostMachine {
         let jobs = due.flatMap { name in
             let t = tunnels[name]!
             return t.forwards.enumerated().map { index, f in
-                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: allocated[f])
+                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: allocated[f],
+                         listenerConfirmedMs: confirmed.removeValue(forKey: f))
             }
         }
         out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))

@@ -133,8 +133,7 @@ actor HostRunner {
     }
 
     private var now: Double {
-        let d = clock.now - origin
-        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        (clock.now - origin).inSeconds
     }
 
     private func handle(_ first: HostMachine.Event) async {
@@ -165,8 +164,8 @@ actor HostRunner {
             return .forwardAdded(generation: g, tunnel: tunnel, f, await add(f, on: m))
         case .cancelForward(let f):
             guard let m = master else { return nil }
-            // A failed cancel still exits 0 (DESIGN.md); stderr says "port not forwarded".
-            _ = try? await CommandRunner.run(SSHCommand.mux(ssh: paths.ssh, socket: m.socket, .cancel(f)), timeout: .seconds(10))
+            // A forward the master no longer has is refused ("port not found"): nothing to undo either way.
+            _ = try? await Self.muxForward(f, cancel: true, socket: m.socket)
         case .probe(let g, let jobs, let tunnels):
             guard let m = master else { return nil }
             probe(g, jobs, tunnels, pid: m.pid, socket: m.socket)
@@ -187,19 +186,20 @@ actor HostRunner {
             writer.enqueue(write)
         case .learnPath(let g):
             guard let m = master else { return nil }
-            let ssh = paths.ssh
+            // The baseline is the round trip the master's dynamic probes take anyway (shared, not a second one).
+            let context = probeContext(pid: m.pid, socket: m.socket)
             Task { [weak self] in
                 let learned = await offPool { MasterPath.discover(pid: m.pid) }
                 self?.inputs.yield(.pathLearned(generation: g, learned, baseline: nil))
-                let baseline = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: 2)
-                if baseline.answered { self?.inputs.yield(.pathLearned(generation: g, learned, baseline: baseline.seconds)) }
+                if case .answered(let rtt) = await context.transportRoundTrip(until: .now + .seconds(2)) {
+                    self?.inputs.yield(.pathLearned(generation: g, learned, baseline: rtt.inSeconds))
+                }
             }
         case .checkTransport(let g, let reason):
             guard let m = master else { return nil }
-            let ssh = paths.ssh
             let timeout = TransportCheck.timeout(baseline: path?.generation == g ? path?.baseline : nil)
             Task { [weak self] in
-                let outcome = await TransportCheck.run(ssh: ssh, socket: m.socket, timeout: timeout)
+                let outcome = await TransportCheck.run(socket: m.socket, timeout: timeout)
                 self?.send(.transportChecked(generation: g, answered: outcome.answered, ms: Int((outcome.seconds * 1000).rounded()), reason: reason))
             }
         case .answered(let token, let line):
@@ -378,34 +378,54 @@ actor HostRunner {
 
     // MARK: forwards
 
+    /// Adds the forward by speaking the master's mux protocol itself: the request `ssh -O forward` would send,
+    /// without starting an ssh process per forward.
     private func add(_ f: ForwardSpec, on m: ControlMaster) async -> HostMachine.MuxOutcome {
-        let r: CommandResult
+        let failure: MuxClient.Failure
+        let start = ContinuousClock.now
         do {
-            r = try await CommandRunner.run(SSHCommand.mux(ssh: paths.ssh, socket: m.socket, .forward(f)), timeout: .seconds(10))
+            let port = try await Self.muxForward(f, cancel: false, socket: m.socket)
+            return .added(allocatedPort: port, ms: (ContinuousClock.now - start).inSeconds * 1000)
         } catch {
-            return .notRun("\(error)")
+            failure = error
         }
-        if r.status == 0 { return .added(stdout: r.stdout) }
+        guard case .refused(let text) = failure else { return .notRun(failure.description) }
         // Who holds the port is worth a scan of /proc only when the port is what failed.
-        let conflict = SSHFailure.classify(stderr: r.stderr, status: r.status).failureClass == .localConflict
+        let conflict = SSHFailure.classify(stderr: text, status: 255).failureClass == .localConflict
         let holder = conflict ? f.listenPort.flatMap(ProcessTable.holder(ofPort:)) : nil
-        return .refused(status: r.status, stderr: r.stderr, holder: holder)
+        return .refused(text, holder: holder)
+    }
+
+    private static func muxForward(_ f: ForwardSpec, cancel: Bool, socket: String) async throws(MuxClient.Failure) -> Int? {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var client = try await MuxClient.connect(socket, until: deadline)
+        return try await client.forward(f, cancel: cancel, until: deadline)
     }
 
     // MARK: probes
+
+    /// What the live master's probes share; a new master starts a new one.
+    private func probeContext(pid: Int32, socket: String) -> MasterProbeContext {
+        if let current = probeContext, current.pid == pid { return current.context }
+        let context = MasterProbeContext(controlSocket: socket)
+        probeContext = (pid, context)
+        return context
+    }
 
     /// Starts the round's probes at once (a silent remote target holds its probe for the whole timeout, and
     /// one after another they would hold up every other tunnel); their results come back as one event.
     private func probe(_ g: Int, _ jobs: [HostMachine.ProbeJob], _ tunnels: [Tunnel], pid: Int32, socket: String) {
         // One per live master: its dynamic forwards share one transport round trip.
-        if probeContext?.pid != pid { probeContext = (pid, MasterProbeContext(controlSocket: socket)) }
-        let master = probeContext!.context
+        let master = probeContext(pid: pid, socket: socket)
         let targets = Dictionary(uniqueKeysWithValues: tunnels.map { ($0.name, $0.probeTarget) })
         Task { [weak self] in
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
                 for job in jobs {
                     let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master)
-                    group.addTask { (job.tunnel, job.index, await probe.run(job.forward, allocatedPort: job.allocatedPort)) }
+                    group.addTask {
+                        (job.tunnel, job.index, await probe.run(job.forward, allocatedPort: job.allocatedPort,
+                                                                listenerConfirmedMs: job.listenerConfirmedMs))
+                    }
                 }
                 return await group.reduce(into: [String: [Int: ProbeResult]]()) { $0[$1.0, default: [:]][$1.1] = $1.2 }
             }

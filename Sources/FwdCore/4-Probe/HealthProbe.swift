@@ -102,7 +102,10 @@ package struct HealthProbe: Sendable {
     /// A -R forward is always probed through the master, because its listener is on the server: with `remote`
     /// (its default) or a protocol probe run over the channel. One that listens on a UNIX socket counts as
     /// `none`. A probe that does not fit the forward falls back to the forward's default.
-    package func run(_ forward: ForwardSpec, allocatedPort: Int? = nil) async -> ProbeResult {
+    ///
+    /// `listenerConfirmedMs`: the server confirmed this -R forward's listener that long ago in one round trip
+    /// (the forward request's answer), so this probe checks only the local target, as the master reaches it.
+    package func run(_ forward: ForwardSpec, allocatedPort: Int? = nil, listenerConfirmedMs: Double? = nil) async -> ProbeResult {
         let start = ContinuousClock.now
         let deadline = start + .seconds(max(0, timeout))
         let kind = effectiveKind(for: forward)
@@ -110,6 +113,10 @@ package struct HealthProbe: Sendable {
         let hostHeader = Self.hostHeader(for: forward)
         let (outcome, latency): (ProbeOutcome, Duration?)
         if forward.kind == .remote {
+            if let ms = listenerConfirmedMs, let target = forward.target {
+                (outcome, latency) = await confirmedListener(forward, target: target, kind: kind, hostHeader: hostHeader, deadline: deadline)
+                return ProbeResult(outcome: outcome, latencyMs: latency.map(Self.milliseconds) ?? ms)
+            }
             (outcome, latency) = await remote(forward, kind: kind, allocatedPort: allocatedPort, hostHeader: hostHeader, deadline: deadline)
         } else if kind == .tcp, let master, case .tcp(let host?, let port) = forward.target {
             let address = ProbeAddress(listen: forward.listen, port: allocatedPort)
@@ -282,6 +289,34 @@ package struct HealthProbe: Sendable {
             return (.targetDown("the server's listener on \(place) is up, but the forward's local target refused or closed at once"), rtt)
         case .failed(let reason): return (.targetDown("reading the channel to \(place) failed: \(reason)"), rtt)
         }
+    }
+
+    /// The first probe of a -R forward the server has just confirmed: its listener is proven by that answer, so
+    /// what is left is the local target, which this machine reaches exactly as the master does (same
+    /// resolver, every address tried). Nothing goes through the master, so no probe channel is being torn
+    /// down while the user's first connection comes in (sshd ≤ 9.x sends without TCP_NODELAY on a
+    /// connection with no session, and its packets then wait for the client's delayed ACK). Later rounds
+    /// probe end to end through the listener (`remote`). The latency is the server's confirmation.
+    private func confirmedListener(_ forward: ForwardSpec, target: ForwardEndpoint, kind: ProbeKind, hostHeader: String,
+                                   deadline: ContinuousClock.Instant) async -> (ProbeOutcome, Duration?) {
+        let address: ProbeAddress = switch target {
+        case .tcp(let host, let port): .tcp(host: host ?? "localhost", port: port)
+        case .unix(let path): .unix(path: path)
+        }
+        let place = "-R \(forward.sshArgument)'s local target \(address)"
+        let socket: ProbeSocket
+        do {
+            socket = try await ProbeSocket.connect(to: address, until: deadline)
+        } catch {
+            switch error {
+            case .refused(let why): return (.targetDown("the server's listener is up, but \(place) refused (\(why))"), nil)
+            case .timedOut: return (.noAnswer("connecting to \(place) timed out after \(Self.seconds(timeout))"), nil)
+            case .failed(let why): return (.targetDown("the server's listener is up, but \(place) cannot be reached: \(why)"), nil)
+            }
+        }
+        guard kind != .remote else { return (.up, nil) }
+        let check = ProtocolCheck.check(for: kind, hostHeader: hostHeader) ?? .banner
+        return (await converse(socket, check, place: place, deadline: deadline), nil)
     }
 
     /// How long after the channel opened a refusal would have shown. Measured here (OpenSSH 9.2, loopback):

@@ -22,11 +22,6 @@ package actor MasterProbeContext {
         case failed(ProbeOutcome)
     }
 
-    /// The channel open no server can grant: a connect to port 0. The server answers "open failed" after
-    /// parsing the request, so the answer is one round trip over the SSH transport and touches nothing on the
-    /// server's network. A hung transport gives no answer at all.
-    static let unreachable = (host: "127.0.0.1", port: 0)
-
     /// Proves the master's transport alive with one channel-open round trip. Callers that arrive while one
     /// is under way share its answer.
     func transportRoundTrip(until deadline: ContinuousClock.Instant) async -> TransportRoundTrip {
@@ -42,19 +37,11 @@ package actor MasterProbeContext {
     }
 
     private static func roundTrip(_ socket: String, until deadline: ContinuousClock.Instant) async -> TransportRoundTrip {
-        let start = ContinuousClock.now
-        do {
-            let client = try await MuxClient.connect(socket, until: deadline)
-            let sent = ContinuousClock.now
-            _ = try await client.openStdioForward(host: unreachable.host, port: unreachable.port, until: deadline)
-            return .answered(ContinuousClock.now - sent)
-        } catch {
-            switch error {
-            case .refused: return .answered(ContinuousClock.now - start)
-            case .noMaster(let why): return .failed(.listenerDown("the master is gone: \(why)"))
-            case .timedOut(let why), .protocolError(let why):
-                return .failed(.noAnswer("the master's connection to the server did not answer a channel request (\(why)): the transport looks stalled"))
-            }
+        switch await MuxClient.transportRoundTrip(socket, until: deadline) {
+        case .success(let rtt): return .answered(rtt)
+        case .failure(.noMaster(let why)): return .failed(.listenerDown("the master is gone: \(why)"))
+        case .failure(let failure):
+            return .failed(.noAnswer("the master's connection to the server did not answer a channel request (\(failure)): the transport looks stalled"))
         }
     }
 

@@ -39,12 +39,15 @@ struct MuxClient: ~Copyable {
     enum Message {
         static let hello: UInt32 = 0x0000_0001
         static let aliveCheck: UInt32 = 0x1000_0004
+        static let openForward: UInt32 = 0x1000_0006
+        static let closeForward: UInt32 = 0x1000_0007
         static let newStdioForward: UInt32 = 0x1000_0008
         static let ok: UInt32 = 0x8000_0001
         static let permissionDenied: UInt32 = 0x8000_0002
         static let failure: UInt32 = 0x8000_0003
         static let alive: UInt32 = 0x8000_0005
         static let sessionOpened: UInt32 = 0x8000_0006
+        static let remotePort: UInt32 = 0x8000_0007
     }
 
     static let version: UInt32 = 4
@@ -121,6 +124,74 @@ struct MuxClient: ~Copyable {
             throw .refused((try? reader.string()) ?? "no reason given")
         default:
             throw .protocolError("unexpected answer 0x\(String(type, radix: 16)) to a stdio forward")
+        }
+    }
+
+    /// The channel open no server can grant: a connect to port 0. The server answers "open failed" after
+    /// parsing the request, so the answer is one round trip over the SSH transport and touches nothing on the
+    /// server's network. A hung transport gives no answer at all.
+    static let unreachable = (host: "127.0.0.1", port: 0)
+
+    /// One transport round trip through the master at `socket`: a stdio forward to `unreachable`, whose refusal
+    /// is the server's answer. Returns the time from request to answer; a failure says why there was none.
+    /// Each one costs a line in the server's log (sshd logs the failed connect at level ERROR).
+    static func transportRoundTrip(_ socket: String, until deadline: ContinuousClock.Instant) async -> Result<Duration, Failure> {
+        var sent = ContinuousClock.now
+        do {
+            let client = try await connect(socket, until: deadline)
+            sent = .now
+            _ = try await client.openStdioForward(host: unreachable.host, port: unreachable.port, until: deadline)
+            return .success(.now - sent)  // no server grants it; a master that says it did still answered
+        } catch .refused {
+            return .success(.now - sent)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// MUX_C_OPEN_FWD (or MUX_C_CLOSE_FWD with `cancel`): the request `ssh -O forward|cancel` sends for
+    /// `spec.sshArgument`, field for field (mux.c `mux_client_forward` after readconf.c `parse_forward`), so the
+    /// master treats it exactly as that command. Returns the port the server allocated for a -R forward of
+    /// port 0. Throws `.refused` with the text ssh itself prints ("forwarding request failed: Port forwarding
+    /// failed", "… remote port forwarding failed for listen port 8080"), which `SSHFailure` classifies.
+    /// A -R request is answered once the server has answered (one round trip); -L and -D at once.
+    mutating func forward(_ spec: ForwardSpec, cancel: Bool = false, until deadline: ContinuousClock.Instant) async throws(Failure) -> Int? {
+        let id = takeRequestID()
+        try await send(Self.forwardRequest(spec, id: id, cancel: cancel), until: deadline)
+        var reader = try await receive(until: deadline)
+        let answer = try reader.u32()
+        guard try reader.u32() == id else { throw .protocolError("the master answered another request") }
+        switch answer {
+        case Message.ok: return nil
+        case Message.remotePort where !cancel: return Int(try reader.u32())
+        case Message.failure: throw .refused("forwarding request failed: \((try? reader.string()) ?? "no reason given")")
+        case Message.permissionDenied: throw .refused("Master refused forwarding request: \((try? reader.string()) ?? "no reason given")")
+        default: throw .protocolError("unexpected answer 0x\(String(answer, radix: 16)) to a forward request")
+        }
+    }
+
+    static func forwardRequest(_ spec: ForwardSpec, id: UInt32, cancel: Bool) -> [UInt8] {
+        let (listenHost, listenPort) = muxFields(spec.listen, isListen: true)
+        let (connectHost, connectPort) = spec.target.map { muxFields($0, isListen: false) } ?? ("socks", 0)
+        let type: UInt32 = switch spec.kind {
+        case .local: 1
+        case .remote: 2
+        case .dynamic: 3
+        }
+        return packet(cancel ? Message.closeForward : Message.openForward,
+                      [.u32(id), .u32(type), .string(listenHost), .u32(listenPort), .string(connectHost), .u32(connectPort)])
+    }
+
+    /// One endpoint as ssh sends it: a UNIX path with the port PORT_STREAMLOCAL (-2); a TCP listener with its
+    /// bind address (127.0.0.1 when none was written, as `sshArgument` does; an empty one means every address,
+    /// which ssh sends as "*").
+    private static func muxFields(_ endpoint: ForwardEndpoint, isListen: Bool) -> (String, UInt32) {
+        switch endpoint {
+        case .unix(let path): return (path, UInt32(bitPattern: -2))
+        case .tcp(let host, let port):
+            guard isListen else { return (host ?? "", UInt32(port)) }
+            let bind = host ?? "127.0.0.1"
+            return (bind.isEmpty ? "*" : bind, UInt32(port))
         }
     }
 

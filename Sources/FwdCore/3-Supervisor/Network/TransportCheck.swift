@@ -2,6 +2,7 @@ import Foundation
 
 /// Asks the server something through a live master and waits a short while for any answer: proof that the
 /// master's TCP connection still carries data, which `ssh -O check` (a local question) cannot give.
+/// After a network change, wake or `fwd reconnect`; the dynamic probe's round trip is `MasterProbeContext`'s.
 enum TransportCheck {
     struct Outcome: Sendable, Equatable {
         /// The server answered through the master.
@@ -9,17 +10,14 @@ enum TransportCheck {
         var seconds: Double
     }
 
-    /// The answer the server gives a channel it cannot open; anything else (ssh's own "Control socket" or
-    /// ProxyCommand errors) means the master did not carry the request.
-    static func isServerAnswer(_ stderr: String) -> Bool {
-        stderr.contains("open failed") || stderr.contains("Stdio forwarding request failed")
-    }
-
-    static func run(ssh: String, socket: String, timeout: Double) async -> Outcome {
-        let start = Date()
-        let command = SSHCommand.transportCheck(ssh: ssh, socket: socket)
-        let result = try? await CommandRunner.run(command, timeout: .milliseconds(Int(timeout * 1000)))
-        return Outcome(answered: result.map { isServerAnswer($0.stderr) } ?? false, seconds: Date().timeIntervalSince(start))
+    /// One fresh round trip through the master (`MuxClient.transportRoundTrip`), no ssh process started.
+    static func run(socket: String, timeout: Double) async -> Outcome {
+        let start = ContinuousClock.now
+        let result = await MuxClient.transportRoundTrip(socket, until: start + .milliseconds(Int(timeout * 1000)))
+        switch result {
+        case .success(let rtt): return Outcome(answered: true, seconds: rtt.inSeconds)
+        case .failure: return Outcome(answered: false, seconds: (ContinuousClock.now - start).inSeconds)
+        }
     }
 
     /// How long to wait for the answer: 300 ms, or three times what a check took on this master right after it
