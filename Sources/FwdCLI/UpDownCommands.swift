@@ -9,7 +9,7 @@ struct UpCommand: AsyncParsableCommand {
         discussion: """
         Starts the supervisor in the background if none runs (it outlives this command and the terminal), \
         asks it for the tunnels, and waits. Exits 0 when every tunnel is up; otherwise non-zero with each \
-        tunnel's reason. Example: fwd up intranet-wiki work
+        tunnel's reason, as soon as each has one (a failed probe, a refused login), without waiting out the timeout. Example: fwd up intranet-wiki work
         """
     )
 
@@ -26,14 +26,17 @@ struct UpCommand: AsyncParsableCommand {
         let context = Context.current()
         let config = try context.loadConfig()
         let tunnels = try config.resolve(names)
+        // The supervisor starts while this writes what it wants; its answer to `watch` reads that.
+        let starting = try Control.startSupervisor(context.paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
         let store = try Store(path: context.paths.database)
         try store.setDesired(.up, tunnels: tunnels)
+        try starting?.waitUntilReady()
         let request = ControlRequest(op: .watch, config: config.path, names: tunnels.map(\.name), prompt: Waiter.canPrompt)
         let client = try Waiter.watch(request, paths: context.paths, starting: true)
         let outcome: [String]
         do {
             outcome = try Waiter(names: tunnels.map(\.name), quiet: quiet)
-                .wait(client, until: { $0 == .up }, failFast: { $0 == .failed || $0 == .needsAuth }, timeout: timeout)
+                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) }, timeout: timeout)
         } catch Waiter.Cancelled.atPrompt {
             // Ctrl-C at a login question: this command's tunnels go down, as `fwd down` would take them.
             try store.setDesired(.down, tunnels: tunnels)

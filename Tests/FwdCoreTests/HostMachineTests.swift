@@ -342,6 +342,18 @@ import FwdLab
         #expect(Self.jobs(next).map(\.listenerConfirmedMs) == [nil], "later rounds go end to end through the listener")
     }
 
+    @Test func askingForALiveTunnelAgainProbesItBeforeTheRequestEnds() {
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        _ = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: Self.wiki, results: [0: ProbeResult(outcome: .targetDown("refused"), latencyMs: 1)])]))
+        let token = 77
+        let again = d.machine.handle(.update([Self.wiki], retry: ["wiki"], token: token), now: 10)
+        #expect(Self.probeJobs(again) == [Self.wiki], "a fresh verdict, not the one recorded before")
+        #expect(!again.contains(.finished(token: token)))
+        let done = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: Self.wiki, results: [0: ProbeResult(outcome: .up, latencyMs: 1)])]))
+        #expect(done.contains(.finished(token: token)))
+    }
+
     private static func jobs(_ actions: [HostAction]) -> [HostMachine.ProbeJob] {
         actions.flatMap { action -> [HostMachine.ProbeJob] in
             if case .probe(_, let jobs, _) = action { return jobs }

@@ -181,38 +181,38 @@ package enum Control {
     /// twenty concurrent `fwd up` start exactly one; the daemon detaches into its own session so it outlives
     /// the terminal and this process.
     package static func ensureSupervisor(_ paths: FwdPaths, executable: String, environment: [String: String]) throws {
-        if runningPID(paths) != nil { return }
+        try startSupervisor(paths, executable: executable, environment: environment)?.waitUntilReady()
+    }
+
+    /// Starts a supervisor when none runs and returns without waiting for it, so the caller can do its own
+    /// work (`fwd up` writes what it wants) while the supervisor starts; nil when one already runs. Until
+    /// `waitUntilReady` returns, no other `fwd` starts a second one.
+    package static func startSupervisor(_ paths: FwdPaths, executable: String, environment: [String: String]) throws -> SupervisorStart? {
+        if runningPID(paths) != nil { return nil }
         try FileSystem.makePrivateDirectory(paths.stateDirectory)
         try FileSystem.makePrivateDirectory(paths.logDirectory)
-        let fd = open(spawnLockPath(paths), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystemError.failed(path: spawnLockPath(paths), action: "open", errno: errno) }
-        defer { close(fd) }
-        flock(fd, LOCK_EX)
-        defer { flock(fd, LOCK_UN) }
-        if runningPID(paths) != nil { return }
+        let lock = open(spawnLockPath(paths), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw FileSystemError.failed(path: spawnLockPath(paths), action: "open", errno: errno) }
+        flock(lock, LOCK_EX)
+        if runningPID(paths) != nil {
+            close(lock)
+            return nil
+        }
         var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw ControlError.failed("cannot create a pipe: \(String(cString: strerror(errno)))") }
-        defer { close(ends[0]) }
-        let child: ChildProcess
+        guard pipe(&ends) == 0 else {
+            close(lock)
+            throw ControlError.failed("cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        defer { close(ends[1]) }
         do {
-            defer { close(ends[1]) }
-            child = try ChildProcess([executable, "daemon", "--on-demand", "--ready-fd", "3"], outputPath: paths.logDirectory + "/daemon.log",
-                                     environment: environment, placement: .detached, passing: ends[1])
+            let child = try ChildProcess([executable, "daemon", "--on-demand", "--ready-fd", "3"], outputPath: paths.logDirectory + "/daemon.log",
+                                         environment: environment, placement: .detached, passing: ends[1])
+            return SupervisorStart(child: child, readyPipe: ends[0], lock: lock, logDirectory: paths.logDirectory)
+        } catch {
+            close(ends[0])
+            close(lock)
+            throw error
         }
-        // The daemon writes "ready" once its control socket serves; end of file before that means it exited.
-        var poller = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
-        var line = [UInt8](repeating: 0, count: 64)
-        let ready: Bool
-        if poll(&poller, 1, 10_000) > 0 {
-            let n = read(ends[0], &line, line.count)
-            ready = n > 0 && String(decoding: line.prefix(max(0, n)), as: UTF8.self).hasPrefix("ready")
-        } else {
-            throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(paths.logDirectory)/daemon.log")
-        }
-        if ready { return }
-        _ = child.waitExit(timeout: 2)
-        let tail = (FileSystem.read(paths.logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
-        throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
     }
 
     static func unixAddress(_ path: String) -> sockaddr_un? {
@@ -599,4 +599,46 @@ final class ControlConnection: @unchecked Sendable {
         closeHandlers = []
         for body in handlers { DispatchQueue.global().async(execute: body) }
     }
+}
+
+/// A supervisor that is starting: `waitUntilReady` returns once its control socket serves.
+package final class SupervisorStart {
+    private let child: ChildProcess
+    private let readyPipe: Int32
+    private let lock: Int32
+    private let logDirectory: String
+    private var finished = false
+
+    init(child: ChildProcess, readyPipe: Int32, lock: Int32, logDirectory: String) {
+        self.child = child
+        self.readyPipe = readyPipe
+        self.lock = lock
+        self.logDirectory = logDirectory
+    }
+
+    /// The daemon writes "ready" once its control socket serves; end of file before that means it exited.
+    package func waitUntilReady() throws {
+        guard !finished else { return }
+        defer { release() }
+        var poller = pollfd(fd: readyPipe, events: Int16(POLLIN), revents: 0)
+        var line = [UInt8](repeating: 0, count: 64)
+        guard poll(&poller, 1, 10_000) > 0 else {
+            throw ControlError.failed("the fwd supervisor did not start within 10 s; see \(logDirectory)/daemon.log")
+        }
+        let n = read(readyPipe, &line, line.count)
+        if n > 0 && String(decoding: line.prefix(max(0, n)), as: UTF8.self).hasPrefix("ready") { return }
+        _ = child.waitExit(timeout: 2)
+        let tail = (FileSystem.read(logDirectory + "/daemon.log") ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
+        throw ControlError.failed("the fwd supervisor exited at start:\n\(tail)")
+    }
+
+    private func release() {
+        guard !finished else { return }
+        finished = true
+        close(readyPipe)
+        flock(lock, LOCK_UN)
+        close(lock)
+    }
+
+    deinit { release() }
 }

@@ -276,6 +276,9 @@ struct HostMachine {
             let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
             pending[token] = Set(fresh)
             for name in fresh { addNext(name, &out) }
+            // Asked for again while live: the request ends with a fresh verdict, not the one recorded before.
+            let again = retry.filter { tunnels[$0] != nil && !fresh.contains($0) }
+            if !again.isEmpty { probe(again, token: token, &out) }
         case .none:
             for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "connecting to \(host)", &out) }
             connect(now: now, &out)

@@ -303,7 +303,7 @@ package struct HealthProbe: Sendable {
         case .tcp(let host, let port): .tcp(host: host ?? "localhost", port: port)
         case .unix(let path): .unix(path: path)
         }
-        let place = "-R \(forward.sshArgument)'s local target \(address)"
+        let place = "the forward's local target \(address)"
         let socket: ProbeSocket
         do {
             socket = try await ProbeSocket.connect(to: address, until: deadline)
