@@ -114,8 +114,8 @@ package struct HealthProbe: Sendable {
         let (outcome, latency): (ProbeOutcome, Duration?)
         if forward.kind == .remote {
             if let ms = listenerConfirmedMs, let target = forward.target {
-                (outcome, latency) = await confirmedListener(forward, target: target, kind: kind, hostHeader: hostHeader, deadline: deadline)
-                return ProbeResult(outcome: outcome, latencyMs: latency.map(Self.milliseconds) ?? ms)
+                let outcome = await confirmedListener(target, kind: kind, hostHeader: hostHeader, deadline: deadline)
+                return ProbeResult(outcome: outcome, latencyMs: ms)
             }
             (outcome, latency) = await remote(forward, kind: kind, allocatedPort: allocatedPort, hostHeader: hostHeader, deadline: deadline)
         } else if kind == .tcp, let master, case .tcp(let host?, let port) = forward.target {
@@ -297,8 +297,8 @@ package struct HealthProbe: Sendable {
     /// down while the user's first connection comes in (sshd ≤ 9.x sends without TCP_NODELAY on a
     /// connection with no session, and its packets then wait for the client's delayed ACK). Later rounds
     /// probe end to end through the listener (`remote`). The latency is the server's confirmation.
-    private func confirmedListener(_ forward: ForwardSpec, target: ForwardEndpoint, kind: ProbeKind, hostHeader: String,
-                                   deadline: ContinuousClock.Instant) async -> (ProbeOutcome, Duration?) {
+    private func confirmedListener(_ target: ForwardEndpoint, kind: ProbeKind, hostHeader: String,
+                                   deadline: ContinuousClock.Instant) async -> ProbeOutcome {
         let address: ProbeAddress = switch target {
         case .tcp(let host, let port): .tcp(host: host ?? "localhost", port: port)
         case .unix(let path): .unix(path: path)
@@ -309,14 +309,14 @@ package struct HealthProbe: Sendable {
             socket = try await ProbeSocket.connect(to: address, until: deadline)
         } catch {
             switch error {
-            case .refused(let why): return (.targetDown("the server's listener is up, but \(place) refused (\(why))"), nil)
-            case .timedOut: return (.noAnswer("connecting to \(place) timed out after \(Self.seconds(timeout))"), nil)
-            case .failed(let why): return (.targetDown("the server's listener is up, but \(place) cannot be reached: \(why)"), nil)
+            case .refused(let why): return .targetDown("the server's listener is up, but \(place) refused (\(why))")
+            case .timedOut: return .noAnswer("connecting to \(place) timed out after \(Self.seconds(timeout))")
+            case .failed(let why): return .targetDown("the server's listener is up, but \(place) cannot be reached: \(why)")
             }
         }
-        guard kind != .remote else { return (.up, nil) }
+        guard kind != .remote else { return .up }
         let check = ProtocolCheck.check(for: kind, hostHeader: hostHeader) ?? .banner
-        return (await converse(socket, check, place: place, deadline: deadline), nil)
+        return await converse(socket, check, place: place, deadline: deadline)
     }
 
     /// How long after the channel opened a refusal would have shown. Measured here (OpenSSH 9.2, loopback):
