@@ -113,10 +113,16 @@ private final class FakeMaster: @unchecked Sendable {
         }
         guard bound == 0, listen(fd, 4) == 0 else { throw POSIXError(.EADDRINUSE) }
         let listener = fd
+        // The thread owns the listening descriptor and closes it itself once `close()` has shut it down: were
+        // it closed while this thread still served a client, the number could be reused by the next fake, and
+        // this thread would accept that fake's connections and answer them with this fake's `reply`.
         Thread.detachNewThread { [self] in
             while true {
                 let client = accept(listener, nil, nil)
-                guard client >= 0 else { return }
+                guard client >= 0 else {
+                    Glibc.close(listener)
+                    return
+                }
                 serve(client, reply)
                 Glibc.close(client)
             }
@@ -151,8 +157,7 @@ private final class FakeMaster: @unchecked Sendable {
     }
 
     func close() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        Glibc.close(fd)
+        shutdown(fd, Int32(SHUT_RDWR))  // wakes `accept`, which then closes the descriptor
         unlink(path)
     }
 }
