@@ -261,6 +261,33 @@ import FwdLab
         #expect(again.contains { if case .record(.probe("wiki", _)) = $0 { true } else { false } })
     }
 
+    @Test func probeResultsAreWrittenWhenTheyDifferFromTheLastWritten() {
+        func probeWrites(_ actions: [HostAction]) -> [[ForwardStatus]] {
+            actions.compactMap { if case .record(.probe("wiki", let statuses)) = $0 { statuses } else { nil } }
+        }
+        var d = Drive()
+        _ = d.up([Self.wiki])
+        #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up, ms: 0)]))).count == 1)
+        // A round that finds exactly the same (probe = "none": up, 0 ms) writes nothing.
+        _ = d.send(.probeTick(generation: d.g))
+        #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up, ms: 0)]))).isEmpty)
+        // A new latency, and a failure, are written at once.
+        _ = d.send(.probeTick(generation: d.g))
+        #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up, ms: 1.5)]))).map { $0.map(\.probeMs) } == [[1.5]])
+        _ = d.send(.probeTick(generation: d.g))
+        let failed = d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .targetDown("refused"), ms: 1.5)]))
+        #expect(probeWrites(failed).map { $0.map(\.ok) } == [[false]])
+        // Once the tunnel's definition changes, its next results are written whatever they are.
+        let moved = Self.tunnel("wiki", ["8081:wiki.lan:80"])
+        _ = d.want([moved])
+        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", moved.forwards[0], .added(stdout: "")))
+        #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(moved, .up, ms: 0)]))).count == 1)
+        _ = d.want([Self.wiki])
+        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", Self.wiki.forwards[0], .added(stdout: "")))
+        #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up, ms: 0)]))).count == 1,
+                "results equal to ones written before the change are written again")
+    }
+
     @Test func targetDownIsDegradedAndTheMasterStays() {
         var d = Drive()
         _ = d.up([Self.wiki])

@@ -124,6 +124,9 @@ struct HostMachine {
     private var pending: [Int: Set<String>] = [:]
     /// The last state write per tunnel.
     private var recorded: [String: StoreWrite] = [:]
+    /// The last probe results written per tunnel: a round that finds exactly the same (probe = "none", whose
+    /// latency is always 0) writes nothing. Any real latency differs from round to round and is written.
+    private var recordedProbes: [String: [ForwardStatus]] = [:]
     /// A transport check is out; a second reason to check waits for it.
     private var checking = false
     private var recheckReason: String?
@@ -244,9 +247,12 @@ struct HostMachine {
             tunnelFailures[name] = nil
         }
         let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
+        let previous = tunnels
         tunnels = wanted
         // A tunnel that leaves may be written by others (`fwd down` with no supervisor): it is recorded afresh.
         recorded = recorded.filter { wanted[$0.key] != nil }
+        // A tunnel that changed may have other forwards in its row now: its next results are written, whatever they are.
+        recordedProbes = recordedProbes.filter { wanted[$0.key] != nil && wanted[$0.key] == previous[$0.key] }
         for name in retry where tunnelFailures[name] != nil {
             tunnelFailures[name] = nil
             remoteRetries[name] = nil
@@ -549,7 +555,10 @@ struct HostMachine {
                                               probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
-            out.append(.record(.probe(tunnel: t.name, statuses)))
+            if recordedProbes[t.name] != statuses {
+                recordedProbes[t.name] = statuses
+                out.append(.record(.probe(tunnel: t.name, statuses)))
+            }
             switch worst {
             case .up:
                 stalled[t.name] = 0

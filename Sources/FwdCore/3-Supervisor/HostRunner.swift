@@ -140,9 +140,19 @@ actor HostRunner {
         var queue = [first]
         while !queue.isEmpty {
             let event = queue.removeFirst()
+            // The records of one step (a probe round's, one per tunnel) go to the writer together, so it commits
+            // them in one transaction; they are handed over before any other action, which may wait for them.
+            var records: [StoreWrite] = []
             for action in machine.handle(event, now: now) {
+                if case .record(let write) = action {
+                    records.append(write)
+                    continue
+                }
+                writer.enqueue(contentsOf: records)
+                records = []
                 if let result = await perform(action) { queue.append(result) }
             }
+            writer.enqueue(contentsOf: records)
         }
     }
 

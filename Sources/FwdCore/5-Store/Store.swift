@@ -281,70 +281,24 @@ package final class Store: Sendable {
     @discardableResult
     package func transition(_ tunnel: String, to state: TunnelState, pid: Int?, error: String?, message: String) throws -> Bool {
         let time = now().timeIntervalSince1970
-        return try database.write { db in
-            var row = try existing(db, tunnel)
-            let previous = row.state
-            let changed = previous != state.rawValue
-            row.pid = pid
-            row.lastError = error
-            row.updatedAt = time
-            if changed {
-                row.state = state.rawValue
-                row.since = time
-                try append(db, time: time, kind: .state, tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
-            }
-            try row.update(db)
-            return changed
-        }
+        return try database.write { db in try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message) }
     }
 
     package func recordRestart(_ tunnel: String, reason: String) throws {
         let time = now().timeIntervalSince1970
-        try database.write { db in
-            var row = try existing(db, tunnel)
-            row.restarts += 1
-            row.updatedAt = time
-            try row.update(db)
-            try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
-        }
+        try database.write { db in try recordRestart(db, time: time, tunnel, reason: reason) }
     }
 
     /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
     /// "probe" event; a first success is not news (the "state" event to up says it).
     package func recordProbe(_ tunnel: String, forwards: [ForwardStatus]) throws {
         let time = now().timeIntervalSince1970
-        try database.write { db in
-            var row = try existing(db, tunnel)
-            let old = try row.decodedForwards()
-            let new = Self.merge(forwards, keepingFrom: old, all: false)
-            for forward in new {
-                guard let ok = forward.ok else { continue }
-                let before = old.first { $0.kind == forward.kind && $0.spec == forward.spec }?.ok
-                guard before != ok, before != nil || !ok else { continue }
-                try append(db, time: time, kind: .probe, tunnel: tunnel, host: row.host,
-                           from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
-                           message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
-            }
-            row.forwards = try TunnelRow.encode(new)
-            row.probeMs = new.compactMap(\.probeMs).max()
-            row.updatedAt = time
-            try row.update(db)
-        }
+        try database.write { db in try recordProbe(db, time: time, tunnel, forwards: forwards) }
     }
 
     package func setAllocatedPort(_ tunnel: String, spec: String, port: Int) throws {
         let time = now().timeIntervalSince1970
-        try database.write { db in
-            var row = try existing(db, tunnel)
-            var forwards = try row.decodedForwards()
-            guard let index = forwards.firstIndex(where: { $0.spec == spec }) else {
-                throw StoreError.unknownForward(tunnel: tunnel, spec: spec)
-            }
-            forwards[index].allocatedPort = port
-            row.forwards = try TunnelRow.encode(forwards)
-            row.updatedAt = time
-            try row.update(db)
-        }
+        try database.write { db in try setAllocatedPort(db, time: time, tunnel, spec: spec, port: port) }
     }
 
     /// Appends a free-form event.
@@ -353,6 +307,116 @@ package final class Store: Sendable {
         try database.write { db in
             try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
         }
+    }
+
+    /// Applies the supervisor's `writes` in order in one transaction: one commit (one sync of the WAL) for a
+    /// whole probe round instead of one per tunnel. Each write runs in a savepoint of its own, so one that fails
+    /// is undone alone and the others still commit. Should the transaction itself fail (at its commit, say),
+    /// nothing of it is kept and each write is applied again in a transaction of its own. Returns the writes
+    /// that failed, with why.
+    func apply(_ writes: [StoreWrite]) -> [(write: StoreWrite, error: any Error)] {
+        guard writes.count > 1 else {
+            return writes.compactMap { write in
+                do { try database.write { db in try apply(write, db) } } catch { return (write, error) }
+                return nil
+            }
+        }
+        var failed: [(write: StoreWrite, error: any Error)] = []
+        do {
+            try database.write { db in
+                for write in writes {
+                    do {
+                        try db.inSavepoint {
+                            try apply(write, db)
+                            return .commit
+                        }
+                    } catch {
+                        failed.append((write, error))
+                    }
+                }
+            }
+            return failed
+        } catch {
+            return writes.flatMap { apply([$0]) }
+        }
+    }
+
+    private func apply(_ write: StoreWrite, _ db: Database) throws {
+        let time = now().timeIntervalSince1970
+        switch write {
+        case .state(let tunnel, let state, let pid, let error, let message):
+            try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message)
+        case .restart(let tunnel, let reason):
+            try recordRestart(db, time: time, tunnel, reason: reason)
+        case .probe(let tunnel, let forwards):
+            try recordProbe(db, time: time, tunnel, forwards: forwards)
+        case .allocatedPort(let tunnel, let spec, let port):
+            try setAllocatedPort(db, time: time, tunnel, spec: spec, port: port)
+        case .saveMaster(let record):
+            try MasterRow(record).save(db)
+        case .removeMaster(let host):
+            try MasterRow.deleteOne(db, key: host)
+        case .log(let kind, let tunnel, let host, let message):
+            try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
+        }
+    }
+
+    @discardableResult
+    private func transition(_ db: Database, time: Double, _ tunnel: String, to state: TunnelState, pid: Int?, error: String?,
+                            message: String) throws -> Bool {
+        var row = try existing(db, tunnel)
+        let previous = row.state
+        let changed = previous != state.rawValue
+        row.pid = pid
+        row.lastError = error
+        row.updatedAt = time
+        if changed {
+            row.state = state.rawValue
+            row.since = time
+            try append(db, time: time, kind: .state, tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
+        }
+        try row.update(db)
+        return changed
+    }
+
+    private func recordRestart(_ db: Database, time: Double, _ tunnel: String, reason: String) throws {
+        var row = try existing(db, tunnel)
+        row.restarts += 1
+        row.updatedAt = time
+        try row.update(db)
+        try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
+    }
+
+    /// The supervisor's most frequent write (each tunnel, each probe round): it reads and sets only the columns
+    /// it needs, through statements compiled once per connection.
+    private func recordProbe(_ db: Database, time: Double, _ tunnel: String, forwards: [ForwardStatus]) throws {
+        let select = try db.cachedStatement(sql: "SELECT host, forwards FROM tunnel WHERE name = ?")
+        guard let row = try Row.fetchOne(select, arguments: [tunnel]) else { throw StoreError.unknownTunnel(tunnel) }
+        let host: String = row["host"]
+        let old = try TunnelRow.decode(row["forwards"], tunnel: tunnel)
+        let new = Self.merge(forwards, keepingFrom: old, all: false)
+        for forward in new {
+            guard let ok = forward.ok else { continue }
+            let before = old.first { $0.kind == forward.kind && $0.spec == forward.spec }?.ok
+            guard before != ok, before != nil || !ok else { continue }
+            try append(db, time: time, kind: .probe, tunnel: tunnel, host: host,
+                       from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
+                       message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
+        }
+        let update = try db.cachedStatement(sql: "UPDATE tunnel SET forwards = ?, probeMs = ?, updatedAt = ? WHERE name = ?")
+        try update.execute(arguments: [TunnelRow.encode(new), new.compactMap(\.probeMs).max(), time, tunnel])
+    }
+
+    private func setAllocatedPort(_ db: Database, time: Double, _ tunnel: String, spec: String, port: Int) throws {
+        var row = try existing(db, tunnel)
+        var forwards = try row.decodedForwards()
+        guard let index = forwards.firstIndex(where: { $0.spec == spec }) else {
+            throw StoreError.unknownForward(tunnel: tunnel, spec: spec)
+        }
+        forwards[index].allocatedPort = port
+        row.forwards = try TunnelRow.encode(forwards)
+        row.updatedAt = time
+        try row.update(db)
     }
 
     /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.

@@ -80,7 +80,7 @@ struct TunnelRow: Codable, FetchableRecord, PersistableRecord {
         return String(decoding: try encoder.encode(forwards), as: UTF8.self)
     }
 
-    private static func decode(_ text: String, tunnel: String) throws -> [ForwardStatus] {
+    static func decode(_ text: String, tunnel: String) throws -> [ForwardStatus] {
         do {
             return try JSONDecoder().decode([ForwardStatus].self, from: Data(text.utf8))
         } catch {

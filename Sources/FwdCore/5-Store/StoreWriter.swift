@@ -68,6 +68,15 @@ final class StoreWriter: @unchecked Sendable {
 
     func enqueue(_ write: StoreWrite) { post(.write(write)) }
 
+    /// Queues `writes` at once: the writer takes them together and commits them in one transaction.
+    func enqueue(contentsOf writes: [StoreWrite]) {
+        guard !writes.isEmpty else { return }
+        condition.lock()
+        jobs += writes.map(Job.write)
+        condition.signal()
+        condition.unlock()
+    }
+
     /// Returns once every write enqueued before it is committed.
     func flush() async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in post(.barrier { done.resume() }) }
@@ -103,19 +112,32 @@ final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             var touched: Set<String> = []
             var logged = false
+            var writes: [StoreWrite] = []
+            // What queued up together (a host's whole probe round) commits in one transaction, before anything
+            // that waits for it (a barrier, a new subscriber's first read) and before the news goes out.
+            func commit() {
+                guard !writes.isEmpty else { return }
+                for (write, error) in store.apply(writes) {
+                    // The daemon's stderr is its log file (daemon.log); `fwd doctor` and the user read it there.
+                    FileHandle.standardError.write(Data("fwd: cannot record \(write): \(error)\n".utf8))
+                }
+                for write in writes { if let t = write.tunnel { touched.insert(t) } }
+                logged = true
+                writes = []
+            }
             for job in batch {
                 switch job {
                 case .write(let write):
-                    apply(write)
-                    if let t = write.tunnel { touched.insert(t) }
-                    logged = true
+                    writes.append(write)
                 case .barrier(let done):
+                    commit()
                     // Also the moment to pass on events that CLI processes recorded (a reconcile follows them).
                     publish(touched, events: true)
                     touched = []
                     logged = false
                     done()
                 case .subscribe(let id, let interest, let sink):
+                    commit()
                     publish(touched, events: logged)
                     touched = []
                     logged = false
@@ -124,31 +146,8 @@ final class StoreWriter: @unchecked Sendable {
                     subscribers[id] = nil
                 }
             }
+            commit()
             publish(touched, events: logged)
-        }
-    }
-
-    private func apply(_ write: StoreWrite) {
-        do {
-            switch write {
-            case .state(let tunnel, let state, let pid, let error, let message):
-                try store.transition(tunnel, to: state, pid: pid, error: error, message: message)
-            case .restart(let tunnel, let reason):
-                try store.recordRestart(tunnel, reason: reason)
-            case .probe(let tunnel, let forwards):
-                try store.recordProbe(tunnel, forwards: forwards)
-            case .allocatedPort(let tunnel, let spec, let port):
-                try store.setAllocatedPort(tunnel, spec: spec, port: port)
-            case .saveMaster(let record):
-                try store.saveMaster(record)
-            case .removeMaster(let host):
-                try store.removeMaster(host: host)
-            case .log(let kind, let tunnel, let host, let message):
-                try store.log(kind, tunnel: tunnel, host: host, message: message)
-            }
-        } catch {
-            // The daemon's stderr is its log file (daemon.log); `fwd doctor` and the user read it there.
-            FileHandle.standardError.write(Data("fwd: cannot record \(write): \(error)\n".utf8))
         }
     }
 
