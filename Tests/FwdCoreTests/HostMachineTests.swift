@@ -280,10 +280,10 @@ import FwdLab
         // Once the tunnel's definition changes, its next results are written whatever they are.
         let moved = Self.tunnel("wiki", ["8081:wiki.lan:80"])
         _ = d.want([moved])
-        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", moved.forwards[0], .added(stdout: "")))
+        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", moved.forwards[0], .added(allocatedPort: nil)))
         #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(moved, .up, ms: 0)]))).count == 1)
         _ = d.want([Self.wiki])
-        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", Self.wiki.forwards[0], .added(stdout: "")))
+        _ = d.send(.forwardAdded(generation: d.g, tunnel: "wiki", Self.wiki.forwards[0], .added(allocatedPort: nil)))
         #expect(probeWrites(d.send(.probed(generation: d.g, [Self.probed(Self.wiki, .up, ms: 0)]))).count == 1,
                 "results equal to ones written before the change are written again")
     }
