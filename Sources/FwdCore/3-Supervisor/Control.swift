@@ -560,8 +560,19 @@ final class ControlConnection: @unchecked Sendable {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
                     if writer == nil {
-                        let w = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+                        // The write source watches a duplicate of its own, closed once the source is done with
+                        // it. On Linux, libdispatch keeps one epoll note per descriptor for its read and write
+                        // sources, and a write source added and removed beside a live read source on the same
+                        // descriptor can corrupt that note (swift-corelibs-libdispatch#833). The supervisor died
+                        // once in libdispatch's "Source finalized twice" check under 20 concurrent clients.
+                        let watched = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                        guard watched >= 0 else {
+                            shut()
+                            return
+                        }
+                        let w = DispatchSource.makeWriteSource(fileDescriptor: watched, queue: queue)
                         w.setEventHandler { [self] in flush() }
+                        w.setCancelHandler { close(watched) }
                         w.resume()
                         writer = w
                     }
