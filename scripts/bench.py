@@ -814,10 +814,10 @@ class Bench:
                             times["raw"].append(ok - t0)
                         self.kill_pids(self.raw_ssh_pids(spec))
             f, r, c, first = median(times["fwd"]), median(times["raw"]), median(fwd_cmd_t), median(times["first"])
-            self.row(f"8. Cold up, {kind} forward ({flag[kind]}, default probe): `fwd up` returned and the forward "
+            self.row(f"9. Cold up, {kind} forward ({flag[kind]}, default probe): `fwd up` returned and the forward "
                      f"usable vs raw `ssh -f -N {flag[kind]}` usable", fmt_ms(f), fmt_ms(r), f"{f / r:.2f}×", "≤ 1.2× raw",
                      "yes" if f <= 1.2 * r else "no")
-            self.detail(f"### 8. Cold up, {kind} forward\n")
+            self.detail(f"### 9. Cold up, {kind} forward\n")
             self.detail(f"fwd (ms, until both `fwd up` returned and the forward was usable; no supervisor, no master, "
                         f"state directory from an earlier run): {self.ms_list(times['fwd'])}; `fwd up` alone: "
                         f"{self.ms_list(fwd_cmd_t)} (median {fmt_ms(c)})  ")
@@ -858,16 +858,16 @@ class Bench:
             finally:
                 self.fwd_stop(env)
         idle, none = results[None], results["none"]
-        self.row(f"9. Supervisor idle CPU over {self.args.idle_seconds:g} s, 20 local + 20 dynamic + 20 remote tunnels "
+        self.row(f"10. Supervisor idle CPU over {self.args.idle_seconds:g} s, 20 local + 20 dynamic + 20 remote tunnels "
                  "on one host, default probes every 2 s", f"{idle['sup']:.2f} % of a core",
                  f"same tunnels with probe = \"none\": {none['sup']:.2f} %; master: {idle['masters']:.2f} % "
                  f"(none: {none['masters']:.2f} %)", "—", "≤ 1 %", "yes" if idle["sup"] <= 1 else "no")
-        self.detail("### 9. Idle CPU, every forward type\n")
+        self.detail("### 10. Idle CPU, every forward type\n")
         self.detail("60 tunnels, default probes (tcp through the master, SOCKS handshake plus the master's transport "
                     "round trip at most every 30 s, remote through the master's control socket). Supervisor threads "
                     f"{idle['threads'][0]} before and {idle['threads'][1]} after the window (probes share one poll "
                     f"thread; no ssh process is started per probe). With probe = \"none\" the supervisor still runs "
-                    f"its rounds and records them: {none['sup']:.2f} % of a core.  \n")
+                    f"its rounds, but a round whose results equal the last ones written writes nothing: {none['sup']:.2f} % of a core.  \n")
 
     # -- 2. warm add ---------------------------------------------------------------------------------------------
 
