@@ -464,6 +464,14 @@ final class ControlConnection: @unchecked Sendable {
         }
     }
 
+    /// Sends the last reply and returns once it is written and the connection closed (or the client went away).
+    func finishWritten(_ reply: ControlReply) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            onClose { done.resume() }
+            finish(reply)
+        }
+    }
+
     /// Hands every further line the client sends after its request to `body`, on the connection's queue (lines
     /// that arrived before are handed over at once).
     func onLine(_ body: @escaping @Sendable (Data) -> Void) {

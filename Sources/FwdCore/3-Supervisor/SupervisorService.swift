@@ -56,6 +56,8 @@ package final class SupervisorService: Sendable {
 
         let (stops, stopSink) = AsyncStream<String>.makeStream()
         let stopped = Latch()
+        // `fwd daemon --stop` requests still being answered: the process must not exit before their replies are out.
+        let stopReplies = DispatchGroup()
         let mode = self.mode
         let paths = self.paths
         let idleReason = "nothing wanted for \(Int(options.idleExit)) s"
@@ -107,10 +109,12 @@ package final class SupervisorService: Sendable {
             case .reconnect:
                 connection.finish(ControlReply(ok: true, lines: await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init))))
             case .stop:
+                stopReplies.enter()
+                defer { stopReplies.leave() }
                 stopSink.yield("a stop request")
                 // Answered once every master is down and the lock is released: the caller may start anew at once.
                 await stopped.wait()
-                connection.finish(ControlReply(ok: true))
+                await connection.finishWritten(ControlReply(ok: true))
             }
         }
         let watch = Self.startNetworkWatch(supervisor)
@@ -184,6 +188,7 @@ package final class SupervisorService: Sendable {
         close(lock)
         lockHeld = false
         await stopped.open()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in stopReplies.notify(queue: .global()) { done.resume() } }
     }
 
     /// Network changes and resumes from sleep reach every master at once (issue 13). Without a monitor (the
