@@ -9,7 +9,8 @@ struct UpCommand: AsyncParsableCommand {
         discussion: """
         Starts the supervisor in the background if none runs (it outlives this command and the terminal), \
         asks it for the tunnels, and waits. Exits 0 when every tunnel is up; otherwise non-zero with each \
-        tunnel's reason, as soon as each has one (a failed probe, a refused login), without waiting out the timeout. Example: fwd up intranet-wiki work
+        tunnel's reason, as soon as each has one (a failed probe, a refused login), without waiting out the \
+        timeout. Example: fwd up intranet-wiki work
         """
     )
 

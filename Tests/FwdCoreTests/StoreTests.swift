@@ -43,6 +43,11 @@ private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws ->
 private struct Unexpected: Error { var message: String }
 
 /// A tunnel's row as `setDesired(_:recorded:)` takes it.
+/// One write as the supervisor's writer applies it; its error, if any, is thrown.
+private func write(_ store: Store, _ write: StoreWrite) throws {
+    if let failed = store.apply([write]).first { throw failed.error }
+}
+
 private func want(_ name: String, _ host: String, _ forwards: [ForwardStatus]) -> TunnelStatus {
     TunnelStatus(name: name, host: host, desired: .down, state: .down, since: Date(), forwards: forwards, updatedAt: Date())
 }
@@ -162,8 +167,8 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
     @Test func restartsCount() throws {
         let store = try Store.inMemory()
         try store.setDesired(.up, recorded: [want("wiki", "office", [])])
-        try store.recordRestart("wiki", reason: "master exited: Connection reset")
-        try store.recordRestart("wiki", reason: "probe failed 3 times")
+        try write(store, .restart(tunnel: "wiki", reason: "master exited: Connection reset"))
+        try write(store, .restart(tunnel: "wiki", reason: "probe failed 3 times"))
         #expect(try store.tunnel("wiki")?.restarts == 2)
         let restarts = try store.events(tunnel: "wiki").filter { $0.kind == .restart }
         #expect(restarts.map(\.message) == ["master exited: Connection reset", "probe failed 3 times"])
@@ -211,7 +216,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 
         // Taking a running tunnel down records the wish; the state is the supervisor's to change.
         try store.transition("wiki", to: .up, pid: 7, error: nil, message: "up")
-        try store.recordProbe("wiki", forwards: [ForwardStatus(kind: .local, spec: wikiForward.spec, probe: .http, probeMs: 3, ok: true)])
+        try write(store, .probe(tunnel: "wiki", [ForwardStatus(kind: .local, spec: wikiForward.spec, probe: .http, probeMs: 3, ok: true)]))
         try store.setDesired(.down, recorded: [want("wiki", "office2", [wikiForward])])
         let wiki = try #require(try store.tunnel("wiki"))
         #expect(wiki.desired == .down && wiki.state == .up && wiki.host == "office2")
@@ -224,13 +229,13 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
     @Test func probesLogOnlyFlips() throws {
         let store = try Store.inMemory()
         try store.setDesired(.up, recorded: [want("app", "office", [wikiForward, dbForward])])
-        try store.setAllocatedPort("app", spec: dbForward.spec, port: 41234)
+        try write(store, .allocatedPort(tunnel: "app", spec: dbForward.spec, port: 41234))
 
         func probe(_ wikiOk: Bool, _ dbOk: Bool) throws {
-            try store.recordProbe("app", forwards: [
+            try write(store, .probe(tunnel: "app", [
                 ForwardStatus(kind: .local, spec: wikiForward.spec, probe: .http, probeMs: 12.5, ok: wikiOk),
                 ForwardStatus(kind: .remote, spec: dbForward.spec, probe: .tcp, probeMs: 30, ok: dbOk),
-            ])
+            ]))
         }
         func probeEvents() throws -> [Event] { try store.events(tunnel: "app").filter { $0.kind == .probe } }
 
@@ -255,10 +260,10 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
         #expect(throws: StoreError.unknownTunnel("ghost")) {
             try store.transition("ghost", to: .up, pid: nil, error: nil, message: "")
         }
-        #expect(throws: StoreError.unknownTunnel("ghost")) { try store.recordRestart("ghost", reason: "") }
+        #expect(throws: StoreError.unknownTunnel("ghost")) { try write(store, .restart(tunnel: "ghost", reason: "")) }
         try store.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
         #expect(throws: StoreError.unknownForward(tunnel: "wiki", spec: "9:x:9")) {
-            try store.setAllocatedPort("wiki", spec: "9:x:9", port: 1)
+            try write(store, .allocatedPort(tunnel: "wiki", spec: "9:x:9", port: 1))
         }
         #expect(try store.events().count == 1, "failed calls write nothing")
     }

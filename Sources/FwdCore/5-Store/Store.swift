@@ -284,23 +284,6 @@ package final class Store: Sendable {
         return try database.write { db in try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message) }
     }
 
-    package func recordRestart(_ tunnel: String, reason: String) throws {
-        let time = now().timeIntervalSince1970
-        try database.write { db in try recordRestart(db, time: time, tunnel, reason: reason) }
-    }
-
-    /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
-    /// "probe" event; a first success is not news (the "state" event to up says it).
-    package func recordProbe(_ tunnel: String, forwards: [ForwardStatus]) throws {
-        let time = now().timeIntervalSince1970
-        try database.write { db in try recordProbe(db, time: time, tunnel, forwards: forwards) }
-    }
-
-    package func setAllocatedPort(_ tunnel: String, spec: String, port: Int) throws {
-        let time = now().timeIntervalSince1970
-        try database.write { db in try setAllocatedPort(db, time: time, tunnel, spec: spec, port: port) }
-    }
-
     /// Appends a free-form event.
     package func log(_ kind: EventKind, tunnel: String?, host: String?, message: String) throws {
         let time = now().timeIntervalSince1970
@@ -387,8 +370,10 @@ package final class Store: Sendable {
         try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
     }
 
-    /// The supervisor's most frequent write (each tunnel, each probe round): it reads and sets only the columns
-    /// it needs, through statements compiled once per connection.
+    /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
+    /// "probe" event; a first success is not news (the "state" event to up says it). The supervisor's most
+    /// frequent write (each tunnel, each probe round): it reads and sets only the columns it needs, through
+    /// statements compiled once per connection.
     private func recordProbe(_ db: Database, time: Double, _ tunnel: String, forwards: [ForwardStatus]) throws {
         let select = try db.cachedStatement(sql: "SELECT host, forwards FROM tunnel WHERE name = ?")
         guard let row = try Row.fetchOne(select, arguments: [tunnel]) else { throw StoreError.unknownTunnel(tunnel) }
