@@ -714,17 +714,21 @@ class Bench:
         self.detail("### 1. Cold up\n")
         self.detail(f"fwd runs (ms): {self.ms_list(fwd_t)}; of which the `fwd up` command itself: {self.ms_list(fwd_cmd_t)}  ")
         self.detail(f"raw runs (ms): {self.ms_list(raw_t)}; of which `ssh -f` itself: {self.ms_list(raw_cmd_t)}  ")
-        if phases:
-            keys = phases[0].keys()
-            med = {k: median([p[k] for p in phases if p.get(k) is not None]) for k in keys}
-            self.detail("\nWhere fwd's time goes (medians, ms from the start of `fwd up`, from the supervisor's event log):\n")
-            self.detail("| point | ms |\n|---|---|")
-            for k in keys:
-                if med[k] is not None:
-                    self.detail(f"| {k} | {med[k] * 1000:.0f} |")
-            self.detail("")
+        self.phase_table(phases)
 
-    def cold_phases(self, env, wall0, cmd, page):
+    def phase_table(self, phases):
+        if not phases:
+            return
+        keys = phases[0].keys()
+        med = {k: median([p[k] for p in phases if p.get(k) is not None]) for k in keys}
+        self.detail("\nWhere fwd's time goes (medians, ms from the start of `fwd up`, from the supervisor's event log):\n")
+        self.detail("| point | ms |\n|---|---|")
+        for k in keys:
+            if med[k] is not None:
+                self.detail(f"| {k} | {med[k] * 1000:.0f} |")
+        self.detail("")
+
+    def cold_phases(self, env, wall0, cmd, page, usable="page loaded"):
         """Reads the supervisor's event log (times to the ms) and returns offsets from the start of `fwd up`."""
         out = {}
         p = self.run([self.fwd, "logs", "--lines", "100"], env=env, timeout=10)
@@ -734,7 +738,8 @@ class Bench:
                 stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
             except ValueError:
                 continue
-            events.append((stamp - wall0, line[23:].strip()))
+            if stamp >= wall0 - 0.002:  # a reused state directory keeps earlier runs' events
+                events.append((stamp - wall0, line[23:].strip()))
 
         def first(pred):
             return next((t for t, text in events if pred(text)), None)
@@ -743,7 +748,7 @@ class Bench:
         out["master ready and forwards added"] = first(lambda t: "master: connected" in t)
         out["tunnel up (probe passed)"] = first(lambda t: "→ up" in t)
         out["`fwd up` returned"] = cmd
-        out["page loaded"] = page
+        out[usable] = page
         return out
 
     @staticmethod
@@ -780,7 +785,7 @@ class Bench:
         flag = {"local": "-L", "dynamic": "-D", "remote": "-R"}
         for kind in ("local", "dynamic", "remote"):
             times = {"fwd": [], "first": [], "raw": []}
-            fwd_cmd_t = []
+            fwd_cmd_t, phases = [], []
             order = ["fwd", "raw", "first"]
             for i in range(runs + 1):  # run 0 warms caches (and makes the reused state directory) and is not counted
                 for who in order[i % 3:] + order[:i % 3]:
@@ -790,6 +795,7 @@ class Bench:
                     if who in ("fwd", "first"):
                         self.write_typed_config(config, [("t1", "bench0", kind, spec)])
                         env = self.fwd_env(f"cold-{kind}" if who == "fwd" else f"cold-{kind}-first{i}", config, self.user_ssh_config)
+                        wall0 = time.time()
                         t0 = time.perf_counter()
                         p = self.run([self.fwd, "up", "t1", "-q"], env=env, timeout=60)
                         t1 = time.perf_counter()
@@ -801,6 +807,7 @@ class Bench:
                             times[who].append(max(ok, t1) - t0)
                             if who == "fwd":
                                 fwd_cmd_t.append(t1 - t0)
+                                phases.append(self.cold_phases(env, wall0, t1 - t0, ok - t0, "forward usable"))
                         self.fwd_stop(env)
                     else:
                         t0 = time.perf_counter()
@@ -823,7 +830,8 @@ class Bench:
                         f"{self.ms_list(fwd_cmd_t)} (median {fmt_ms(c)})  ")
             self.detail(f"fwd's very first run (a new state directory and database each time): "
                         f"{self.ms_list(times['first'])} (median {fmt_ms(first)}, {first / r:.2f}× raw)  ")
-            self.detail(f"raw ssh (ms, until usable): {self.ms_list(times['raw'])}  \n")
+            self.detail(f"raw ssh (ms, until usable): {self.ms_list(times['raw'])}  ")
+            self.phase_table(phases)
 
     # -- 9. idle CPU with every forward type (issue 12) ------------------------------------------------------------
 

@@ -93,16 +93,119 @@ import Glibc
     }
 }
 
-/// Accepts one mux client at a time on a blocking thread: answers the hello, records each request body, and
-/// answers it with `reply` (MUX_S_OK by default).
+/// While a new master's first transport round trip has no answer, fwd sends the server an ignore message: the
+/// request may have crossed sshd's host-key notice, and sshd then holds its answer until the client's next
+/// packet acknowledges that notice (MasterProbeContext.nudging).
+@Suite(.serialized) struct NudgedRoundTripTests {
+    static func refusal(_ id: UInt32) -> [UInt8] {
+        MuxClient.packet(MuxClient.Message.failure, [.u32(id), .string("open failed")])
+    }
+
+    @Test func aHeldFirstAnswerIsReleasedByAnIgnoreMessage() async throws {
+        // Like sshd with Nagle on: the first answer goes out only once the client has sent something else.
+        let arrivals = Arrivals()
+        let master = try FakeMaster(concurrent: true, reply: { id in
+            if arrivals.arrive() == 1, !arrivals.wait(until: 2, for: 10) { return [] }
+            return Self.refusal(id)
+        }, proxied: { _ in _ = arrivals.arrive() })
+        defer { master.close() }
+        let context = MasterProbeContext(controlSocket: master.path, transportRefresh: .zero)
+        let start = ContinuousClock.now
+        guard case .answered(let rtt) = await context.transportRoundTrip(until: .now + .seconds(10)) else {
+            Issue.record("the held first round trip was never answered")
+            return
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(5))
+        #expect(rtt > .zero && rtt <= elapsed)  // the request's own round trip, held until the nudge
+        #expect(master.requests.count == 1)
+        // What reached the server: SSH2_MSG_IGNORE, through a connection the master was asked to proxy.
+        #expect(master.proxyRequests == 1)
+        #expect(master.proxiedMessages.first == MuxClient.ignoreMessage)
+        // Only a master's first round trip nudges: the next one waits for its answer alone.
+        let nudgesBefore = master.proxiedMessages.count
+        guard case .answered = await context.transportRoundTrip(until: .now + .seconds(10)) else {
+            Issue.record("the second round trip was not answered")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(master.requests.count == 2)
+        #expect(master.proxiedMessages.count == nudgesBefore)
+    }
+
+    @Test func aPromptAnswerSendsNothingElse() async throws {
+        let master = try FakeMaster(concurrent: true, reply: Self.refusal)
+        defer { master.close() }
+        let context = MasterProbeContext(controlSocket: master.path, nudges: [.milliseconds(200)])
+        guard case .answered = await context.transportRoundTrip(until: .now + .seconds(5)) else {
+            Issue.record("a prompt refusal was not taken as the answer")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(master.requests.count == 1)
+        #expect(master.proxyRequests == 0)
+    }
+
+    @Test func nudgesDoNotTurnSilenceIntoAnAnswer() async throws {
+        let silent = try FakeMaster(concurrent: true, reply: { _ in [] })
+        defer { silent.close() }
+        let start = ContinuousClock.now
+        let context = MasterProbeContext(controlSocket: silent.path, nudges: [.milliseconds(10), .milliseconds(20)])
+        guard case .failed(.noAnswer) = await context.transportRoundTrip(until: .now + .milliseconds(300)) else {
+            Issue.record("silence was taken as an answer")
+            return
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(290))
+        #expect(silent.proxiedMessages == [MuxClient.ignoreMessage, MuxClient.ignoreMessage])
+        // A master that is gone fails at once, and nothing is sent.
+        let gone = MasterProbeContext(controlSocket: "/nonexistent/fwd-master", nudges: [.milliseconds(200)])
+        let before = ContinuousClock.now
+        guard case .failed(.listenerDown) = await gone.transportRoundTrip(until: .now + .seconds(2)) else {
+            Issue.record("no master was not reported as gone")
+            return
+        }
+        #expect(ContinuousClock.now - before < .milliseconds(200))
+    }
+}
+
+/// Counts requests across a fake master's client threads and lets one wait for a later one.
+private final class Arrivals: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var count = 0
+
+    func arrive() -> Int {
+        condition.withLock {
+            count += 1
+            condition.broadcast()
+            return count
+        }
+    }
+
+    func wait(until wanted: Int, for seconds: Double) -> Bool {
+        let limit = Date(timeIntervalSinceNow: seconds)
+        return condition.withLock {
+            while count < wanted { if !condition.wait(until: limit) { return count >= wanted } }
+            return true
+        }
+    }
+}
+
+/// Accepts mux clients on a blocking thread, one at a time unless `concurrent` (a thread each): answers the
+/// hello, records each request body, and answers it with `reply` (MUX_S_OK by default). A MUX_C_PROXY request
+/// is answered by the fake itself; what then comes over that connection is recorded and passed to `proxied`.
 private final class FakeMaster: @unchecked Sendable {
     let path: String
     private let fd: Int32
     private let lock = NSLock()
     private var recorded: [[UInt8]] = []
+    private var proxies = 0
+    private var proxied: [[UInt8]] = []
     var requests: [[UInt8]] { lock.withLock { recorded } }
+    var proxyRequests: Int { lock.withLock { proxies } }
+    var proxiedMessages: [[UInt8]] { lock.withLock { proxied } }
 
-    init(reply: @escaping @Sendable (UInt32) -> [UInt8] = { MuxClient.packet(MuxClient.Message.ok, [.u32($0)]) }) throws {
+    init(concurrent: Bool = false, reply: @escaping @Sendable (UInt32) -> [UInt8] = { MuxClient.packet(MuxClient.Message.ok, [.u32($0)]) },
+         proxied onProxied: @escaping @Sendable ([UInt8]) -> Void = { _ in }) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-mux-\(UUID().uuidString.prefix(8))").path
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
@@ -123,18 +226,36 @@ private final class FakeMaster: @unchecked Sendable {
                     Glibc.close(listener)
                     return
                 }
-                serve(client, reply)
-                Glibc.close(client)
+                guard concurrent else {
+                    serve(client, reply, onProxied)
+                    Glibc.close(client)
+                    continue
+                }
+                Thread.detachNewThread { [self] in
+                    serve(client, reply, onProxied)
+                    Glibc.close(client)
+                }
             }
         }
     }
 
-    private func serve(_ client: Int32, _ reply: (UInt32) -> [UInt8]) {
+    private func serve(_ client: Int32, _ reply: (UInt32) -> [UInt8], _ onProxied: ([UInt8]) -> Void) {
         guard readPacket(client) != nil else { return }  // MUX_MSG_HELLO
         _ = Sock.sendAll(client, MuxClient.packet(MuxClient.Message.hello, [.u32(MuxClient.version)]))
         while let body = readPacket(client) {
-            lock.withLock { recorded.append(MuxClient.bigEndian(UInt32(body.count)) + body) }
+            let framed = MuxClient.bigEndian(UInt32(body.count)) + body
             let id = body.dropFirst(4).prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            if body.prefix(4).elementsEqual(MuxClient.bigEndian(MuxClient.Message.proxy)) {
+                lock.withLock { proxies += 1 }
+                _ = Sock.sendAll(client, MuxClient.packet(MuxClient.Message.proxyStarted, [.u32(id)]))
+                while let message = readPacket(client) {
+                    let framed = MuxClient.bigEndian(UInt32(message.count)) + message
+                    lock.withLock { proxied.append(framed) }
+                    onProxied(framed)
+                }
+                return
+            }
+            lock.withLock { recorded.append(framed) }
             let answer = reply(id)
             if !answer.isEmpty { _ = Sock.sendAll(client, answer) }
         }

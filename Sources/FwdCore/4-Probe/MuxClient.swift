@@ -42,12 +42,14 @@ struct MuxClient: ~Copyable {
         static let openForward: UInt32 = 0x1000_0006
         static let closeForward: UInt32 = 0x1000_0007
         static let newStdioForward: UInt32 = 0x1000_0008
+        static let proxy: UInt32 = 0x1000_000f
         static let ok: UInt32 = 0x8000_0001
         static let permissionDenied: UInt32 = 0x8000_0002
         static let failure: UInt32 = 0x8000_0003
         static let alive: UInt32 = 0x8000_0005
         static let sessionOpened: UInt32 = 0x8000_0006
         static let remotePort: UInt32 = 0x8000_0007
+        static let proxyStarted: UInt32 = 0x8000_000f
     }
 
     static let version: UInt32 = 4
@@ -148,6 +150,30 @@ struct MuxClient: ~Copyable {
             return .failure(error)
         }
     }
+
+    /// MUX_C_PROXY (PROTOCOL.mux): once the master has answered, this connection carries SSH connection
+    /// messages, which the master passes on to the server. fwd sends only `ignore` through it.
+    mutating func startProxy(until deadline: ContinuousClock.Instant) async throws(Failure) {
+        let id = takeRequestID()
+        try await send(Self.packet(Message.proxy, [.u32(id)]), until: deadline)
+        var reader = try await receive(until: deadline)
+        let answer = try reader.u32()
+        guard try reader.u32() == id else { throw .protocolError("the master answered another request") }
+        switch answer {
+        case Message.proxyStarted: return
+        case Message.failure, Message.permissionDenied: throw .refused((try? reader.string()) ?? "no reason given")
+        default: throw .protocolError("unexpected answer 0x\(String(answer, radix: 16)) to a proxy request")
+        }
+    }
+
+    /// After `startProxy`: one SSH2_MSG_IGNORE with no data, the message a server reads and drops without an
+    /// answer (RFC 4253 §11.2). The master passes it on unchanged (channels.c `channel_proxy_downstream`
+    /// translates channel numbers only), in the proxy's framing: length, padding length 0, type, payload.
+    func ignore(until deadline: ContinuousClock.Instant) async throws(Failure) {
+        try await send(Self.ignoreMessage, until: deadline)
+    }
+
+    static let ignoreMessage: [UInt8] = bigEndian(6) + [0, 2] + bigEndian(0)
 
     /// MUX_C_OPEN_FWD (or MUX_C_CLOSE_FWD with `cancel`): the request `ssh -O forward|cancel` sends for
     /// `spec.sshArgument`, field for field (mux.c `mux_client_forward` after readconf.c `parse_forward`), so the
