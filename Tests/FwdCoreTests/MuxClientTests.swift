@@ -93,78 +93,48 @@ import Glibc
     }
 }
 
-/// While a new master's first transport round trip has no answer, fwd sends the server an ignore message: the
-/// request may have crossed sshd's host-key notice, and sshd then holds its answer until the client's next
-/// packet acknowledges that notice (MasterProbeContext.nudging).
-@Suite(.serialized) struct NudgedRoundTripTests {
-    static func refusal(_ id: UInt32) -> [UInt8] {
-        MuxClient.packet(MuxClient.Message.failure, [.u32(id), .string("open failed")])
-    }
-
-    @Test func aHeldFirstAnswerIsReleasedByAnIgnoreMessage() async throws {
-        // Like sshd with Nagle on: the first answer goes out only once the client has sent something else.
-        let arrivals = Arrivals()
-        let master = try FakeMaster(concurrent: true, reply: { id in
-            if arrivals.arrive() == 1, !arrivals.wait(until: 2, for: 10) { return [] }
-            return Self.refusal(id)
-        }, proxied: { _ in _ = arrivals.arrive() })
+/// Right after a master's login fwd sends the server ignore messages through a proxy connection to the master
+/// (MuxClient.nudge): a request that crossed sshd's host-key notice has its answer held by sshd until the
+/// client's next packet acknowledges that notice.
+@Suite(.serialized) struct NudgeTests {
+    @Test func ignoreMessagesGoThroughOneProxyConnection() async throws {
+        let master = try FakeMaster(concurrent: true)
         defer { master.close() }
-        let context = MasterProbeContext(controlSocket: master.path, transportRefresh: .zero)
-        let start = ContinuousClock.now
-        guard case .answered(let rtt) = await context.transportRoundTrip(until: .now + .seconds(10)) else {
-            Issue.record("the held first round trip was never answered")
-            return
-        }
-        let elapsed = ContinuousClock.now - start
-        #expect(elapsed < .seconds(5))
-        #expect(rtt > .zero && rtt <= elapsed)  // the request's own round trip, held until the nudge
-        #expect(master.requests.count == 1)
-        // What reached the server: SSH2_MSG_IGNORE, through a connection the master was asked to proxy.
+        await MuxClient.nudge(master.path, at: [.milliseconds(1), .milliseconds(5), .milliseconds(10)])
+        try await Task.sleep(for: .milliseconds(50))  // the fake records on its own thread
         #expect(master.proxyRequests == 1)
-        #expect(master.proxiedMessages.first == MuxClient.ignoreMessage)
-        // Only a master's first round trip nudges: the next one waits for its answer alone.
-        let nudgesBefore = master.proxiedMessages.count
-        guard case .answered = await context.transportRoundTrip(until: .now + .seconds(10)) else {
-            Issue.record("the second round trip was not answered")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(master.requests.count == 2)
-        #expect(master.proxiedMessages.count == nudgesBefore)
+        #expect(master.proxiedMessages == Array(repeating: MuxClient.ignoreMessage, count: 3))
+        #expect(master.requests.isEmpty)
+        // The message as the master's proxy mode reads it: length 6, padding length 0, SSH2_MSG_IGNORE (2),
+        // then the ignored data as an empty string.
+        #expect(MuxClient.ignoreMessage == [0, 0, 0, 6, 0, 2, 0, 0, 0, 0])
     }
 
-    @Test func aPromptAnswerSendsNothingElse() async throws {
-        let master = try FakeMaster(concurrent: true, reply: Self.refusal)
+    @Test func aHeldAnswerIsReleasedByANudge() async throws {
+        // Like sshd with Nagle on: the round trip's answer goes out only once the client has sent something else.
+        let nudged = Arrivals()
+        let master = try FakeMaster(concurrent: true, reply: { id in
+            guard nudged.wait(until: 1, for: 10) else { return [] }
+            return MuxClient.packet(MuxClient.Message.failure, [.u32(id), .string("open failed")])
+        }, proxied: { _ in _ = nudged.arrive() })
         defer { master.close() }
-        let context = MasterProbeContext(controlSocket: master.path, nudges: [.milliseconds(200)])
-        guard case .answered = await context.transportRoundTrip(until: .now + .seconds(5)) else {
-            Issue.record("a prompt refusal was not taken as the answer")
+        let socket = master.path
+        let start = ContinuousClock.now
+        async let roundTrip = MuxClient.transportRoundTrip(socket, until: .now + .seconds(10))
+        await MuxClient.nudge(socket, at: [.milliseconds(5)])
+        guard case .success(let rtt) = await roundTrip else {
+            Issue.record("the held round trip was never answered")
             return
         }
-        try await Task.sleep(for: .milliseconds(400))
-        #expect(master.requests.count == 1)
-        #expect(master.proxyRequests == 0)
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(rtt > .zero)
+        #expect(master.proxiedMessages == [MuxClient.ignoreMessage])
     }
 
-    @Test func nudgesDoNotTurnSilenceIntoAnAnswer() async throws {
-        let silent = try FakeMaster(concurrent: true, reply: { _ in [] })
-        defer { silent.close() }
+    @Test func noMasterEndsTheNudgesAtOnce() async throws {
         let start = ContinuousClock.now
-        let context = MasterProbeContext(controlSocket: silent.path, nudges: [.milliseconds(10), .milliseconds(20)])
-        guard case .failed(.noAnswer) = await context.transportRoundTrip(until: .now + .milliseconds(300)) else {
-            Issue.record("silence was taken as an answer")
-            return
-        }
-        #expect(ContinuousClock.now - start >= .milliseconds(290))
-        #expect(silent.proxiedMessages == [MuxClient.ignoreMessage, MuxClient.ignoreMessage])
-        // A master that is gone fails at once, and nothing is sent.
-        let gone = MasterProbeContext(controlSocket: "/nonexistent/fwd-master", nudges: [.milliseconds(200)])
-        let before = ContinuousClock.now
-        guard case .failed(.listenerDown) = await gone.transportRoundTrip(until: .now + .seconds(2)) else {
-            Issue.record("no master was not reported as gone")
-            return
-        }
-        #expect(ContinuousClock.now - before < .milliseconds(200))
+        await MuxClient.nudge("/nonexistent/fwd-master", at: [.milliseconds(1), .seconds(5)])
+        #expect(ContinuousClock.now - start < .seconds(2))
     }
 }
 

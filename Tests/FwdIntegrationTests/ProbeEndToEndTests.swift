@@ -53,6 +53,33 @@ import Glibc
         }
     }
 
+    /// After a master's login the supervisor sends the server ignore messages (MuxClient.nudge), so that no
+    /// answer waits for a delayed ACK behind sshd's host-key notice. sshd at DEBUG3 logs each one it reads;
+    /// ssh's own login and session send none (the control).
+    @Test func theSupervisorNudgesTheServerAfterALogin() async throws {
+        try await FwdFixture.with(sshdConfig: ["LogLevel DEBUG3"]) { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            let ignored = "Received SSH2_MSG_IGNORE"
+            let plain = try f.run(["ssh", "-F", f.userSSHConfig, "-o", "BatchMode=yes", "lab", "true"])
+            #expect(plain.ok, "ssh lab true: \(plain.stderr)")
+            #expect(!f.sshd.log().contains(ignored), "ssh itself sent an ignore message")
+            let socks = try LocalPort.free()
+            try f.write(config: """
+            [tunnels.socks]
+            host = "lab"
+            dynamic = "\(socks)"
+            """)
+            let up = try f.fwd("up", "socks", "--timeout", "20")
+            #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
+            let deadline = Date().addingTimeInterval(5)
+            while !f.sshd.log().contains(ignored), Date() < deadline { usleep(50_000) }
+            let count = f.sshd.log().components(separatedBy: ignored).count - 1
+            #expect(count == MuxClient.loginNudges.count, "sshd read \(count) ignore messages")
+            #expect(f.state("socks") == "up")
+            #expect(await SOCKSClient.fetch(proxyPort: socks, targetHost: "localhost", targetPort: f.web.port)?.contains(f.pageBody) == true)
+        }
+    }
+
     /// A -R forward to a local HTTP server (it waits for the client to speak): up, with a latency that is a
     /// round trip through the server, not a timeout; to a refused port: degraded at once.
     @Test func remoteForwardsReadTheirTargetAtOnce() async throws {

@@ -155,6 +155,25 @@ import Darwin
             #expect(lab.fixture.sshd.log().contains("connect_to 127.0.0.1 port 0: failed."), "the server answered the open")
         }
     }
+
+    /// What fwd sends a master right after its login (MuxClient.nudge): ignore messages through a proxy
+    /// connection. The real master passes them to the server unchanged, and the server drops them: the master
+    /// and its connection carry on as before.
+    @Test func ignoreMessagesReachTheServerAndChangeNothing() async throws {
+        try await RemoteProbeLab.with(masterArguments: ["-vvv"]) { lab in
+            await MuxClient.nudge(lab.socket, at: [.zero, .milliseconds(1), .milliseconds(2)])
+            let context = MasterProbeContext(controlSocket: lab.socket, transportRefresh: .zero)
+            guard case .answered = await context.transportRoundTrip(until: .now + .seconds(5)) else {
+                Issue.record("the master's transport did not answer after the ignore messages")
+                return
+            }
+            // The master's debug log names each message it passed upstream (channels.c, "down->up: type 2").
+            let passed = lab.masterLog().components(separatedBy: "down->up: type 2").count - 1
+            #expect(passed == 3, "the master passed \(passed) ignore messages to the server:\n\(lab.masterLog().suffix(2000))")
+            #expect(!lab.masterLog().contains("Unsupported"), "the master refused a proxied message")
+            try await lab.mux(.check)  // the master is still up (mux throws unless `-O check` exits 0)
+        }
+    }
 }
 
 private extension Duration {
@@ -166,14 +185,14 @@ struct RemoteProbeLab {
     let fixture: FwdFixture
     let socket: String
 
-    static func with(_ body: (RemoteProbeLab) async throws -> Void) async throws {
+    static func with(masterArguments: [String] = [], _ body: (RemoteProbeLab) async throws -> Void) async throws {
         try await FwdFixture.with { f in
             try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
             // Short: the master binds SOCK + 17 characters, and a ControlPath may be at most ~90 bytes.
             try FileSystem.makeOwnedDirectory(f.paths.controlDirectory)
             let socket = f.paths.controlDirectory + "/rp.sock"
             let master = try await ControlMaster.spawn(
-                SSHCommand(executable: "ssh", arguments: ["-F", f.userSSHConfig, "-N", "-M", "-S", socket, "-o", "ControlPersist=no", "lab"]),
+                SSHCommand(executable: "ssh", arguments: masterArguments + ["-F", f.userSSHConfig, "-N", "-M", "-S", socket, "-o", "ControlPersist=no", "lab"]),
                 socket: socket, logPath: f.dir + "/master.log")
             let deadline = Date().addingTimeInterval(10)
             while (try? await CommandRunner.run(SSHCommand.mux(socket: socket, .check), timeout: .seconds(5)))?.status != 0 {
@@ -191,6 +210,10 @@ struct RemoteProbeLab {
             }
             await master.stop()
         }
+    }
+
+    func masterLog() -> String {
+        (try? String(contentsOfFile: fixture.dir + "/master.log", encoding: .utf8)) ?? ""
     }
 
     @discardableResult

@@ -284,6 +284,7 @@ actor HostRunner {
             // ControlPath, all after authentication, so the path existing means the master takes requests.
             // (clearStaleSocket removed any older file there.)
             guard await m.waitForSocket() else { return }
+            Task { await MuxClient.nudge(m.socket, at: MuxClient.loginNudges) }  // see there: sshd's Nagle after a login
             writer.enqueue(.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
                                                     socket: m.socket, startedAt: m.startedAt)))
             self?.send(.masterReady(generation: g))

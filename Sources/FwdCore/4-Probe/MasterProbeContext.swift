@@ -9,18 +9,12 @@ package actor MasterProbeContext {
     /// failed."), so it is not repeated every probe interval; between round trips the master's own
     /// ServerAlive keepalives (1 s × 2 by default) end a master whose transport hangs.
     package let transportRefresh: Duration
-    /// When a master's first round trip, while it has no answer, sends the server a message to acknowledge
-    /// what the server sent meanwhile (`nudging`), counted from the request.
-    package let nudges: [Duration]
     private var transport: Task<TransportRoundTrip, Never>?
     private var lastAnswered: (at: ContinuousClock.Instant, roundTrip: Duration)?
-    private var isFirstRoundTrip = true
 
-    package init(controlSocket: String, transportRefresh: Duration = .seconds(30),
-                 nudges: [Duration] = [.milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20)]) {
+    package init(controlSocket: String, transportRefresh: Duration = .seconds(30)) {
         self.controlSocket = controlSocket
         self.transportRefresh = transportRefresh
-        self.nudges = nudges
     }
 
     enum TransportRoundTrip: Sendable, Equatable {
@@ -29,47 +23,17 @@ package actor MasterProbeContext {
     }
 
     /// Proves the master's transport alive with one channel-open round trip. Callers that arrive while one
-    /// is under way share its answer. The first one of a master is `nudging` the server.
+    /// is under way share its answer.
     func transportRoundTrip(until deadline: ContinuousClock.Instant) async -> TransportRoundTrip {
         if let last = lastAnswered, ContinuousClock.now - last.at < transportRefresh { return .answered(last.roundTrip) }
         if let transport { return await transport.value }
         let socket = controlSocket
-        let nudges = isFirstRoundTrip ? nudges : []
-        isFirstRoundTrip = false
-        let task = Task { await Self.nudging(socket, at: nudges) { await Self.roundTrip(socket, until: deadline) } }
+        let task = Task { await Self.roundTrip(socket, until: deadline) }
         transport = task
         let result = await task.value
         transport = nil
         if case .answered(let rtt) = result { lastAnswered = (.now, rtt) } else { lastAnswered = nil }
         return result
-    }
-
-    /// A new master's first request to the server can wait 40 ms for no reason of its own. As its session
-    /// starts, sshd sends a host-key notice (`hostkeys-00@openssh.com`) that the client does not answer. A
-    /// request that leaves the client just before that notice arrives cannot acknowledge it, and on a
-    /// connection without a session sshd keeps Nagle on: it holds its answer until the client's delayed ACK.
-    /// fwd's first round trip leaves as soon as the master is ready, which is that moment. So while the
-    /// request has no answer, at each of `nudges` the server is sent an SSH2_MSG_IGNORE through a proxy
-    /// connection to the master (`MuxClient.ignore`): the packet carries the acknowledgement, and the held
-    /// answer goes out at once. The server answers an ignore message with nothing, so it leaves sshd with
-    /// nothing to hold when the user's first connection comes (a second channel request would: its own
-    /// answer). The result and its round trip are the request's own.
-    static func nudging(_ socket: String, at nudges: [Duration], _ request: @Sendable () async -> TransportRoundTrip) async -> TransportRoundTrip {
-        guard !nudges.isEmpty else { return await request() }
-        let nudger = Task {
-            let start = ContinuousClock.now
-            var proxy: MuxClient?
-            for at in nudges {
-                guard (try? await Task.sleep(until: start + at)) != nil else { return }  // answered
-                if proxy == nil {
-                    proxy = try? await MuxClient.connect(socket, until: .now + .seconds(1))
-                    guard (try? await proxy?.startProxy(until: .now + .seconds(1))) != nil else { return }
-                }
-                guard (try? await proxy?.ignore(until: .now + .seconds(1))) != nil else { return }
-            }
-        }
-        defer { nudger.cancel() }
-        return await request()
     }
 
     private static func roundTrip(_ socket: String, until deadline: ContinuousClock.Instant) async -> TransportRoundTrip {

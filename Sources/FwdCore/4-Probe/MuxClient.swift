@@ -151,6 +151,34 @@ struct MuxClient: ~Copyable {
         }
     }
 
+    /// When a new master is sent `nudge`s, counted from its control socket appearing (its login).
+    static let loginNudges: [Duration] = [.milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20)]
+
+    /// Sends the server an SSH2_MSG_IGNORE at each of `times` (from now) through one proxy connection to the
+    /// master at `socket`, and ends quietly at the first failure (a master gone, one too old for proxy mode).
+    ///
+    /// Why, right after a master's login: as its session starts, sshd sends a host-key notice
+    /// (`hostkeys-00@openssh.com`) that the client does not answer. A request that leaves the client before
+    /// the notice arrives (fwd's first -R forward request, transport round trip or probe all leave at once)
+    /// cannot acknowledge it, and on a connection without a session sshd keeps Nagle on: it holds the answer
+    /// until the client's delayed ACK, 40 ms later, and each answer held that way can hold the next one too.
+    /// An ignore message is a client packet that carries the acknowledgement, and the server answers it with
+    /// nothing, so it releases what waits and leaves nothing new. (Raw `ssh -N` escapes by chance: it sends
+    /// `no-more-sessions@openssh.com`, which needs no answer, just after its login. A master cannot send
+    /// that: it would refuse the sessions of everyone sharing it.)
+    static func nudge(_ socket: String, at times: [Duration]) async {
+        let start = ContinuousClock.now
+        var proxy: MuxClient?
+        for time in times {
+            guard (try? await Task.sleep(until: start + time)) != nil else { return }
+            if proxy == nil {
+                proxy = try? await connect(socket, until: .now + .seconds(1))
+                guard (try? await proxy?.startProxy(until: .now + .seconds(1))) != nil else { return }
+            }
+            guard (try? await proxy?.ignore(until: .now + .seconds(1))) != nil else { return }
+        }
+    }
+
     /// MUX_C_PROXY (PROTOCOL.mux): once the master has answered, this connection carries SSH connection
     /// messages, which the master passes on to the server. fwd sends only `ignore` through it.
     mutating func startProxy(until deadline: ContinuousClock.Instant) async throws(Failure) {

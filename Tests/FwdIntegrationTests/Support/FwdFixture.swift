@@ -20,17 +20,19 @@ final class FwdFixture: FwdWorld, @unchecked Sendable {
 
     static var binary: String { FwdBinary.path }
 
-    private init(sshdAddress: String) throws {
+    private init(sshdAddress: String, sshdConfig: [String]) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-it-\(UUID().uuidString.prefix(8))").path
         try FileSystem.makePrivateDirectory(dir + "/config")
         try FileSystem.makePrivateDirectory(dir + "/home/.ssh")
-        sshd = try LabSSHD(dir: dir + "/sshd", address: sshdAddress)
+        sshd = try LabSSHD(dir: dir + "/sshd", address: sshdAddress, extraConfig: sshdConfig)
         web = try TinyHTTPServer(body: pageBody)
     }
 
-    /// `sshdAddress`: where the private sshd listens, and nowhere else.
-    static func with<T>(sshdAddress: String = "127.0.0.1", _ body: (FwdFixture) async throws -> T) async throws -> T {
-        let fixture = try FwdFixture(sshdAddress: sshdAddress)
+    /// `sshdAddress`: where the private sshd listens, and nowhere else. `sshdConfig`: sshd_config lines that
+    /// come before the lab's own (sshd keeps the first value it reads).
+    static func with<T>(sshdAddress: String = "127.0.0.1", sshdConfig: [String] = [],
+                        _ body: (FwdFixture) async throws -> T) async throws -> T {
+        let fixture = try FwdFixture(sshdAddress: sshdAddress, sshdConfig: sshdConfig)
         defer { fixture.tearDown() }
         try fixture.sshd.start()
         return try await body(fixture)
