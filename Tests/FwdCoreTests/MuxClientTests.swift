@@ -116,7 +116,7 @@ import Glibc
         let master = try FakeMaster(concurrent: true, reply: { id in
             guard nudged.wait(until: 1, for: 10) else { return [] }
             return MuxClient.packet(MuxClient.Message.failure, [.u32(id), .string("open failed")])
-        }, proxied: { _ in _ = nudged.arrive() })
+        }, proxied: { _ in nudged.arrive() })
         defer { master.close() }
         let socket = master.path
         let start = ContinuousClock.now
@@ -138,16 +138,15 @@ import Glibc
     }
 }
 
-/// Counts requests across a fake master's client threads and lets one wait for a later one.
+/// Counts what reached a fake master on any of its client threads, and lets another thread wait for it.
 private final class Arrivals: @unchecked Sendable {
     private let condition = NSCondition()
     private var count = 0
 
-    func arrive() -> Int {
+    func arrive() {
         condition.withLock {
             count += 1
             condition.broadcast()
-            return count
         }
     }
 
