@@ -10,14 +10,11 @@ import FwdCore
 package enum LocalPort {
     /// A port that was free a moment ago (bound to 0 and released); racy by nature, fine for tests.
     package static func free(host: String = "127.0.0.1") throws -> Int {
-        guard let (family, addr) = try Sock.resolve(host: host, port: 0, passive: true).first else {
-            throw LabError.socket("no address for \(host)")
+        do {
+            return try TCPListener.listen(host: host, port: 0, backlog: 1).port
+        } catch {
+            throw LabError.socket("bind \(host):0: \(error)")
         }
-        let fd = try Sock.makeSocket(family: family)
-        defer { close(fd) }
-        let rc = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
-        guard rc == 0 else { throw LabError.socket("bind \(host):0: \(Sock.errorText())") }
-        return Sock.boundPort(fd)
     }
 
     /// True if something accepts TCP connections on host:port right now.
@@ -25,34 +22,34 @@ package enum LocalPort {
         (try? connectSocket(host: host, port: port, deadline: Date().addingTimeInterval(timeout))).map { close($0); return true } ?? false
     }
 
-    /// Connects with a deadline (non-blocking connect + poll); returns a blocking socket.
+    /// Connects with a deadline (non-blocking connect, then a wait); returns a blocking socket the caller closes.
     static func connectSocket(host: String, port: Int, deadline: Date) throws -> Int32 {
         var lastError = "no address"
-        for (family, addr) in try Sock.resolve(host: host, port: port) {
-            let fd = try Sock.makeSocket(family: family)
-            let flags = fcntl(fd, F_GETFL)
-            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-            var rc = addr.withUnsafeBytes { connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
+        let addresses: [SocketAddress]
+        do {
+            addresses = try Resolver.resolve(host: host, port: port, names: .numeric(localhost: true))
+        } catch {
+            throw LabError.socket("\(error.description) (use a numeric address or localhost)")
+        }
+        for address in addresses {
+            let socket = try Posix.streamSocket(family: address.family, nonBlocking: true)
+            var rc = address.withSockaddr { connect(socket.raw, $0, $1) }
             if rc != 0 && errno == EINPROGRESS {
-                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let ms = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
-                if poll(&pfd, 1, ms) == 1 {
-                    var err: Int32 = 0
-                    var len = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-                    rc = err == 0 ? 0 : -1
-                    errno = err
-                } else {
-                    close(fd)
+                let until = ContinuousClock.now + .seconds(max(0, deadline.timeIntervalSinceNow))
+                guard Reactor.waitBlocking(socket.raw, for: .write, until: until) == .ready else {
                     throw LabError.httpTimeout(host: host, port: port, phase: "connect")
                 }
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(socket.raw, SOL_SOCKET, SO_ERROR, &err, &len)
+                rc = err == 0 ? 0 : -1
+                errno = err
             }
             if rc == 0 {
-                _ = fcntl(fd, F_SETFL, flags)
-                return fd
+                _ = fcntl(socket.raw, F_SETFL, fcntl(socket.raw, F_GETFL) & ~O_NONBLOCK)
+                return socket.release()
             }
-            lastError = Sock.errorText()
-            close(fd)
+            lastError = Posix.errorText()
         }
         throw LabError.httpConnect(host: host, port: port, reason: lastError)
     }
@@ -76,19 +73,15 @@ package final class TinyHTTPServer: @unchecked Sendable {
     }
 
     package init(host: String = "127.0.0.1", port: Int = 0, body: String) throws {
-        guard let (family, addr) = try Sock.resolve(host: host, port: port, passive: true).first else {
-            throw LabError.socket("no address for \(host)")
+        let listening: TCPListener.Listening
+        do {
+            listening = try TCPListener.listen(host: host, port: port, backlog: 64)
+        } catch {
+            throw LabError.socket("cannot listen on \(host):\(port): \(error)")
         }
-        let fd = try Sock.makeSocket(family: family)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let bound = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            let reason = Sock.errorText()
-            close(fd)
-            throw LabError.socket("cannot listen on \(host):\(port): \(reason)")
-        }
-        self.port = Sock.boundPort(fd)
+        self.port = listening.port
+        // The accept thread's state owns the number; `stop` closes it once that thread has left.
+        let fd = listening.takeSocket().release()
 
         let payload = Array(body.utf8)
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(payload.count)\r\nConnection: close\r\n\r\n"
@@ -133,8 +126,8 @@ package final class TinyHTTPServer: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(conn, SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
         #endif
-        Sock.setTimeout(conn, SO_RCVTIMEO, seconds: 2)
-        Sock.setTimeout(conn, SO_SNDTIMEO, seconds: 2)
+        Posix.setTimeout(conn, SO_RCVTIMEO, seconds: 2)
+        Posix.setTimeout(conn, SO_SNDTIMEO, seconds: 2)
         var request: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 2048)
         let end: [UInt8] = Array("\r\n\r\n".utf8)
@@ -147,7 +140,7 @@ package final class TinyHTTPServer: @unchecked Sendable {
         }
         // A bare connect/close (port probe) is not a request.
         guard !request.isEmpty else { return }
-        if Sock.sendAll(conn, state.response) {
+        if Posix.sendAll(conn, state.response) {
             state.lock.withLock { state.count += 1 }
         }
         shutdown(conn, Int32(SHUT_WR))
@@ -169,9 +162,9 @@ package enum HTTPGet {
 
         let hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let request = "GET \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: fwd\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        Sock.setTimeout(fd, SO_SNDTIMEO, seconds: deadline.timeIntervalSinceNow)
-        guard Sock.sendAll(fd, Array(request.utf8)) else {
-            throw LabError.httpConnect(host: host, port: port, reason: "send failed: \(Sock.errorText())")
+        Posix.setTimeout(fd, SO_SNDTIMEO, seconds: deadline.timeIntervalSinceNow)
+        guard Posix.sendAll(fd, Array(request.utf8)) else {
+            throw LabError.httpConnect(host: host, port: port, reason: "send failed: \(Posix.errorText())")
         }
 
         var data: [UInt8] = []
@@ -179,14 +172,14 @@ package enum HTTPGet {
         while true {
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 { throw LabError.httpTimeout(host: host, port: port, phase: "response") }
-            Sock.setTimeout(fd, SO_RCVTIMEO, seconds: remaining)
+            Posix.setTimeout(fd, SO_RCVTIMEO, seconds: remaining)
             let n = recv(fd, &buf, buf.count, 0)
             if n > 0 { data += buf[0..<n]; continue }
             if n == 0 { break }
             if errno == EINTR { continue }
             if errno == EAGAIN || errno == EWOULDBLOCK { throw LabError.httpTimeout(host: host, port: port, phase: "response") }
             if errno == ECONNRESET && !data.isEmpty { break }
-            throw LabError.httpNoResponse(host: host, port: port, detail: Sock.errorText())
+            throw LabError.httpNoResponse(host: host, port: port, detail: Posix.errorText())
         }
         return try parse(data, host: host, port: port)
     }

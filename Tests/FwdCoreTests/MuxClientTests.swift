@@ -210,13 +210,13 @@ private final class FakeMaster: @unchecked Sendable {
 
     private func serve(_ client: Int32, _ reply: (UInt32) -> [UInt8], _ onProxied: ([UInt8]) -> Void) {
         guard readPacket(client) != nil else { return }  // MUX_MSG_HELLO
-        _ = Sock.sendAll(client, MuxClient.packet(MuxClient.Message.hello, [.u32(MuxClient.version)]))
+        _ = Posix.sendAll(client, MuxClient.packet(MuxClient.Message.hello, [.u32(MuxClient.version)]))
         while let body = readPacket(client) {
             let framed = MuxClient.bigEndian(UInt32(body.count)) + body
             let id = body.dropFirst(4).prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             if body.prefix(4).elementsEqual(MuxClient.bigEndian(MuxClient.Message.proxy)) {
                 lock.withLock { proxies += 1 }
-                _ = Sock.sendAll(client, MuxClient.packet(MuxClient.Message.proxyStarted, [.u32(id)]))
+                _ = Posix.sendAll(client, MuxClient.packet(MuxClient.Message.proxyStarted, [.u32(id)]))
                 while let message = readPacket(client) {
                     let framed = MuxClient.bigEndian(UInt32(message.count)) + message
                     lock.withLock { proxied.append(framed) }
@@ -226,7 +226,7 @@ private final class FakeMaster: @unchecked Sendable {
             }
             lock.withLock { recorded.append(framed) }
             let answer = reply(id)
-            if !answer.isEmpty { _ = Sock.sendAll(client, answer) }
+            if !answer.isEmpty { _ = Posix.sendAll(client, answer) }
         }
     }
 

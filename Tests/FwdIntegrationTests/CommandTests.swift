@@ -65,7 +65,7 @@ import Glibc
         }
     }
 
-    /// DESIGN.md: Foundation.Process on Linux reports no child's exit while one ssh runs. fwd watches ssh through
+    /// docs/architecture.md, "Child processes": Foundation.Process on Linux reports no child's exit while one ssh runs. fwd watches ssh through
     /// swift-subprocess; this catches a regression to the stall.
     @Test(.timeLimit(.minutes(1))) func childExitsAreSeenOnTimeWhileAMasterRuns() async throws {
         try await FwdFixture.with { f in

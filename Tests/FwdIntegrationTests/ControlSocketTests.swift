@@ -25,17 +25,15 @@ import Glibc
 
     /// A connection to the supervisor's socket, raw: what a stray local process of the same user could do.
     private final class RawClient {
-        let fd: Int32
+        private let socket: Descriptor
+        var fd: Int32 { socket.raw }
 
         init(_ path: String) throws {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            guard Control.connectUnix(fd, path) else { throw ControlError.notRunning }
+            socket = try UnixSocket.connect(path: path)
         }
 
-        deinit { close(fd) }
-
         func write(_ bytes: [UInt8]) {
-            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+            _ = Posix.sendAll(fd, bytes)
         }
 
         /// The supervisor's answer (one line), or nil when it closes without one within `timeout` seconds.

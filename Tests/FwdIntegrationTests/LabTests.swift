@@ -85,14 +85,8 @@ struct LabTests {
 
     @Test func fetchTimesOutOnSilentServer() throws {
         // A listener that never accepts/answers: the connect succeeds (backlog) but no response comes.
-        let fd = socket(AF_INET, Sock.stream, 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(fd, 4)
-        let port = Sock.boundPort(fd)
+        let listening = try TCPListener.listen(host: "127.0.0.1", port: 0, backlog: 4)
+        let port = listening.port
         let start = Date()
         #expect(throws: LabError.self) { try HTTPGet.fetch(host: "127.0.0.1", port: port, timeout: 0.5) }
         #expect(Date().timeIntervalSince(start) < 2)

@@ -59,7 +59,7 @@ package struct HostEntry: Sendable, Hashable {
     package var forwardAgent: Bool = false
     package var forwardX11: Bool = false
     /// How a dead path is noticed: ssh exits between interval×count and interval×(count+1) seconds after
-    /// the last data from the server (DESIGN.md), so 1 s × 2 gives 2–3 s.
+    /// the last data from the server (docs/architecture.md, "Failure detection"), so 1 s × 2 gives 2–3 s.
     package var aliveInterval: Int = HostEntry.defaultAliveInterval
     package var aliveCount: Int = HostEntry.defaultAliveCount
     package var connectTimeout: Int = HostEntry.defaultConnectTimeout

@@ -62,7 +62,7 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// A mux command to a running master. `-F none` keeps ssh from also sending the forwards of the host's
-    /// config block (DESIGN.md); the spec is sent with its explicit bind address so `cancel` repeats it exactly.
+    /// config block (docs/architecture.md, "Mux commands"); the spec is sent with its explicit bind address so `cancel` repeats it exactly.
     package static func mux(ssh: String = "ssh", socket: String, _ operation: MuxOperation) -> SSHCommand {
         var arguments = ["-F", "none", "-S", socket, "-O"]
         switch operation {

@@ -4,7 +4,8 @@ import Foundation
 /// fwd's own ssh runs read, and the one `Include` line in the user's ssh_config.
 package enum SSHConfigFiles {
     /// Keywords copied from `ssh -G HOST` into a tunnel's own Host block. ssh matches Host patterns against the
-    /// name typed, so `ssh TUNNEL` would otherwise miss the user's settings for the real host (DESIGN.md).
+    /// name typed, so `ssh TUNNEL` would otherwise miss the user's settings for the real host
+    /// (docs/architecture.md, "Host aliases").
     static let copiedKeywords: [(key: String, keyword: String)] = [
         ("hostname", "HostName"), ("user", "User"), ("port", "Port"), ("identityfile", "IdentityFile"),
         ("identitiesonly", "IdentitiesOnly"), ("certificatefile", "CertificateFile"), ("identityagent", "IdentityAgent"),

@@ -21,7 +21,7 @@ package struct SSHFailure: Error, Sendable, Equatable, CustomStringConvertible {
 
     package var description: String { "\(evidence) — \(advice)" }
 
-    /// The one table from ssh's stderr to a class (DESIGN.md). First match wins; order matters where one
+    /// The one table from ssh's stderr to a class (docs/architecture.md, "Failure classes"). First match wins; order matters where one
     /// failure prints several of these lines.
     static let table: [(needle: String, failureClass: FailureClass, advice: String)] = [
         ("REMOTE HOST IDENTIFICATION HAS CHANGED", .fatal,

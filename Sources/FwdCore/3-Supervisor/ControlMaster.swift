@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +6,7 @@ import Darwin
 #endif
 
 /// One running `ssh -N -M` process, spawned and watched through swift-subprocess (pidfd on Linux, so its exit
-/// is seen on time even while other ssh children run — DESIGN.md). Its stderr is appended to `logPath`.
+/// is seen on time even while other ssh children run: docs/architecture.md, "Child processes"). Its stderr is appended to `logPath`.
 package final class ControlMaster: Sendable {
     package let command: SSHCommand
     package let socket: String
@@ -68,29 +67,24 @@ package final class ControlMaster: Sendable {
     /// Returns once `path` exists, or when the task is cancelled.
     private static func appearance(of path: String) async {
         #if os(Linux)
-        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let raw = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         let directory = (path as NSString).deletingLastPathComponent
-        if fd >= 0, inotify_add_watch(fd, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0 {
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: .global())
-            let (changes, sink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-            source.setEventHandler {
+        if raw >= 0 {
+            let watch = Descriptor(raw)
+            if inotify_add_watch(watch.raw, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0 {
                 var buffer = [UInt8](repeating: 0, count: 4096)
-                while read(fd, &buffer, buffer.count) > 0 {}
-                sink.yield()
+                // Checked after the watch is in place, so a socket linked in between is not missed.
+                while !FileSystem.exists(path) {
+                    switch await Reactor.shared.wait(watch.raw, for: .read) {
+                    case .ready, .timedOut:
+                        while read(watch.raw, &buffer, buffer.count) > 0 {}
+                    case .cancelled, .closed, .failed:
+                        return
+                    }
+                }
+                return
             }
-            source.setCancelHandler { close(fd) }
-            source.resume()
-            defer { source.cancel() }
-            // Checked after the watch is in place, so a socket linked in between is not missed.
-            if FileSystem.exists(path) { return }
-            await withTaskCancellationHandler {
-                for await _ in changes where FileSystem.exists(path) { return }
-            } onCancel: {
-                sink.finish()
-            }
-            return
         }
-        if fd >= 0 { close(fd) }
         #endif
         // Elsewhere (or without inotify): poll, finely while a normal login completes, then coarser.
         let start = Date()

@@ -314,7 +314,7 @@ actor HostRunner {
     private var logPath: String { "\(paths.logDirectory)/\(host.replacingOccurrences(of: "/", with: "_")).log" }
 
     /// After a master is SIGKILLed its socket file stays, and a new master would then run without one
-    /// (DESIGN.md): remove it. A socket that answers belongs to a live master fwd did not start (a plain
+    /// (docs/architecture.md, "ControlPath and stale sockets"): remove it. A socket that answers belongs to a live master fwd did not start (a plain
     /// `ssh TUNNEL` session): fwd will not kill someone's session, so it reports the conflict instead.
     private func clearStaleSocket(_ socket: String) async -> SSHFailure? {
         guard FileSystem.exists(socket) else { return nil }
@@ -337,7 +337,7 @@ actor HostRunner {
         let deadline = Date().addingTimeInterval(delay)
         // Resolved once, as ssh would: a HostName is usually a name, and the poll must not ask DNS every 20 ms.
         // The port counts as open when any of the name's addresses accepts (ssh may use either family).
-        let addresses = await offPool { target.map { HostRunner.numericAddresses($0.host) } ?? [] }
+        let addresses = if let target { await Resolver.numericHosts(target.host) } else { [String]() }
         guard let target, !addresses.isEmpty else {
             try? await Task.sleep(for: .seconds(delay))
             return
@@ -358,25 +358,6 @@ actor HostRunner {
             sawDown = sawDown || !open
             try? await Task.sleep(for: .milliseconds(open ? max(50, interval) : interval))
         }
-    }
-    /// Every address `host` resolves to, as numeric strings in getaddrinfo's order; empty when it does not resolve.
-    nonisolated static func numericAddresses(_ host: String) -> [String] {
-        var hints = addrinfo()
-        hints.ai_socktype = SOCK_STREAM_VALUE
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return [] }
-        defer { freeaddrinfo(first) }
-        var result: [String] = []
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let current = entry {
-            var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &name, socklen_t(name.count), nil, 0, NI_NUMERICHOST) == 0 {
-                let address = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                if !result.contains(address) { result.append(address) }
-            }
-            entry = current.pointee.ai_next
-        }
-        return result
     }
 
     /// The SSH server's address when fwd can reach it directly (no ProxyJump/ProxyCommand in the way).

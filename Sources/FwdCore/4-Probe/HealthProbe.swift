@@ -74,9 +74,9 @@ package struct SocksTarget: Sendable, Hashable, CustomStringConvertible {
     package var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// Tests one forward end to end (DESIGN.md, "Probes"). A probe never throws, closes every descriptor it
+/// Tests one forward end to end (docs/architecture.md, "Probes"). A probe never throws, closes every descriptor it
 /// opens, starts no process, and returns within `timeout` plus a little slack. All its I/O is non-blocking and
-/// waits on the one shared `IOPoller` thread.
+/// waits on the process's one `Reactor` thread.
 package struct HealthProbe: Sendable {
     package var kind: ProbeKind
     /// Seconds.
@@ -279,7 +279,8 @@ package struct HealthProbe: Sendable {
             return (await converse(channel, check, place: "the local target behind \(place)", deadline: deadline), nil)
         }
         // The server connected to its own listener; its forwarded channel reaches the master, which connects
-        // to the local target. A refusal comes back as EOF about one round trip later (DESIGN.md, measured);
+        // to the local target. A refusal comes back as EOF about one round trip later (measured:
+        // docs/architecture.md, "Probes");
         // a target that accepts and waits for the client sends nothing. So: bytes or no EOF within the grace
         // is up, EOF is targetDown, and the latency is the measured round trip, not the wait.
         let grace = min(deadline, .now + Self.acceptGrace(roundTrip: rtt))

@@ -96,26 +96,21 @@ struct MuxClient: ~Copyable {
     consuming func openStdioForward(host: String, port: Int, until deadline: ContinuousClock.Instant) async throws(Failure) -> ProbeSocket {
         // Two pairs, not one: the master closes its write end when the server sends EOF, and that must show
         // here at once even while its read end stays open.
-        let (masterIn, oursOut) = try Self.socketPair()
-        let second: (Int32, Int32)
-        do { second = try Self.socketPair() } catch {
-            _ = systemClose(masterIn)
-            _ = systemClose(oursOut)
-            throw error
-        }
-        let (masterOut, oursIn) = second
+        let toMaster = try Self.socketPair()
+        let fromMaster = try Self.socketPair()
+        let masterIn = toMaster.first, oursOut = toMaster.second
+        let masterOut = fromMaster.first, oursIn = fromMaster.second
         // The master ends the channel when its control connection closes (it serves `ssh -W`, which stays
         // connected): the channel keeps a duplicate of that connection.
-        let channel = ProbeSocket(fd: oursIn, writeFD: oursOut, held: fcntl(socket.fd, F_DUPFD_CLOEXEC, 0))
-        defer {
-            _ = systemClose(masterIn)
-            _ = systemClose(masterOut)
-        }
+        let duplicate = fcntl(socket.fd, F_DUPFD_CLOEXEC, 0)
+        guard duplicate >= 0 else { throw .protocolError("dup(): \(errorText(errno))") }
+        let channel = ProbeSocket(reading: oursIn, writing: oursOut, holding: Descriptor(duplicate))
         let id = takeRequestID()
         try await send(Self.packet(Message.newStdioForward, [.u32(id), .string(""), .string(host), .u32(UInt32(port))]), until: deadline)
         // stdin then stdout, one descriptor per message, as ssh itself sends them (mm_send_fd).
-        try await sendDescriptor(masterIn, until: deadline)
-        try await sendDescriptor(masterOut, until: deadline)
+        try await sendDescriptor(masterIn.raw, until: deadline)
+        try await sendDescriptor(masterOut.raw, until: deadline)
+        // The master holds its own copies now; ours close when this scope ends.
         var reader = try await receive(until: deadline)
         let type = try reader.u32()
         guard try reader.u32() == id else { throw .protocolError("the master answered another request") }
@@ -328,69 +323,26 @@ struct MuxClient: ~Copyable {
     /// One byte with the descriptor attached (SCM_RIGHTS).
     private func sendDescriptor(_ descriptor: Int32, until deadline: ContinuousClock.Instant) async throws(Failure) {
         while true {
-            var byte: UInt8 = 0
-            let rc: Int = withUnsafeMutableBytes(of: &byte) { payload in
-                var iov = iovec(iov_base: payload.baseAddress, iov_len: 1)
-                let space = cmsgSpace(MemoryLayout<Int32>.size)
-                var control = [UInt8](repeating: 0, count: space)
-                return control.withUnsafeMutableBytes { raw in
-                    withUnsafeMutablePointer(to: &iov) { iovPointer in
-                        var message = msghdr()
-                        message.msg_iov = iovPointer
-                        message.msg_iovlen = 1
-                        message.msg_control = raw.baseAddress
-                        message.msg_controllen = .init(space)
-                        let header = raw.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                        header.pointee.cmsg_len = .init(cmsgLength(MemoryLayout<Int32>.size))
-                        header.pointee.cmsg_level = SOL_SOCKET
-                        header.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                        (raw.baseAddress! + cmsgHeaderSize).storeBytes(of: descriptor, as: Int32.self)
-                        return sendmsg(socket.fd, &message, noSignalFlag)
-                    }
-                }
-            }
-            if rc == 1 { return }
+            if UnixSocket.sendDescriptor(descriptor, over: socket.fd) == 1 { return }
             let code = errno
-            if rc < 0 && (code == EAGAIN || code == EWOULDBLOCK || code == EINTR) {
-                switch await IOPoller.shared.wait(fd: socket.fd, events: Int16(POLLOUT), until: deadline) {
+            if code == EAGAIN || code == EWOULDBLOCK || code == EINTR {
+                switch await Reactor.shared.wait(socket.fd, for: .write, until: deadline) {
                 case .ready: continue
                 case .timedOut: throw .timedOut("the master on \(path) took no descriptor in time")
                 case .failed(let why): throw .noMaster(why)
+                case .cancelled: throw .timedOut("cancelled while passing a descriptor to the master on \(path)")
+                case .closed: throw .noMaster("the control connection to \(path) was closed")
                 }
             }
             throw .noMaster("passing a descriptor to the master on \(path) failed: \(errorText(code))")
         }
     }
 
-    private static func socketPair() throws(Failure) -> (Int32, Int32) {
-        var fds: [Int32] = [0, 0]
-        #if canImport(Darwin)
-        let rc = socketpair(AF_UNIX, SOCK_STREAM, 0, &fds)
-        #else
-        let rc = socketpair(AF_UNIX, streamSocketType | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
-        #endif
-        guard rc == 0 else { throw .protocolError("socketpair(): \(errorText(errno))") }
-        #if canImport(Darwin)
-        for fd in fds {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    private static func socketPair() throws(Failure) -> DescriptorPair {
+        do {
+            return try UnixSocket.pair(nonBlocking: true)
+        } catch {
+            throw .protocolError(error.description)
         }
-        #endif
-        return (fds[0], fds[1])
     }
 }
-
-private let cmsgHeaderSize = cmsgAlign(MemoryLayout<cmsghdr>.size)
-
-private func cmsgAlign(_ length: Int) -> Int {
-    #if canImport(Darwin)
-    let alignment = MemoryLayout<UInt32>.size
-    #else
-    let alignment = MemoryLayout<Int>.size
-    #endif
-    return (length + alignment - 1) & ~(alignment - 1)
-}
-
-private func cmsgSpace(_ length: Int) -> Int { cmsgHeaderSize + cmsgAlign(length) }
-
-private func cmsgLength(_ length: Int) -> Int { cmsgHeaderSize + length }

@@ -180,7 +180,7 @@ package final class Store: Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try FileSystem.makePrivateDirectory(directory) }
         // Two processes opening a fresh database at once fail in the WAL switch or the migrator without this
-        // (DESIGN.md); flock, unlike fcntl locks, also excludes other opens within this process.
+        // (docs/architecture.md, "SQLite"); flock, unlike fcntl locks, also excludes other opens within this process.
         let pool = try Self.holdingLock(path + ".lock") {
             try Self.createPrivateFile(path)
             var configuration = Configuration()

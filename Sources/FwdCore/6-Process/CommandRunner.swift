@@ -15,7 +15,8 @@ package struct CommandResult: Sendable, Equatable {
 }
 
 /// The process layer: every ssh fwd runs goes through here, on swift-subprocess, which reports every exit on
-/// time even while long-running ssh children exist (Foundation.Process does not on Linux: DESIGN.md). Short
+/// time even while long-running ssh children exist (Foundation.Process does not on Linux:
+/// docs/architecture.md, "Child processes"). Short
 /// commands (`ssh -G`, `ssh -O …`, a transport check) `run`; supervised ones (a master) `start`. Children that
 /// must outlive the call that made them (the detached supervisor, an editor on the terminal, the lab's sshd)
 /// are `ChildProcess`es: swift-subprocess ties a child's life to a task's scope.

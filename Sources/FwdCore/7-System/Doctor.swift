@@ -171,7 +171,8 @@ package struct Doctor: Sendable {
     }
 
     /// The master binds `PATH.` plus 16 random characters and a socket name is at most 40 characters: 58 bytes
-    /// beyond the directory, within the 90 a socket address holds on Linux (DESIGN.md).
+    /// beyond the directory, within the 90 a socket address holds on Linux
+    /// (docs/architecture.md, "ControlPath and stale sockets").
     func controlPathLength() -> DoctorFinding {
         let length = paths.controlDirectory.utf8.count + 1 + FwdPaths.socketNameLimit + 17
         guard length <= 90 else {
@@ -182,7 +183,7 @@ package struct Doctor: Sendable {
     }
 
     /// A socket no master answers is left by a master that was killed; ssh then refuses to bind there and
-    /// silently runs without multiplexing (DESIGN.md).
+    /// silently runs without multiplexing (docs/architecture.md, "ControlPath and stale sockets").
     func staleSockets() async -> [DoctorFinding] {
         let dir = paths.controlDirectory
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
@@ -244,19 +245,18 @@ package struct Doctor: Sendable {
     }
 
     /// Whether binding `host:port` fails because the address is in use. SO_REUSEADDR, or a port just released
-    /// (TIME_WAIT) would count as taken (DESIGN.md).
+    /// (TIME_WAIT) would count as taken (docs/architecture.md, "Bind addresses").
     static func isTaken(host: String?, port: Int) -> Bool {
         var address = host ?? "127.0.0.1"
         if address == "localhost" { address = "127.0.0.1" }
         if address == "*" || address.isEmpty { address = "0.0.0.0" }
         if address.hasPrefix("[") && address.hasSuffix("]") { address = String(address.dropFirst().dropLast()) }
-        guard let (family, addr) = try? Sock.resolve(host: address, port: port, passive: true).first,
-              let fd = try? Sock.makeSocket(family: family) else { return false }
-        defer { close(fd) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = addr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }
-        return rc != 0 && errno == EADDRINUSE
+        do {
+            _ = try TCPListener.listen(host: address, port: port, backlog: 1)
+            return false
+        } catch {
+            return error.code == EADDRINUSE
+        }
     }
 
     /// Tunnels the supervisor keeps failing to bring up, with where to look on the server's side.

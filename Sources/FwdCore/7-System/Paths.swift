@@ -12,7 +12,8 @@ package struct FwdPaths: Sendable, Equatable {
     /// State: database, logs, fwd's ssh_config files. Mode 0700.
     package var stateDirectory: String
     /// The ssh_config that plain `ssh` reads for this user, where `fwd config install` adds its Include.
-    /// ssh finds `~/.ssh/config` through the passwd entry, not $HOME (DESIGN.md), so that is the default.
+    /// ssh finds `~/.ssh/config` through the passwd entry, not $HOME (docs/architecture.md, "Home directory"),
+    /// so that is the default.
     package var userSSHConfig: String
     /// Directory of the ControlMaster sockets; short, see `controlDirectory(forState:)`.
     package var controlDirectory: String
@@ -59,7 +60,8 @@ package struct FwdPaths: Sendable, Equatable {
     }
 
     /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
-    /// characters: at most 90 bytes on Linux, about 86 on macOS (DESIGN.md). A socket name is at most 40
+    /// characters: at most 90 bytes on Linux, about 86 on macOS (docs/architecture.md,
+    /// "ControlPath and stale sockets"). A socket name is at most 40
     /// bytes (`controlSocket`), so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86.
     /// The hash of the state directory keeps separate fwd instances (tests, other state dirs) apart.
     package static func controlDirectory(forState state: String) -> String {

@@ -116,7 +116,8 @@ final class LoginFixture: @unchecked Sendable {
             extra = ["PasswordAuthentication yes", "UsePAM no", "MaxAuthTries 10"]
         case .oneTimeCode:
             user = try ThrowawayUser(scratch: dir)
-            // sshd takes its PAM service name from the name it was started by (DESIGN.md).
+            // sshd takes its PAM service name from the name it was started by
+            // (docs/architecture.md, "Logins that need a person").
             let name = "sshd-fwdotp-\(UUID().uuidString.prefix(6).lowercased())"
             service = name
             executable = dir + "/" + name

@@ -30,7 +30,11 @@ package enum AskpassRelayError: Error, Equatable, CustomStringConvertible {
 /// from the master's ssh or a process below it, so an answer can never reach another tunnel's ssh, and hands the
 /// question on as a `LoginPrompt`. The answer travels back over the same connection: it is never in argv, the
 /// environment or a file. One relay per master run: create it before spawning, `attach` right after, `close`
-/// after the master has exited (its thread holds it until then).
+/// after the master has exited.
+///
+/// No thread of its own: the listener and each connection are a task waiting on the process's `Reactor`. A
+/// connection's descriptor belongs to its task, and the table below only lists it while that task runs, so a
+/// write under the lock never reaches a closed or reused number.
 package final class AskpassRelay: @unchecked Sendable {
     package let socketPath: String
     package let events: AsyncStream<AskpassEvent>
@@ -41,6 +45,7 @@ package final class AskpassRelay: @unchecked Sendable {
         var buffer: [UInt8] = []
         var prompt: Int?
         var peer: UnixSocket.Peer
+        var task: Task<Void, Never>?
     }
 
     private struct Master {
@@ -49,17 +54,18 @@ package final class AskpassRelay: @unchecked Sendable {
         var onCancel: @Sendable () -> Void
     }
 
-    private let lock = NSLock()
+    private struct State {
+        var connections: [Int32: Connection] = [:]
+        var open: [Int: Int32] = [:]
+        var master: Master?
+        var nextID = 1
+        var closed = false
+        var refused = 0
+        var acceptor: Task<Void, Never>?
+    }
+
+    private let state = Locked(State())
     private let sink: AsyncStream<AskpassEvent>.Continuation
-    private let listener: Int32
-    private let wake: (read: Int32, write: Int32)
-    private var connections: [Int32: Connection] = [:]
-    private var open: [Int: Int32] = [:]
-    private var master: Master?
-    private var nextID = 1
-    private var closed = false
-    private var refused = 0
-    private let loopDone = DispatchSemaphore(value: 0)
 
     /// Listens on a fresh socket in `directory` (created 0700 and owned by this user if missing; keep it short,
     /// e.g. the control directory). `askpassProgram` is the fwd executable (`/proc/self/exe`).
@@ -73,33 +79,17 @@ package final class AskpassRelay: @unchecked Sendable {
             "SSH_ASKPASS_REQUIRE": "force",
             AskpassClient.socketVariable: path,
         ]
-        let fd = socket(AF_UNIX, SOCK_STREAM_VALUE, 0)
-        guard fd >= 0 else { throw AskpassRelayError.listen(path: path, errno: errno) }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        // The umask makes the socket 0600 from the moment it exists; chmod repeats it for systems that ignore it.
-        let oldMask = umask(0o177)
-        let bound = UnixSocket.withAddress(path) { bind(fd, $0, $1) } ?? -1
-        umask(oldMask)
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 16) == 0 else {
-            let code = errno
-            closeDescriptor(fd)
-            unlink(path)
-            throw AskpassRelayError.listen(path: path, errno: code)
+        let listener: Descriptor
+        do {
+            listener = try UnixSocket.listen(path: path, backlog: 16, nonBlocking: true)
+        } catch {
+            throw AskpassRelayError.listen(path: path, errno: error.code)
         }
-        listener = fd
-        var pipeFds: [Int32] = [0, 0]
-        guard pipe(&pipeFds) == 0 else {
-            let code = errno
-            closeDescriptor(fd)
-            unlink(path)
-            throw AskpassRelayError.listen(path: path, errno: code)
-        }
-        for p in pipeFds { _ = fcntl(p, F_SETFD, FD_CLOEXEC) }
-        wake = (pipeFds[0], pipeFds[1])
         (events, sink) = AsyncStream<AskpassEvent>.makeStream()
-        let thread = Thread { [self] in self.serve() }
-        thread.name = "fwd-askpass-relay"
-        thread.start()
+        // A noncopyable value cannot be captured: the task takes the number and owns it from there.
+        let raw = listener.release()
+        let task = Task { [weak self] in await Self.acceptLoop(Descriptor(raw), relay: self) }
+        state.withLock { $0.acceptor = task }
     }
 
     deinit { close() }
@@ -114,10 +104,10 @@ package final class AskpassRelay: @unchecked Sendable {
     /// instead. Connections that arrive before `attach` wait for it.
     package func attach(masterPid: Int32, stderrLog: String? = nil, stderrOffset: UInt64 = 0,
                        onCancel: @escaping @Sendable () -> Void) {
-        lock.withLock {
-            master = Master(pid: masterPid, cursor: stderrLog.map { LogCursor(path: $0, offset: stderrOffset) }, onCancel: onCancel)
+        state.withLock {
+            $0.master = Master(pid: masterPid, cursor: stderrLog.map { LogCursor(path: $0, offset: stderrOffset) }, onCancel: onCancel)
         }
-        poke()
+        admitWaiting()
     }
 
     /// Sends `answer` to the ssh that asked `id`. It may not contain CR, LF or NUL (ssh cuts there) nor exceed
@@ -129,163 +119,168 @@ package final class AskpassRelay: @unchecked Sendable {
         guard answer.utf8.count <= AskpassWire.answerLimit else {
             throw .invalidAnswer("it is longer than \(AskpassWire.answerLimit) bytes")
         }
-        lock.lock()
-        defer { lock.unlock() }
-        guard let fd = open.removeValue(forKey: id) else { throw .unknownPrompt(id) }
-        var reply = AskpassWire.answerReply(answer)
-        _ = UnixSocket.writeAll(fd, reply)
-        for i in reply.indices { reply[i] = 0 }
+        let sent: Bool = state.withLock { state in
+            guard let fd = state.open.removeValue(forKey: id) else { return false }
+            var reply = AskpassWire.answerReply(answer)
+            _ = Posix.sendAll(fd, reply)
+            for i in reply.indices { reply[i] = 0 }
+            return true
+        }
+        if !sent { throw .unknownPrompt(id) }
     }
 
     /// Refuses prompt `id`: ends the master through `onCancel`, then tells the askpass to fail.
     package func cancel(_ id: Int) {
-        let (fd, onCancel) = lock.withLock { (open.removeValue(forKey: id), master?.onCancel) }
+        let (fd, onCancel) = state.withLock { ($0.open.removeValue(forKey: id), $0.master?.onCancel) }
         guard let fd else { return }
         onCancel?()
-        // Only if that askpass is still connected: once it has gone, the loop may have reused its descriptor.
-        lock.withLock { if connections[fd]?.prompt == id { _ = UnixSocket.writeAll(fd, AskpassWire.cancelReply) } }
+        // Only if that askpass is still connected: the table lists a descriptor only while its task holds it.
+        state.withLock { if $0.connections[fd]?.prompt == id { _ = Posix.sendAll(fd, AskpassWire.cancelReply) } }
     }
 
     /// Prompts waiting for an answer.
-    package var openPrompts: [Int] { lock.withLock { open.keys.sorted() } }
+    package var openPrompts: [Int] { state.withLock { $0.open.keys.sorted() } }
 
     /// Connections turned away (another uid, or not the master's process tree).
-    package var refusedConnections: Int { lock.withLock { refused } }
+    package var refusedConnections: Int { state.withLock { $0.refused } }
 
     /// Stops listening, withdraws every open prompt, ends `events`. Close it after the master has stopped: an
-    /// askpass whose connection closes exits 1, which a live ssh reads as an empty answer.
+    /// askpass whose connection closes exits 1, which a live ssh reads as an empty answer. Each descriptor is
+    /// closed by its own task as it ends, right after this returns.
     package func close() {
-        let wasOpen = lock.withLock {
-            guard !closed else { return false }
-            closed = true
+        let taken: (tasks: [Task<Void, Never>], withdrawn: [Int])? = state.withLock { state in
+            guard !state.closed else { return nil }
+            state.closed = true
+            let tasks = state.connections.values.compactMap(\.task) + [state.acceptor].compactMap { $0 }
+            let withdrawn = state.open.keys.sorted()
+            state.connections = [:]
+            state.open = [:]
+            state.acceptor = nil
+            return (tasks, withdrawn)
+        }
+        guard let taken else { return }
+        unlink(socketPath)
+        for task in taken.tasks { task.cancel() }
+        for id in taken.withdrawn { sink.yield(.withdrawn(id)) }
+        sink.finish()
+    }
+
+    private static func acceptLoop(_ listener: consuming Descriptor, relay: AskpassRelay?) async {
+        weak var relay = relay
+        while true {
+            switch await Reactor.shared.wait(listener.raw, for: .read) {
+            case .ready: break
+            case .timedOut: continue
+            case .cancelled, .closed, .failed: return
+            }
+            while let client = Posix.accept(listener.raw, nonBlocking: true) {
+                guard let relay else { return }
+                relay.admit(client)
+            }
+        }
+    }
+
+    /// A new askpass connection: refused unless it comes from this user; otherwise served by a task of its own.
+    private func admit(_ client: consuming Descriptor) {
+        let fd = client.raw
+        guard let peer = UnixSocket.peer(of: fd), peer.uid == geteuid() else {
+            state.withLock { $0.refused += 1 }
+            return
+        }
+        let accepted: Bool = state.withLock { state in
+            guard !state.closed else { return false }
+            state.connections[fd] = Connection(peer: peer)
             return true
         }
-        guard wasOpen else { return }
-        poke()
-        loopDone.wait()
+        guard accepted else { return }
+        let raw = client.release()
+        let task = Task { [weak self] in
+            let connection = Descriptor(raw)
+            await self?.serve(connection)
+        }
+        state.withLock { if $0.connections[fd] != nil { $0.connections[fd]?.task = task } else { task.cancel() } }
+        admitWaiting()
     }
 
-    private func poke() {
-        var byte: UInt8 = 1
-        _ = write(wake.write, &byte, 1)
-    }
-
-    private func serve() {
-        defer { shutDown() }
+    /// Reads one connection until it closes, is refused or the relay closes; then the descriptor closes.
+    private func serve(_ connection: borrowing Descriptor) async {
+        let fd = connection.raw
         var scratch = [UInt8](repeating: 0, count: 4096)
+        defer { forget(fd) }
         while true {
-            var fds = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
-            let (isClosed, watched) = lock.withLock { (closed, Array(connections.keys)) }
-            if isClosed { return }
-            fds += watched.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), -1)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                return
+            let n = recv(fd, &scratch, scratch.count, 0)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                switch await Reactor.shared.wait(fd, for: .read) {
+                case .ready, .timedOut: continue
+                case .cancelled, .closed, .failed: return
+                }
             }
-            if fds[0].revents != 0 { _ = read(wake.read, &scratch, scratch.count) }
-            if fds[1].revents & Int16(POLLIN) != 0 { accept() }
-            for entry in fds.dropFirst(2) where entry.revents != 0 {
-                let n = recv(entry.fd, &scratch, scratch.count, 0)
-                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                received(entry.fd, n > 0 ? Array(scratch[0..<n]) : nil)
-            }
+            guard received(fd, n > 0 ? Array(scratch[0..<n]) : nil) else { return }
             admitWaiting()
         }
     }
 
-    private func accept() {
-        let fd = acceptConnection(listener, nil, nil)
-        guard fd >= 0 else { return }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        guard let peer = UnixSocket.peer(of: fd), peer.uid == geteuid() else {
-            lock.withLock { refused += 1 }
-            closeDescriptor(fd)
-            return
+    /// Removes the connection from the table before its task closes the descriptor; withdraws its prompt.
+    private func forget(_ fd: Int32) {
+        let event: AskpassEvent? = state.withLock { state in
+            guard let connection = state.connections.removeValue(forKey: fd) else { return nil }
+            if let id = connection.prompt, state.open.removeValue(forKey: id) != nil { return .withdrawn(id) }
+            return nil
         }
-        lock.withLock { connections[fd] = Connection(peer: peer) }
+        if let event { sink.yield(event) }
     }
 
-    /// Once the master is known: closes connections from outside its process tree and turns complete requests
+    /// Once the master is known: drops connections from outside its process tree and turns complete requests
     /// into prompts (a request can arrive before `attach`).
     private func admitWaiting() {
-        var rejected: [Int32] = []
+        var rejected: [Task<Void, Never>] = []
         var prompts: [AskpassEvent] = []
-        lock.withLock {
-            guard let master else { return }
-            for (fd, connection) in connections where connection.prompt == nil {
+        state.withLock { state in
+            guard let master = state.master else { return }
+            for (fd, connection) in state.connections where connection.prompt == nil {
                 if !Self.isDescendant(connection.peer.pid, of: master.pid) {
-                    connections[fd] = nil
-                    refused += 1
-                    rejected.append(fd)
-                } else if let event = promoteLocked(fd) {
+                    state.connections[fd] = nil
+                    state.refused += 1
+                    if let task = connection.task { rejected.append(task) }
+                } else if let event = Self.promote(fd, in: &state) {
                     prompts.append(event)
                 }
             }
         }
-        for fd in rejected { closeDescriptor(fd) }
+        for task in rejected { task.cancel() }
         for event in prompts { sink.yield(event) }
     }
 
-    /// `bytes` nil means EOF or error: the askpass has gone.
-    private func received(_ fd: Int32, _ bytes: [UInt8]?) {
-        var event: AskpassEvent?
-        var drop = false
-        lock.withLock {
-            guard var connection = connections[fd] else { return }
-            guard let bytes else {
-                if let id = connection.prompt, open.removeValue(forKey: id) != nil { event = .withdrawn(id) }
-                connections[fd] = nil
-                drop = true
-                return
-            }
+    /// `bytes` nil means EOF or error: the askpass has gone. Returns false when the connection is done.
+    private func received(_ fd: Int32, _ bytes: [UInt8]?) -> Bool {
+        state.withLock { state in
+            guard var connection = state.connections[fd], let bytes else { return false }
             // One request per connection; anything after it is ignored.
-            guard connection.prompt == nil else { return }
+            guard connection.prompt == nil else { return true }
             connection.buffer += bytes
             if connection.buffer.count > AskpassWire.requestLimit
                 || (AskpassWire.parseRequest(connection.buffer) == nil && connection.buffer.filter({ $0 == 0 }).count >= 3) {
-                connections[fd] = nil
-                drop = true
-                return
+                return false
             }
             // A complete request becomes a prompt in `admitWaiting`, once the process tree is checked.
-            connections[fd] = connection
+            state.connections[fd] = connection
+            return true
         }
-        if drop { closeDescriptor(fd) }
-        if let event { sink.yield(event) }
     }
 
-    /// Turns a complete request of an admitted connection into an open prompt. Call with the lock held.
-    private func promoteLocked(_ fd: Int32) -> AskpassEvent? {
-        guard var connection = connections[fd], connection.prompt == nil,
+    /// Turns a complete request of an admitted connection into an open prompt.
+    private static func promote(_ fd: Int32, in state: inout State) -> AskpassEvent? {
+        guard var connection = state.connections[fd], connection.prompt == nil,
               let request = AskpassWire.parseRequest(connection.buffer) else { return nil }
-        let id = nextID
-        nextID += 1
+        let id = state.nextID
+        state.nextID += 1
         connection.prompt = id
         connection.buffer = []
-        connections[fd] = connection
-        open[id] = fd
-        let messages = master?.cursor?.takeNew() ?? ""
+        state.connections[fd] = connection
+        state.open[id] = fd
+        let messages = state.master?.cursor?.takeNew() ?? ""
         return .prompt(LoginPrompt(id: id, text: request.prompt, hint: AskpassHint(rawValue: request.hint) ?? .answer, messages: messages))
-    }
-
-    private func shutDown() {
-        let (fds, withdrawn): ([Int32], [Int]) = lock.withLock {
-            let fds = Array(connections.keys)
-            let ids = open.keys.sorted()
-            connections = [:]
-            open = [:]
-            return (fds, ids)
-        }
-        for fd in fds { closeDescriptor(fd) }
-        closeDescriptor(listener)
-        unlink(socketPath)
-        closeDescriptor(wake.read)
-        closeDescriptor(wake.write)
-        for id in withdrawn { sink.yield(.withdrawn(id)) }
-        sink.finish()
-        loopDone.signal()
     }
 
     static func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
@@ -321,13 +316,4 @@ package final class LogCursor: @unchecked Sendable {
             return String(decoding: data, as: UTF8.self)
         }
     }
-}
-
-// File-scope wrappers: inside the relay, `accept` and `close` name its own methods.
-private func acceptConnection(_ fd: Int32, _ address: UnsafeMutablePointer<sockaddr>?, _ length: UnsafeMutablePointer<socklen_t>?) -> Int32 {
-    accept(fd, address, length)
-}
-
-private func closeDescriptor(_ fd: Int32) {
-    _ = close(fd)
 }
