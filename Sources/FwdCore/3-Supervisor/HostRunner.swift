@@ -27,20 +27,72 @@ package struct SupervisorOptions: Sendable {
     }
 }
 
-/// Runs one SSH host's `HostMachine`: performs the actions it returns (spawn and watch the master, mux
-/// commands, probes, timers, store writes) and feeds their results back to it as events. Events are handled one
-/// at a time; the results of mux commands, which run inline, are handled before the next event from outside.
+/// Settles once: what a request to a runner waits on. Made before the request is queued, so requests keep
+/// the order in which they were handed over, and their callers may wait elsewhere.
+package final class Settle: Sendable {
+    private let state = Locked<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    package init() {}
+
+    package func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func resume() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.done else { return [] }
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+}
+
+/// Runs one SSH host's `HostMachine`: performs the actions it returns and feeds their results back as events.
+/// The event loop never awaits I/O. Every action that does I/O (spawn and stop the master, mux requests,
+/// probes, path checks, `ssh -G`) runs as a tracked child task that reports an event; timers live in a keyed
+/// table. Tasks and timers of an older generation are cancelled when the machine moves on, and everything is
+/// cancelled when the loop ends, so a stopped or hung master holds up nothing but its own results.
 actor HostRunner {
     private enum Input: Sendable {
         case event(HostMachine.Event)
-        case update([Tunnel], retry: Set<String>, done: CheckedContinuation<Void, Never>)
-        case check(Set<String>?, done: CheckedContinuation<Void, Never>)
-        case stop(done: CheckedContinuation<Void, Never>)
-        /// What `ssh -G` says for the host, from the supervisor (after a config change, resolved while masters connect).
+        case update([Tunnel], retry: Set<String>, done: Settle)
+        case check(Set<String>?, done: Settle)
+        case stop(done: Settle)
+        /// What `ssh -G` says for the host (from the supervisor after a config change, or asked here).
         case resolved(ResolvedHost)
         case pathCheck(PathTrigger, done: CheckedContinuation<String, Never>?)
         /// The live master's network path, and what a transport check took on it right after it connected.
         case pathLearned(generation: Int, MasterPath?, baseline: Double?)
+        case taskEnded(Int)
+    }
+
+    enum Launch: Sendable {
+        case master(ControlMaster, AskpassRelay?)
+        case failed(SSHFailure)
+    }
+
+    /// A timer per purpose: a new one replaces the old.
+    private enum TimerKey: Hashable {
+        case probeTick
+        case retryForwards(String)
+        case reconnect
+        case other(Int)
+    }
+
+    private struct Tracked {
+        var task: Task<Void, Never>
+        /// Cancelled once the machine's generation passes this one; nil: runs to the end (a master's stop,
+        /// its exit, a request's completion).
+        var generation: Int?
     }
 
     let host: String
@@ -55,17 +107,28 @@ actor HostRunner {
     private let inputs: AsyncStream<Input>.Continuation
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
-    private var master: ControlMaster?
-    private var waiting: [Int: CheckedContinuation<Void, Never>] = [:]
+    /// The live master and the generation it was spawned for.
+    private var master: (generation: Int, process: ControlMaster)?
+    private var waiting: [Int: Settle] = [:]
     private var pathWaiting: [Int: CheckedContinuation<String, Never>] = [:]
     /// The current master's path (issue 13), for the machine's `pathCheck` verdicts.
     private var path: (generation: Int, path: MasterPath?, baseline: Double?)?
     private var nextToken = 0
-    /// What `ssh -G` says for the host (where reconnect polling looks for the server): the supervisor's latest
-    /// answer, kept until a newer one arrives.
+    /// What `ssh -G` says for the host (where reconnect polling looks for the server): the latest answer.
     private var resolved: ResolvedHost?
     /// The live master's probe context (its mux connection for remote and dynamic probes).
     private var probeContext: (pid: Int32, context: MasterProbeContext)?
+    private var tasks: [Int: Tracked] = [:]
+    private var nextTask = 0
+    private var timers: [TimerKey: Tracked] = [:]
+    /// The last mux request to the current master: requests go one after another, in the order the machine
+    /// asked (a cancel before the add that repeats it).
+    private var muxTail: Task<Void, Never>?
+    /// The previous master's stop: the next master starts after it (they share the control socket's path).
+    private var stopping: Task<Void, Never>?
+    /// A spawn under way: by the time it ends, its master is adopted or stopped.
+    private var spawning: Task<Void, Never>?
+    private var sweptGeneration = 0
 
     init(host: String, entry: HostEntry?, paths: FwdPaths, writer: StoreWriter, options: SupervisorOptions, logins: LoginBroker? = nil) {
         self.host = host
@@ -82,16 +145,28 @@ actor HostRunner {
         Task { await self.run(stream) }
     }
 
+    /// Hands the runner the tunnels wanted on its host; the returned value settles once their state is recorded
+    /// and what the change needed (forwards cancelled, the master stopped) is done.
+    nonisolated func submit(_ tunnels: [Tunnel], retry: Set<String>) -> Settle {
+        let done = Settle()
+        inputs.yield(.update(tunnels, retry: retry, done: done))
+        return done
+    }
+
     nonisolated func update(_ tunnels: [Tunnel], retry: Set<String>) async {
-        await withCheckedContinuation { inputs.yield(.update(tunnels, retry: retry, done: $0)) }
+        await submit(tunnels, retry: retry).wait()
     }
 
     nonisolated func check(_ names: Set<String>?) async {
-        await withCheckedContinuation { inputs.yield(.check(names, done: $0)) }
+        let done = Settle()
+        inputs.yield(.check(names, done: done))
+        await done.wait()
     }
 
     nonisolated func stop() async {
-        await withCheckedContinuation { inputs.yield(.stop(done: $0)) }
+        let done = Settle()
+        inputs.yield(.stop(done: done))
+        await done.wait()
     }
 
     nonisolated func resolved(_ r: ResolvedHost) { inputs.yield(.resolved(r)) }
@@ -109,24 +184,34 @@ actor HostRunner {
 
     var isIdle: Bool { machine.isIdle }
 
+    /// Tasks and timers running now (for tests).
+    var liveWork: (tasks: Int, timers: Int) { (tasks.count, timers.values.filter { !$0.task.isCancelled }.count) }
+
     private nonisolated func send(_ event: HostMachine.Event) { inputs.yield(.event(event)) }
 
     private func run(_ stream: AsyncStream<Input>) async {
         for await input in stream {
             switch input {
-            case .event(let e): await handle(e)
-            case .update(let list, let retry, let done): await handle(.update(list, retry: retry, token: wait(done)))
-            case .check(let names, let done): await handle(.check(names, token: wait(done)))
-            case .stop(let done): await handle(.stop(token: wait(done)))
+            case .event(let e):
+                if case .masterExited(let g, _, _) = e, master?.generation == g { master = nil }
+                handle(e)
+            case .update(let list, let retry, let done): handle(.update(list, retry: retry, token: wait(done)))
+            case .check(let names, let done): handle(.check(names, token: wait(done)))
+            case .stop(let done): handle(.stop(token: wait(done)))
             case .resolved(let r): resolved = r
-            case .pathCheck(let trigger, let done): await handle(pathEvent(trigger, done: done))
+            case .pathCheck(let trigger, let done): handle(pathEvent(trigger, done: done))
             case .pathLearned(let g, let learned, let baseline):
                 if g == machine.generation { path = (g, learned, baseline) }
+            case .taskEnded(let id): tasks[id] = nil
             }
         }
+        for work in tasks.values { work.task.cancel() }
+        for timer in timers.values { timer.task.cancel() }
+        tasks = [:]
+        timers = [:]
     }
 
-    private func wait(_ done: CheckedContinuation<Void, Never>) -> Int {
+    private func wait(_ done: Settle) -> Int {
         nextToken += 1
         waiting[nextToken] = done
         return nextToken
@@ -136,69 +221,132 @@ actor HostRunner {
         (clock.now - origin).inSeconds
     }
 
-    private func handle(_ first: HostMachine.Event) async {
-        var queue = [first]
-        while !queue.isEmpty {
-            let event = queue.removeFirst()
-            // The records of one step (a probe round's, one per tunnel) go to the writer together, so it commits
-            // them in one transaction; they are handed over before any other action, which may wait for them.
-            var records: [StoreWrite] = []
-            for action in machine.handle(event, now: now) {
-                if case .record(let write) = action {
-                    records.append(write)
-                    continue
-                }
-                writer.enqueue(contentsOf: records)
-                records = []
-                if let result = await perform(action) { queue.append(result) }
+    private func handle(_ event: HostMachine.Event) {
+        let actions = machine.handle(event, now: now)
+        if machine.generation != sweptGeneration { sweep() }
+        // The records of one step (a probe round's, one per tunnel) go to the writer together, so it commits
+        // them in one transaction; they are handed over before any other action, which may wait for them.
+        var records: [StoreWrite] = []
+        for action in actions {
+            if case .record(let write) = action {
+                records.append(write)
+                continue
             }
             writer.enqueue(contentsOf: records)
+            records = []
+            perform(action)
+        }
+        writer.enqueue(contentsOf: records)
+    }
+
+    /// The machine moved to a new generation: what belonged to older ones is cancelled.
+    private func sweep() {
+        sweptGeneration = machine.generation
+        for (id, work) in tasks where (work.generation ?? .max) < sweptGeneration {
+            work.task.cancel()
+            tasks[id] = nil
+        }
+        for (key, timer) in timers where (timer.generation ?? .max) < sweptGeneration {
+            timer.task.cancel()
+            timers[key] = nil
         }
     }
 
-    /// Runs one action; returns the event that reports its result when it finished inline.
-    private func perform(_ action: HostAction) async -> HostMachine.Event? {
+    /// Runs `body` as a tracked child task; it reports its result as an event itself.
+    @discardableResult
+    private func track(generation: Int?, _ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        nextTask += 1
+        let id = nextTask
+        let task = Task { [weak self] in
+            await body()
+            self?.inputs.yield(.taskEnded(id))
+        }
+        tasks[id] = Tracked(task: task, generation: generation)
+        return task
+    }
+
+    private func schedule(_ key: TimerKey, generation: Int, after seconds: Double, _ event: HostMachine.Event) {
+        timers[key]?.task.cancel()
+        let task = Task { [weak self] in
+            try? await Task.sleep(for: .seconds(seconds))
+            if !Task.isCancelled { self?.send(event) }
+        }
+        timers[key] = Tracked(task: task, generation: generation)
+    }
+
+    /// Queues a mux request behind the ones already sent to this master.
+    private func mux(generation: Int, _ body: @escaping @Sendable () async -> Void) {
+        let previous = muxTail
+        muxTail = track(generation: generation) {
+            await previous?.value
+            guard !Task.isCancelled else { return }
+            await body()
+        }
+    }
+
+    /// Starts one action. Nothing here waits: what takes time runs in a tracked task.
+    private func perform(_ action: HostAction) {
         switch action {
         case .spawnMaster(let g):
-            return await spawnMaster(g)
+            let previous = stopping
+            let plan = LaunchPlan(runner: self)
+            // Not cancelled with its generation, and holding the runner: a started ssh must be adopted or ended.
+            spawning = track(generation: nil) {
+                await previous?.value
+                let launch = await plan.launch()
+                await self.launched(g, launch)
+            }
         case .stopMaster(let reason):
-            guard let m = master else { return nil }
-            master = nil
-            await m.stop()
-            writer.enqueue(.removeMaster(host: host))
-            writer.enqueue(.log(.master, tunnel: nil, host: host, message: "stopped ssh pid \(m.pid): \(reason)"))
+            guard let (_, m) = master else { return }
+            retire(m, reason: reason)
         case .terminateMaster:
-            master?.terminate()
+            master?.process.terminate()
         case .addForward(let g, let tunnel, let f):
-            guard let m = master else { return nil }
-            return .forwardAdded(generation: g, tunnel: tunnel, f, await add(f, on: m))
+            guard let (_, m) = master else { return }
+            mux(generation: g) { [weak self] in
+                let outcome = await Self.add(f, socket: m.socket)
+                self?.send(.forwardAdded(generation: g, tunnel: tunnel, f, outcome))
+            }
         case .cancelForward(let f):
-            guard let m = master else { return nil }
+            guard let (g, m) = master else { return }
             // A forward the master no longer has is refused ("port not found"): nothing to undo either way.
-            _ = try? await Self.muxForward(f, cancel: true, socket: m.socket)
+            mux(generation: g) { _ = try? await Self.muxForward(f, cancel: true, socket: m.socket) }
         case .probe(let g, let jobs, let tunnels):
-            guard let m = master else { return nil }
+            guard let (_, m) = master else { return }
             probe(g, jobs, tunnels, pid: m.pid, socket: m.socket)
         case .waitToReconnect(let g, let delay, let patience, let outage, let pollServer):
-            let target = pollServer ? serverAddress(await resolution()) : nil
-            Task { [weak self] in
-                await Self.waitToReconnect(delay: delay, patience: patience, outage: outage, target: target) { [weak self] in
-                    await self?.isWaiting(g) ?? false
+            let known = resolved
+            let destination = self.destination, paths = self.paths
+            timers[.reconnect]?.task.cancel()
+            let task = Task { [weak self] in
+                var target: (host: String, port: Int)?
+                if pollServer {
+                    var resolution = known
+                    if resolution == nil, let asked = try? await SSHResolver.resolve(destination, paths: paths) {
+                        resolution = asked
+                        self?.inputs.yield(.resolved(asked))
+                    }
+                    target = ReconnectGate.serverAddress(resolution)
                 }
-                self?.send(.connectDue(generation: g))
+                await ReconnectGate.wait(delay: delay, patience: patience, outage: outage, target: target)
+                if !Task.isCancelled { self?.send(.connectDue(generation: g)) }
             }
+            timers[.reconnect] = Tracked(task: task, generation: g)
         case .schedule(let event, let seconds):
-            Task { [weak self] in
-                try? await Task.sleep(for: .seconds(seconds))
-                self?.send(event)
+            switch event {
+            case .probeTick(let g): schedule(.probeTick, generation: g, after: seconds, event)
+            case .retryForwards(let g, let tunnel): schedule(.retryForwards(tunnel), generation: g, after: seconds, event)
+            default:
+                nextTask += 1
+                schedule(.other(nextTask), generation: machine.generation, after: seconds, event)
             }
         case .record(let write):
             writer.enqueue(write)
         case .learnPath(let g):
-            guard let m = master else { return nil }
+            guard let (_, m) = master else { return }
             // The baseline is the round trip the master's dynamic probes take anyway (shared, not a second one).
             let context = probeContext(pid: m.pid, socket: m.socket)
-            Task { [weak self] in
+            track(generation: g) { [weak self] in
                 let learned = await offPool { MasterPath.discover(pid: m.pid) }
                 self?.inputs.yield(.pathLearned(generation: g, learned, baseline: nil))
                 if case .answered(let rtt) = await context.transportRoundTrip(until: .now + .seconds(2)) {
@@ -206,20 +354,45 @@ actor HostRunner {
                 }
             }
         case .checkTransport(let g, let reason):
-            guard let m = master else { return nil }
+            guard let (_, m) = master else { return }
             let timeout = TransportCheck.timeout(baseline: path?.generation == g ? path?.baseline : nil)
-            Task { [weak self] in
+            track(generation: g) { [weak self] in
                 let outcome = await TransportCheck.run(socket: m.socket, timeout: timeout)
                 self?.send(.transportChecked(generation: g, answered: outcome.answered, ms: Int((outcome.seconds * 1000).rounded()), reason: reason))
             }
         case .answered(let token, let line):
             pathWaiting.removeValue(forKey: token)?.resume(returning: line)
         case .finished(let token):
-            // What the request recorded is committed before its caller goes on to read or report it.
-            await writer.flush()
-            waiting.removeValue(forKey: token)?.resume()
+            guard let done = waiting.removeValue(forKey: token) else { return }
+            // The request's effects are done first: its mux requests, a master it stopped, and what it recorded
+            // is committed, before its caller goes on to read or report it.
+            let (mux, spawn, writer) = (muxTail, spawning, self.writer)
+            track(generation: nil) { [weak self] in
+                await mux?.value
+                // A spawn under way ends with its master adopted or being stopped: the stop is then current.
+                await spawn?.value
+                await self?.stopping?.value
+                await writer.flush()
+                done.resume()
+            }
         }
-        return nil
+    }
+
+    /// Ends `m` (SIGTERM, SIGKILL after 2 s) in a task the next master waits for.
+    private func retire(_ m: ControlMaster, reason: String) {
+        if master?.process === m {
+            master = nil
+            muxTail = nil
+            probeContext = nil
+        }
+        let previous = stopping
+        let (writer, host) = (self.writer, self.host)
+        stopping = track(generation: nil) {
+            await previous?.value
+            await m.stop()
+            writer.enqueue(.removeMaster(host: host))
+            writer.enqueue(.log(.master, tunnel: nil, host: host, message: "stopped ssh pid \(m.pid): \(reason)"))
+        }
     }
 
     /// What `trigger` means for the live master's path: the decision is `PathTrigger.verdict`; the route lookup
@@ -238,145 +411,128 @@ actor HostRunner {
                           mayRestore: mayRestore, token: token)
     }
 
-    private func isWaiting(_ g: Int) -> Bool { machine.generation == g && machine.master == .waiting }
-
     // MARK: the master
 
-    private func spawnMaster(_ g: Int) async -> HostMachine.Event {
-        // fwd names the socket (FwdPaths.controlSocket), so the master starts without a `ssh -G` first.
-        let socket = paths.controlSocket(for: host)
-        do {
-            try FileSystem.makeOwnedDirectory(paths.controlDirectory)
-            try FileSystem.makePrivateDirectory(paths.logDirectory)
-        } catch {
-            return .spawnFailed(generation: g, SSHFailure(failureClass: .fatal, evidence: "\(error)", advice: "fix the directory, then `fwd up` again"))
+    /// What a spawn needs, taken from the runner so the spawn runs off its loop.
+    private struct LaunchPlan: Sendable {
+        var host: String
+        var destination: Destination
+        var liveness: SSHCommand.Liveness
+        var paths: FwdPaths
+        var writer: StoreWriter
+        var relayProgram: String?
+        var logPath: String
+
+        init(runner: isolated HostRunner) {
+            host = runner.host
+            destination = runner.destination
+            liveness = runner.liveness
+            paths = runner.paths
+            writer = runner.writer
+            relayProgram = runner.logins == nil ? nil : runner.askpass
+            logPath = "\(runner.paths.logDirectory)/\(runner.host.replacingOccurrences(of: "/", with: "_")).log"
         }
-        if let busy = await clearStaleSocket(socket) { return .spawnFailed(generation: g, busy) }
-        // Every master may ask a person (without BatchMode, through a relay): one that logs in by agent or key
-        // simply never asks. Probes and -O commands keep BatchMode.
-        let relay = loginRelay()
-        let command = SSHCommand.master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination,
-                                        socket: socket, liveness: liveness, batchMode: relay == nil)
-        let m: ControlMaster
-        do {
-            m = try await ControlMaster.spawn(command, socket: socket, logPath: logPath, environment: relay?.environment ?? [:])
-        } catch {
-            relay?.close()
-            return .spawnFailed(generation: g, SSHFailure(failureClass: .fatal, evidence: "\(error)",
-                                                          advice: "install the OpenSSH client (apt-get install openssh-client)"))
+
+        func launch() async -> Launch {
+            // fwd names the socket (FwdPaths.controlSocket), so the master starts without a `ssh -G` first.
+            let socket = paths.controlSocket(for: host)
+            do {
+                try FileSystem.makeOwnedDirectory(paths.controlDirectory)
+                try FileSystem.makePrivateDirectory(paths.logDirectory)
+            } catch {
+                return .failed(SSHFailure(failureClass: .fatal, evidence: "\(error)", advice: "fix the directory, then `fwd up` again"))
+            }
+            if let busy = await clearStaleSocket(socket) { return .failed(busy) }
+            // Every master may ask a person (without BatchMode, through a relay): one that logs in by agent or key
+            // simply never asks. Probes and -O commands keep BatchMode.
+            let relay = loginRelay()
+            let command = SSHCommand.master(ssh: paths.ssh, config: paths.rootSSHConfig, destination: destination,
+                                            socket: socket, liveness: liveness, batchMode: relay == nil)
+            do {
+                let m = try await ControlMaster.spawn(command, socket: socket, logPath: logPath, environment: relay?.environment ?? [:])
+                return .master(m, relay)
+            } catch {
+                relay?.close()
+                return .failed(SSHFailure(failureClass: .fatal, evidence: "\(error)",
+                                          advice: "install the OpenSSH client (apt-get install openssh-client)"))
+            }
         }
-        master = m
-        let writer = self.writer
-        let host = self.host
-        if let relay, let logins {
-            relay.attach(masterPid: m.pid, stderrLog: m.logPath, stderrOffset: m.logOffset) { m.terminate() }
-            LoginSession.start(relay: relay, broker: logins, host: host, generation: g,
-                               tunnels: { [weak self] in await self?.tunnelNames ?? [] }) { [weak self] in self?.send($0) }
+
+        /// A relay for the next master's questions, when fwd can be its askpass; nil (BatchMode) otherwise.
+        private func loginRelay() -> AskpassRelay? {
+            guard let relayProgram else { return nil }
+            do {
+                return try AskpassRelay(directory: paths.controlDirectory, askpassProgram: relayProgram)
+            } catch {
+                writer.enqueue(.log(.error, tunnel: nil, host: host, message: "logins cannot ask at a terminal: \(error)"))
+                return nil
+            }
         }
-        Task { [weak self] in
-            let status = await m.waitExit()
-            relay?.close()
-            writer.enqueue(.removeMaster(host: host))
-            self?.send(.masterExited(generation: g, status: status, stderr: m.stderr()))
+
+        /// After a master is SIGKILLed its socket file stays, and a new master would then run without one
+        /// (docs/architecture.md, "ControlPath and stale sockets"): remove it. A socket that answers belongs to
+        /// a live master fwd did not start (a plain `ssh TUNNEL` session): fwd will not kill someone's session,
+        /// so it reports the conflict instead.
+        private func clearStaleSocket(_ socket: String) async -> SSHFailure? {
+            guard FileSystem.exists(socket) else { return nil }
+            if let r = try? await CommandRunner.run(SSHCommand.mux(ssh: paths.ssh, socket: socket, .check), timeout: .seconds(3)), r.status == 0 {
+                let owner = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                return SSHFailure(failureClass: .retry, evidence: "an ssh master fwd did not start already serves \(socket) (\(owner))",
+                                  advice: "end that ssh session (`ssh -O exit -S \(socket) x`); fwd retries")
+            }
+            unlink(socket)
+            return nil
         }
-        Task { [weak self] in
-            // Ready when the socket appears: ssh binds a temporary name, listens, and only then links the
-            // ControlPath, all after authentication, so the path existing means the master takes requests.
-            // (clearStaleSocket removed any older file there.)
-            guard await m.waitForSocket() else { return }
-            Task { await MuxClient.nudge(m.socket, at: MuxClient.loginNudges) }  // see there: sshd's Nagle after a login
-            writer.enqueue(.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
-                                                    socket: m.socket, startedAt: m.startedAt)))
-            self?.send(.masterReady(generation: g))
-        }
-        return .spawned(generation: g, pid: m.pid)
     }
 
-    /// A relay for the next master's questions, when fwd can be its askpass; nil (BatchMode) otherwise.
-    private func loginRelay() -> AskpassRelay? {
-        guard let askpass, logins != nil else { return nil }
-        do {
-            return try AskpassRelay(directory: paths.controlDirectory, askpassProgram: askpass)
-        } catch {
-            writer.enqueue(.log(.error, tunnel: nil, host: host, message: "logins cannot ask at a terminal: \(error)"))
-            return nil
+    /// A spawn finished. A master that is no longer wanted (the machine moved on meanwhile) is ended at once.
+    private func launched(_ g: Int, _ launch: Launch) {
+        switch launch {
+        case .failed(let failure):
+            handle(.spawnFailed(generation: g, failure))
+        case .master(let m, let relay):
+            guard g == machine.generation, machine.master == .connecting(pid: nil) else {
+                relay?.close()
+                retire(m, reason: "no longer wanted once it started")
+                return
+            }
+            master = (g, m)
+            let (writer, host) = (self.writer, self.host)
+            if let relay, let logins {
+                relay.attach(masterPid: m.pid, stderrLog: m.logPath, stderrOffset: m.logOffset) { m.terminate() }
+                LoginSession.start(relay: relay, broker: logins, host: host, generation: g,
+                                   tunnels: { [weak self] in await self?.tunnelNames ?? [] }) { [weak self] in self?.send($0) }
+            }
+            track(generation: nil) { [weak self] in
+                let status = await m.waitExit()
+                relay?.close()
+                writer.enqueue(.removeMaster(host: host))
+                self?.send(.masterExited(generation: g, status: status, stderr: m.stderr()))
+            }
+            track(generation: g) { [weak self] in
+                // Ready when the socket appears: ssh binds a temporary name, listens, and only then links the
+                // ControlPath, all after authentication, so the path existing means the master takes requests.
+                guard await m.waitForSocket(), !Task.isCancelled else { return }
+                Task { await MuxClient.nudge(m.socket, at: MuxClient.loginNudges) }  // see there: sshd's Nagle after a login
+                writer.enqueue(.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
+                                                        socket: m.socket, startedAt: m.startedAt)))
+                self?.send(.masterReady(generation: g))
+            }
+            handle(.spawned(generation: g, pid: m.pid))
         }
     }
 
     private var tunnelNames: Set<String> { Set(machine.tunnels.keys) }
 
-    /// What `ssh -G` says for the host: the supervisor's answer, or asked here when none has arrived yet.
-    private func resolution() async -> ResolvedHost? {
-        if resolved == nil { resolved = try? await SSHResolver.resolve(destination, paths: paths) }
-        return resolved
-    }
-
-    private var logPath: String { "\(paths.logDirectory)/\(host.replacingOccurrences(of: "/", with: "_")).log" }
-
-    /// After a master is SIGKILLed its socket file stays, and a new master would then run without one
-    /// (docs/architecture.md, "ControlPath and stale sockets"): remove it. A socket that answers belongs to a live master fwd did not start (a plain
-    /// `ssh TUNNEL` session): fwd will not kill someone's session, so it reports the conflict instead.
-    private func clearStaleSocket(_ socket: String) async -> SSHFailure? {
-        guard FileSystem.exists(socket) else { return nil }
-        if let r = try? await CommandRunner.run(SSHCommand.mux(ssh: paths.ssh, socket: socket, .check), timeout: .seconds(3)), r.status == 0 {
-            let owner = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            return SSHFailure(failureClass: .retry, evidence: "an ssh master fwd did not start already serves \(socket) (\(owner))",
-                              advice: "end that ssh session (`ssh -O exit -S \(socket) x`); fwd retries")
-        }
-        unlink(socket)
-        return nil
-    }
-
-    /// Waits out the backoff, but reconnects as soon as the SSH port accepts again after having been seen
-    /// closed: a restarted server is back in use within a poll interval instead of a whole backoff step.
-    /// While the port does not accept, no ssh is started even once the backoff is over (for up to `patience`
-    /// more seconds): one started into a dead path sits in SYN retries until ConnectTimeout and misses the
-    /// path's return. Returns early when `stillWanted` turns false.
-    private static func waitToReconnect(delay: Double, patience: Double, outage: Double, target: (host: String, port: Int)?,
-                                        stillWanted: @Sendable () async -> Bool) async {
-        let deadline = Date().addingTimeInterval(delay)
-        // Resolved once, as ssh would: a HostName is usually a name, and the poll must not ask DNS every 20 ms.
-        // The port counts as open when any of the name's addresses accepts (ssh may use either family).
-        let addresses = if let target { await Resolver.numericHosts(target.host) } else { [String]() }
-        guard let target, !addresses.isEmpty else {
-            try? await Task.sleep(for: .seconds(delay))
-            return
-        }
-        // Poll fast while an outage is young (a restarting server), then ease off so a host that is gone for
-        // hours does not get fifty connection attempts a second.
-        let interval = outage < 10 ? 20 : outage < 60 ? 250 : 1000
-        var sawDown = false
-        while true {
-            var open = false
-            for address in addresses where !open {
-                // Non-blocking, on the probes' poller: no thread per attempt.
-                open = (try? await ProbeSocket.connect(to: .tcp(host: address, port: target.port), until: .now + .milliseconds(200))) != nil
-            }
-            if open && (sawDown || Date() >= deadline) { return }
-            if !open && Date() >= deadline.addingTimeInterval(patience) { return }
-            guard await stillWanted() else { return }
-            sawDown = sawDown || !open
-            try? await Task.sleep(for: .milliseconds(open ? max(50, interval) : interval))
-        }
-    }
-
-    /// The SSH server's address when fwd can reach it directly (no ProxyJump/ProxyCommand in the way).
-    private func serverAddress(_ resolved: ResolvedHost?) -> (host: String, port: Int)? {
-        guard let r = resolved, r.value("proxyjump") == nil || r.value("proxyjump") == "none",
-              r.value("proxycommand") == nil || r.value("proxycommand") == "none",
-              let hostname = r.value("hostname"), let port = Int(r.value("port") ?? "22") else { return nil }
-        return (hostname, port)
-    }
-
     // MARK: forwards
 
     /// Adds the forward by speaking the master's mux protocol itself: the request `ssh -O forward` would send,
     /// without starting an ssh process per forward.
-    private func add(_ f: ForwardSpec, on m: ControlMaster) async -> HostMachine.MuxOutcome {
+    private static func add(_ f: ForwardSpec, socket: String) async -> HostMachine.MuxOutcome {
         let failure: MuxClient.Failure
         let start = ContinuousClock.now
         do {
-            let port = try await Self.muxForward(f, cancel: false, socket: m.socket)
+            let port = try await muxForward(f, cancel: false, socket: socket)
             return .added(allocatedPort: port, ms: (ContinuousClock.now - start).inSeconds * 1000)
         } catch {
             failure = error
@@ -410,7 +566,7 @@ actor HostRunner {
         // One per live master: its dynamic forwards share one transport round trip.
         let master = probeContext(pid: pid, socket: socket)
         let targets = Dictionary(uniqueKeysWithValues: tunnels.map { ($0.name, $0.probeTarget) })
-        Task { [weak self] in
+        track(generation: g) { [weak self] in
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
                 for job in jobs {
                     let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master)

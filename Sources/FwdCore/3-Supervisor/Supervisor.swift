@@ -18,6 +18,9 @@ package actor Supervisor {
     private(set) var everWanted: [String: Tunnel] = [:]
     /// The last reconcile handed to `serially`; each new one waits for it.
     private var lastReconcile: Task<Void, Never>?
+    /// Bumped per host with every update handed to its runner: a runner is dropped as idle only by the apply
+    /// that handed it its last update.
+    private var tickets: [String: Int] = [:]
 
     package init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
@@ -60,9 +63,17 @@ package actor Supervisor {
         return await task.value
     }
 
+    /// The updates one apply handed to the runners, for `settle`.
+    package struct Applied: Sendable {
+        fileprivate var updates: [(host: String, ticket: Int, done: Settle)] = []
+        package static let none = Applied()
+    }
+
     /// Applies `wanted` (tunnels that should be up). `retry` names tunnels the user just asked for: they get
-    /// another attempt even after a failure that is otherwise not retried.
-    package func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async {
+    /// another attempt even after a failure that is otherwise not retried. Returns once every runner has been
+    /// handed its update, in order; `settle` then waits for their effects. Only the hand-over runs in
+    /// `serially`, so a host whose master hangs holds up no other host's request.
+    package func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async -> Applied {
         for t in wanted { everWanted[t.name] = t }
         // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or an ssh_config file ssh reads
         // (the user's, the system's, and what they include) changed: a warm `fwd up` on a live master should
@@ -83,19 +94,17 @@ package actor Supervisor {
             }
         }
         let byHost = Dictionary(grouping: wanted, by: \.host)
-        // Each runner has taken its update (and recorded the resulting state) before this returns, so a
-        // caller that reads the store next sees the request's effect, not an older state.
-        await withTaskGroup(of: Void.self) { group in
-            for (host, tunnels) in byHost {
-                let runner = runners[host] ?? newRunner(host, config: config, resolved: changed ? nil : resolvedHosts[host])
-                group.addTask { await runner.update(tunnels, retry: retry) }
-            }
-            for (host, runner) in runners where byHost[host] == nil {
-                group.addTask { await runner.update([], retry: []) }
-            }
+        var applied = Applied()
+        func hand(_ host: String, _ runner: HostRunner, _ tunnels: [Tunnel], _ retry: Set<String>) {
+            let ticket = (tickets[host] ?? 0) + 1
+            tickets[host] = ticket
+            applied.updates.append((host, ticket, runner.submit(tunnels, retry: retry)))
         }
-        await dropIdleRunners(keeping: Set(byHost.keys))
-        guard changed else { return }
+        for (host, tunnels) in byHost {
+            hand(host, runners[host] ?? newRunner(host, config: config, resolved: changed ? nil : resolvedHosts[host]), tunnels, retry)
+        }
+        for (host, runner) in runners where byHost[host] == nil { hand(host, runner, [], []) }
+        guard changed else { return applied }
         do {
             (resolvedHosts, baseline) = try await SSHConfigFiles.resolveTunnelHosts(config, paths: paths)
             try SSHConfigFiles.writeFiles(config, paths: paths, resolved: resolvedHosts, baseline: baseline)
@@ -107,6 +116,19 @@ package actor Supervisor {
             resolvedHosts = [:]
             fragmentInputs = nil
             writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot write fwd's ssh_config: \(error)"))
+        }
+        return applied
+    }
+
+    /// Waits until every runner of `applied` has recorded the resulting state (so a caller that reads the store
+    /// next sees the request's effect, not an older state), then lets go of runners left with nothing to do.
+    package func settle(_ applied: Applied) async {
+        for update in applied.updates { await update.done.wait() }
+        for update in applied.updates where tickets[update.host] == update.ticket {
+            guard let runner = runners[update.host], await runner.isIdle,
+                  tickets[update.host] == update.ticket, runners[update.host] === runner else { continue }
+            runner.finish()
+            runners[update.host] = nil
         }
     }
 
@@ -120,7 +142,10 @@ package actor Supervisor {
 
     /// Probes the named tunnels (all when nil) now and records the results.
     package func check(_ names: Set<String>?) async {
-        for runner in runners.values { await runner.check(names) }
+        // At once on every host: a hung master holds up only its own tunnels' answers.
+        await withTaskGroup(of: Void.self) { group in
+            for runner in runners.values { group.addTask { await runner.check(names) } }
+        }
     }
 
     /// Looks at the masters whose path `trigger` may have changed (the hosts of the named tunnels; all when nil),
@@ -158,12 +183,4 @@ package actor Supervisor {
 
     /// No host has a runner: nothing is wanted and no ssh runs.
     var isIdle: Bool { runners.isEmpty }
-
-    private func dropIdleRunners(keeping wanted: Set<String>) async {
-        for (host, runner) in runners where !wanted.contains(host) {
-            guard await runner.isIdle else { continue }
-            runner.finish()
-            runners[host] = nil
-        }
-    }
 }

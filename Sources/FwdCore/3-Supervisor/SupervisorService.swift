@@ -72,17 +72,21 @@ package final class SupervisorService: Sendable {
                 // A client that can prompt is known before its tunnels start, so their first question finds it.
                 let asker = request.op == .watch && request.prompt == true
                     ? Self.registerAsker(supervisor.logins, names: Set(request.names ?? []), connection: connection) : nil
-                let failure: ControlFailure? = await supervisor.serially {
-                    if stopping.isSet { return .stopping }
+                let outcome: Result<Supervisor.Applied, ControlFailure> = await supervisor.serially {
+                    if stopping.isSet { return .failure(.stopping) }
                     do {
-                        try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
-                                                 configPath: request.config ?? paths.config, retry: Set(request.names ?? []))
-                        return nil
+                        return .success(try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
+                                                                 configPath: request.config ?? paths.config, retry: Set(request.names ?? [])))
                     } catch let error as ConfigError {
-                        return .config(error.description)
+                        return .failure(.config(error.description))
                     } catch {
-                        return .store("\(error)")
+                        return .failure(.store("\(error)"))
                     }
+                }
+                var failure: ControlFailure?
+                switch outcome {
+                case .success(let applied): await supervisor.settle(applied)
+                case .failure(let f): failure = f
                 }
                 if self.onDemand { await idle.arm(when: supervisor.isIdle) }
                 guard request.op == .watch, failure == nil else {
@@ -138,14 +142,18 @@ package final class SupervisorService: Sendable {
         }
 
         // The control socket already serves: this first reconcile queues with the requests it may race.
-        let startError: (any Error)? = await supervisor.serially {
+        let start: Result<Supervisor.Applied, any Error> = await supervisor.serially {
             do {
-                try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config, retry: [],
-                                         autostart: true)
-                return nil
+                return .success(try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config,
+                                                         retry: [], autostart: true))
             } catch {
-                return error
+                return .failure(error)
             }
+        }
+        var startError: (any Error)?
+        switch start {
+        case .success(let applied): await supervisor.settle(applied)
+        case .failure(let error): startError = error
         }
         if let error = startError {
             writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "\(error)"))
@@ -247,7 +255,7 @@ package final class SupervisorService: Sendable {
     /// reconcile, at login or under systemd/launchd) also wants the `autostart = true` tunnels up, as if `fwd up`
     /// had named them.
     static func reconcile(_ supervisor: Supervisor, store: Store, paths: FwdPaths, mode: Mode, configPath: String,
-                          retry: Set<String>, autostart: Bool = false) async throws {
+                          retry: Set<String>, autostart: Bool = false) async throws -> Supervisor.Applied {
         let config = try ConfigLoader.load(path: configPath)
         let wanted: [Tunnel]
         switch mode {
@@ -277,7 +285,7 @@ package final class SupervisorService: Sendable {
             }
             wanted = list
         }
-        await supervisor.apply(config, wanted: wanted, retry: retry)
+        return await supervisor.apply(config, wanted: wanted, retry: retry)
     }
 
     /// Wants the `autostart = true` tunnels up, as `fwd up` naming them would.
