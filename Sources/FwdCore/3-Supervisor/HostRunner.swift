@@ -128,6 +128,9 @@ actor HostRunner {
     private var stopping: Task<Void, Never>?
     /// A spawn under way: by the time it ends, its master is adopted or stopped.
     private var spawning: Task<Void, Never>?
+    /// What the event being handled started that a request's completion waits for: its mux requests, and
+    /// whether it stops the master. Only these: a request is never held up by another one's stuck work.
+    private var batch: (mux: Task<Void, Never>?, stopsMaster: Bool) = (nil, false)
     private var sweptGeneration = 0
 
     init(host: String, entry: HostEntry?, paths: FwdPaths, writer: StoreWriter, options: SupervisorOptions, logins: LoginBroker? = nil) {
@@ -223,6 +226,8 @@ actor HostRunner {
 
     private func handle(_ event: HostMachine.Event) {
         let actions = machine.handle(event, now: now)
+        batch = (nil, false)
+        if case .stop = event { batch.stopsMaster = true }
         if machine.generation != sweptGeneration { sweep() }
         // The records of one step (a probe round's, one per tunnel) go to the writer together, so it commits
         // them in one transaction; they are handed over before any other action, which may wait for them.
@@ -282,6 +287,7 @@ actor HostRunner {
             guard !Task.isCancelled else { return }
             await body()
         }
+        batch.mux = muxTail
     }
 
     /// Starts one action. Nothing here waits: what takes time runs in a tracked task.
@@ -297,6 +303,7 @@ actor HostRunner {
                 await self.launched(g, launch)
             }
         case .stopMaster(let reason):
+            batch.stopsMaster = true
             guard let (_, m) = master else { return }
             retire(m, reason: reason)
         case .terminateMaster:
@@ -366,12 +373,14 @@ actor HostRunner {
             guard let done = waiting.removeValue(forKey: token) else { return }
             // The request's effects are done first: its mux requests, a master it stopped, and what it recorded
             // is committed, before its caller goes on to read or report it.
-            let (mux, spawn, writer) = (muxTail, spawning, self.writer)
+            let (mux, stops, spawn, writer) = (batch.mux, batch.stopsMaster, spawning, self.writer)
             track(generation: nil) { [weak self] in
                 await mux?.value
-                // A spawn under way ends with its master adopted or being stopped: the stop is then current.
-                await spawn?.value
-                await self?.stopping?.value
+                if stops {
+                    // A spawn under way ends with its master adopted or being stopped: the stop is then current.
+                    await spawn?.value
+                    await self?.stopping?.value
+                }
                 await writer.flush()
                 done.resume()
             }
