@@ -40,7 +40,7 @@ struct ReconnectCommand: AsyncParsableCommand {
             return
         }
         let reply = try Control.request(ControlRequest(op: .reconnect, names: selected), paths: context.paths)
-        let lines = reply.lines ?? []
+        let lines: [String] = if case .lines(let l) = reply { l } else { [] }
         if !quiet {
             for line in lines { print(line) }
             if lines.isEmpty { print("no master runs for \(selected.map { $0.joined(separator: ", ") } ?? "any tunnel"); nothing to check") }

@@ -230,7 +230,7 @@ struct LogsCommand: AsyncParsableCommand {
                 try client.send(ControlRequest(op: .follow, names: name.map { [$0] }, after: last))
                 _ = try client.reply(timeout: 10)
                 while let reply = try? client.next(timeout: nil) {
-                    guard let e = reply.event else { continue }
+                    guard case .event(let e) = reply else { continue }
                     Self.print(e)
                     last = e.id
                 }

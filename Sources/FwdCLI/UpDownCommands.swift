@@ -207,15 +207,19 @@ struct Waiter {
                 ending = "the supervisor stopped; `fwd logs` says why"
                 continue
             }
-            if let question = reply.prompt {
+            let row: TunnelStatus
+            switch reply {
+            case .prompt(let question):
                 desk.show(question)
                 continue
-            }
-            if let id = reply.withdrawn {
+            case .withdrawn(let id):
                 desk.withdraw(id)
                 continue
+            case .tunnel(let r) where names.contains(r.name):
+                row = r
+            default:
+                continue
             }
-            guard let row = reply.tunnel, names.contains(row.name) else { continue }
             rows[row.name] = row
             if tty, !desk.isAsking, shown[row.name] != row.state {
                 shown[row.name] = row.state

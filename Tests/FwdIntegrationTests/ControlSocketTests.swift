@@ -82,7 +82,7 @@ import Glibc
             // The silent ones are sent away after the read timeout, with a reason.
             for client in silent {
                 let reply = client.reply(timeout: Control.requestTimeout + 3)
-                #expect(reply?.error == .timedOut(seconds: Int(Control.requestTimeout)))
+                #expect(reply == .failed(.timedOut(seconds: Int(Control.requestTimeout))))
             }
         }
     }
@@ -96,14 +96,13 @@ import Glibc
             let garbage = try RawClient(f.paths.supervisorSocket)
             garbage.write(Array("{\"op\": \"explode\"}\n".utf8))
             let malformed = garbage.reply(timeout: 5)
-            #expect(malformed?.ok == false)
             let isMalformed: Bool
-            if case .malformed? = malformed?.error { isMalformed = true } else { isMalformed = false }
+            if case .failed(.malformed)? = malformed { isMalformed = true } else { isMalformed = false }
             #expect(isMalformed, "expected a malformed-request error, got \(String(describing: malformed))")
 
             let big = try RawClient(f.paths.supervisorSocket)
             big.write([UInt8](repeating: UInt8(ascii: "x"), count: Control.requestLimit + 10_000))
-            #expect(big.reply(timeout: 5)?.error == .tooLarge(limit: Control.requestLimit))
+            #expect(big.reply(timeout: 5) == .failed(.tooLarge(limit: Control.requestLimit)))
 
             #expect(f.supervisorProcesses() == [pid])
             #expect(try f.fwd("up", "b").ok)

@@ -55,72 +55,12 @@ package final class SupervisorService: Sendable {
         writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))"))
 
         let (stops, stopSink) = AsyncStream<String>.makeStream()
-        let stopped = Latch()
-        // `fwd daemon --stop` requests still being answered: the process must not exit before their replies are out.
-        let stopReplies = DispatchGroup()
-        let mode = self.mode
-        let paths = self.paths
         let idleReason = "nothing wanted for \(Int(options.idleExit)) s"
         let idle = IdleTimer(seconds: options.idleExit) { stopSink.yield(idleReason) }
-        // Set (inside `serially`) once the supervisor stops: requests queued behind that are turned away.
-        let stopping = StopFlag()
-        let server = try ControlServer(paths: paths) { request, connection in
-            switch request.op {
-            case .ping:
-                connection.finish(ControlReply(ok: true))
-            case .reconcile, .watch:
-                // A client that can prompt is known before its tunnels start, so their first question finds it.
-                let asker = request.op == .watch && request.prompt == true
-                    ? Self.registerAsker(supervisor.logins, names: Set(request.names ?? []), connection: connection) : nil
-                let outcome: Result<Supervisor.Applied, ControlFailure> = await supervisor.serially {
-                    if stopping.isSet { return .failure(.stopping) }
-                    do {
-                        return .success(try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode,
-                                                                 configPath: request.config ?? paths.config, retry: Set(request.names ?? [])))
-                    } catch let error as ConfigError {
-                        return .failure(.config(error.description))
-                    } catch {
-                        return .failure(.store("\(error)"))
-                    }
-                }
-                var failure: ControlFailure?
-                switch outcome {
-                case .success(let applied): await supervisor.settle(applied)
-                case .failure(let f): failure = f
-                }
-                if self.onDemand { await idle.arm(when: supervisor.isIdle) }
-                guard request.op == .watch, failure == nil else {
-                    connection.finish(ControlReply(ok: failure == nil, error: failure))
-                    return
-                }
-                connection.send(ControlReply(ok: true))
-                let id = writer.subscribe(.tunnels(Set(request.names ?? []))) { news in
-                    guard case .tunnel(let row) = news else { return true }
-                    return connection.send(ControlReply(ok: true, tunnel: row))
-                }
-                connection.onClose { writer.unsubscribe(id) }
-                if let asker { supervisor.logins.activate(asker) }
-            case .check:
-                await supervisor.check(request.names.map(Set.init))
-                connection.finish(ControlReply(ok: true))
-            case .follow:
-                connection.send(ControlReply(ok: true))
-                let id = writer.subscribe(.events(tunnel: request.names?.first, after: request.after ?? 0)) { news in
-                    guard case .event(let e) = news else { return true }
-                    return connection.send(ControlReply(ok: true, event: e))
-                }
-                connection.onClose { writer.unsubscribe(id) }
-            case .reconnect:
-                connection.finish(ControlReply(ok: true, lines: await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init))))
-            case .stop:
-                stopReplies.enter()
-                defer { stopReplies.leave() }
-                stopSink.yield("a stop request")
-                // Answered once every master is down and the lock is released: the caller may start anew at once.
-                await stopped.wait()
-                await connection.finishWritten(ControlReply(ok: true))
-            }
+        let router = ControlRouter(supervisor: supervisor, store: store, paths: paths, mode: mode, idle: onDemand ? idle : nil) {
+            stopSink.yield($0)
         }
+        let server = try ControlServer(paths: paths) { request, connection in await router.route(request, connection) }
         let watch = Self.startNetworkWatch(supervisor)
         defer { watch.stop() }
         if let prompter, case .foreground(let names) = mode {
@@ -142,6 +82,7 @@ package final class SupervisorService: Sendable {
         }
 
         // The control socket already serves: this first reconcile queues with the requests it may race.
+        let (mode, paths) = (self.mode, self.paths)
         let start: Result<Supervisor.Applied, any Error> = await supervisor.serially {
             do {
                 return .success(try await Self.reconcile(supervisor, store: store, paths: paths, mode: mode, configPath: paths.config,
@@ -170,7 +111,7 @@ package final class SupervisorService: Sendable {
             // An idle timer that fired while a request was on its way is overruled by that request.
             let stop = await supervisor.serially {
                 if r == idleReason, await !supervisor.isIdle { return false }
-                stopping.set()
+                router.refuseNewWork()
                 server.stop()
                 return true
             }
@@ -195,8 +136,7 @@ package final class SupervisorService: Sendable {
         sources.forEach { $0.cancel() }
         close(lock)
         lockHeld = false
-        await stopped.open()
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in stopReplies.notify(queue: .global()) { done.resume() } }
+        await router.stopped()
     }
 
     /// Network changes and resumes from sleep reach every master at once (issue 13). Without a monitor (the
@@ -211,43 +151,25 @@ package final class SupervisorService: Sendable {
         return NetworkWatch(monitor: monitor) { trigger in await supervisor.notify(trigger) }
     }
 
-    /// A watch connection whose client can prompt: login questions of its tunnels' hosts go to it, its answer
-    /// lines go back to the broker. It leaves the broker when the connection closes.
-    static func registerAsker(_ logins: LoginBroker, names: Set<String>, connection: ControlConnection) -> Int {
-        let asker = logins.register(names: names,
-                                    deliver: { connection.send(ControlReply(ok: true, prompt: $0)) },
-                                    withdraw: { _ = connection.send(ControlReply(ok: true, withdrawn: $0)) })
-        connection.onLine { line in
-            guard let reply = try? JSONDecoder().decode(PromptAnswer.self, from: line) else { return }
-            // Off the connection's queue: moving a question may write to another connection.
-            DispatchQueue.global().async {
-                if reply.unable == true {
-                    logins.unable(from: asker, id: reply.id)
-                } else {
-                    logins.answer(from: asker, id: reply.id, reply.cancel == true ? nil : reply.answer)
-                }
-            }
-        }
-        connection.onClose { logins.unregister(asker) }
-        return asker
-    }
-
     /// `fwd run` asks its own terminal.
     static func registerTerminal(_ logins: LoginBroker, names: Set<String>, prompter: TerminalPrompter,
                                  onCancel: @escaping @Sendable () -> Void) {
-        let box = AskerBox()
+        // The desk's callbacks exist before the asker is registered: they read its id when they run.
+        let asker = Locked(0)
         let desk = PromptDesk(prompter: prompter) { question, outcome in
+            let id = asker.current
             switch outcome {
-            case .answer(let answer): logins.answer(from: box.id, id: question.id, answer)
+            case .answer(let answer): logins.answer(from: id, id: question.id, answer)
             case .cancelled:
-                logins.answer(from: box.id, id: question.id, nil)
+                logins.answer(from: id, id: question.id, nil)
                 onCancel()
             case .withdrawn: break
-            case .noTerminal: logins.unable(from: box.id, id: question.id)
+            case .noTerminal: logins.unable(from: id, id: question.id)
             }
         }
-        box.id = logins.register(names: names, deliver: { desk.show($0); return true }, withdraw: { desk.withdraw($0) })
-        logins.activate(box.id)
+        let id = logins.register(names: names, deliver: { desk.show($0); return true }, withdraw: { desk.withdraw($0) })
+        asker.withLock { $0 = id }
+        logins.activate(id)
     }
 
     /// Loads the config and applies the wanted tunnels. A config that no longer parses changes nothing: the
@@ -311,6 +233,26 @@ actor Latch {
         waiters.forEach { $0.resume() }
         waiters = []
     }
+
+    /// Work in flight, waited for until none is left.
+    actor Counter {
+        private var count = 0
+        private var waiters: [CheckedContinuation<Void, Never>] = []
+
+        func enter() { count += 1 }
+
+        func leave() {
+            count -= 1
+            guard count == 0 else { return }
+            waiters.forEach { $0.resume() }
+            waiters = []
+        }
+
+        func waitForZero() async {
+            if count == 0 { return }
+            await withCheckedContinuation { waiters.append($0) }
+        }
+    }
 }
 
 /// Fires `action` once `seconds` have passed since it was armed, unless disarmed or re-armed before.
@@ -342,23 +284,4 @@ actor IdleTimer {
         pending?.cancel()
         pending = nil
     }
-}
-
-/// The id of an asker whose callbacks exist before it is registered.
-final class AskerBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    var id: Int {
-        get { lock.withLock { value } }
-        set { lock.withLock { value = newValue } }
-    }
-}
-
-/// A one-way switch, readable from any thread.
-final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
 }

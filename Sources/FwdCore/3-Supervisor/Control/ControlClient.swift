@@ -44,7 +44,8 @@ package enum Control {
 
     /// The pid of the running supervisor, or nil.
     package static func runningPID(_ paths: FwdPaths) -> Int32? {
-        (try? request(ControlRequest(op: .ping), paths: paths, timeout: 2))?.pid
+        guard case .ok(let pid)? = try? request(ControlRequest(op: .ping), paths: paths, timeout: 2) else { return nil }
+        return pid
     }
 
     /// Starts `fwd daemon --on-demand` in the background unless a supervisor answers, and returns once it
@@ -121,8 +122,7 @@ package final class ControlClient {
         guard let reply = try next(timeout: timeout) else {
             throw ControlError.failed("the supervisor closed the connection without an answer; `fwd logs` may say why")
         }
-        if let failure = reply.error { throw ControlError.refused(failure) }
-        guard reply.ok else { throw ControlError.failed("the supervisor refused the request") }
+        if case .failed(let failure) = reply { throw ControlError.refused(failure) }
         return reply
     }
 

@@ -81,31 +81,54 @@ package enum ControlFailure: Error, Codable, Sendable, Equatable, CustomStringCo
     }
 }
 
-package struct ControlReply: Codable, Sendable {
-    package var ok: Bool
-    package var pid: Int32
-    package var error: ControlFailure?
+/// One line from the supervisor. The wire form is one JSON object with `ok`, the supervisor's `pid` and at
+/// most one of `error`, `tunnel`, `event`, `lines`, `prompt` or `withdrawn`, so fwd versions on either side
+/// of the socket read each other.
+package enum ControlReply: Codable, Sendable, Equatable {
+    /// Done, or (for `watch` and `follow`) accepted: the stream follows.
+    case ok(pid: Int32)
+    case failed(ControlFailure)
     /// For `watch`: a tunnel's row.
-    package var tunnel: TunnelStatus?
+    case tunnel(TunnelStatus)
     /// For `follow`: an event.
-    package var event: Event?
+    case event(Event)
     /// For `reconnect`: what was done, one line per host.
-    package var lines: [String]?
+    case lines([String])
     /// For `watch` with `prompt`: a login question to ask the user.
-    package var prompt: LoginQuestion?
+    case prompt(LoginQuestion)
     /// For `watch` with `prompt`: the question with this id needs no answer any more (its ssh exited).
-    package var withdrawn: Int?
+    case withdrawn(Int)
 
-    package init(ok: Bool, pid: Int32 = getpid(), error: ControlFailure? = nil, tunnel: TunnelStatus? = nil, event: Event? = nil,
-                lines: [String]? = nil, prompt: LoginQuestion? = nil, withdrawn: Int? = nil) {
-        self.ok = ok
-        self.pid = pid
-        self.error = error
-        self.tunnel = tunnel
-        self.event = event
-        self.lines = lines
-        self.prompt = prompt
-        self.withdrawn = withdrawn
+    /// `ok` from this process.
+    package static var done: ControlReply { .ok(pid: getpid()) }
+
+    private enum Key: String, CodingKey { case ok, pid, error, tunnel, event, lines, prompt, withdrawn }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        if let failure = try c.decodeIfPresent(ControlFailure.self, forKey: .error) { self = .failed(failure) }
+        else if try !c.decode(Bool.self, forKey: .ok) { self = .failed(.malformed("the supervisor refused the request")) }
+        else if let row = try c.decodeIfPresent(TunnelStatus.self, forKey: .tunnel) { self = .tunnel(row) }
+        else if let event = try c.decodeIfPresent(Event.self, forKey: .event) { self = .event(event) }
+        else if let lines = try c.decodeIfPresent([String].self, forKey: .lines) { self = .lines(lines) }
+        else if let question = try c.decodeIfPresent(LoginQuestion.self, forKey: .prompt) { self = .prompt(question) }
+        else if let id = try c.decodeIfPresent(Int.self, forKey: .withdrawn) { self = .withdrawn(id) }
+        else { self = .ok(pid: try c.decode(Int32.self, forKey: .pid)) }
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        if case .failed = self { try c.encode(false, forKey: .ok) } else { try c.encode(true, forKey: .ok) }
+        if case .ok(let pid) = self { try c.encode(pid, forKey: .pid) } else { try c.encode(getpid(), forKey: .pid) }
+        switch self {
+        case .ok: break
+        case .failed(let failure): try c.encode(failure, forKey: .error)
+        case .tunnel(let row): try c.encode(row, forKey: .tunnel)
+        case .event(let event): try c.encode(event, forKey: .event)
+        case .lines(let lines): try c.encode(lines, forKey: .lines)
+        case .prompt(let question): try c.encode(question, forKey: .prompt)
+        case .withdrawn(let id): try c.encode(id, forKey: .withdrawn)
+        }
     }
 }
 

@@ -226,7 +226,7 @@ final class ControlConnection: Sendable {
 
     private func fail(_ failure: ControlFailure) {
         state.withLock { $0.gotRequest = true }
-        finish(ControlReply(ok: false, error: failure))
+        finish(.failed(failure))
     }
 
     /// Writes what it can without blocking; the rest waits for the socket to drain, in a writer task.

@@ -19,14 +19,14 @@ import Testing
         let bursts = 12, perBurst = 50
         let padding = String(repeating: "x", count: 6000)
         let server = try ControlServer(paths: paths) { request, connection in
-            guard request.op == .watch else { return connection.finish(ControlReply(ok: true)) }
+            guard request.op == .watch else { return connection.finish(.done) }
             for burst in 0..<bursts {
                 for i in 0..<perBurst {
-                    guard connection.send(ControlReply(ok: true, lines: ["\(burst * perBurst + i)", padding])) else { return }
+                    guard connection.send(.lines(["\(burst * perBurst + i)", padding])) else { return }
                 }
                 try? await Task.sleep(for: .milliseconds(5))
             }
-            connection.finish(ControlReply(ok: true, lines: ["end"]))
+            connection.finish(.lines(["end"]))
         }
         defer { server.stop() }
 
@@ -44,8 +44,9 @@ import Testing
                         let client = try ControlClient(paths: paths)
                         try client.send(ControlRequest(op: .watch))
                         while let reply = try client.next(timeout: 20) {
-                            seen.append(reply.lines?.first ?? "?")
-                            if reply.lines?.count != 1 && reply.lines?.last != padding { seen.append("a reply cut short") }
+                            let lines: [String]? = if case .lines(let l) = reply { l } else { nil }
+                            seen.append(lines?.first ?? "?")
+                            if lines?.count != 1 && lines?.last != padding { seen.append("a reply cut short") }
                             if seen.count % 10 == 0 { usleep(200) }  // a reader slower than the server
                         }
                     } catch {
