@@ -166,7 +166,7 @@ package final class AskpassRelay: @unchecked Sendable {
     }
 
     private static func acceptLoop(_ listener: consuming Descriptor, relay: AskpassRelay?) async {
-        weak var relay = relay
+        weak let relay = relay
         while true {
             switch await Reactor.shared.wait(listener.raw, for: .read) {
             case .ready: break

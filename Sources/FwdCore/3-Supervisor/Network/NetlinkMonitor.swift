@@ -61,7 +61,7 @@ package final class NetlinkMonitor: NetworkMonitor, @unchecked Sendable {
     }
 
     private static func readLoop(_ socket: consuming Descriptor, monitor: NetlinkMonitor?) async {
-        weak var monitor = monitor
+        weak let monitor = monitor
         defer { monitor?.finish() }
         var interpreter = NetlinkInterpreter { index in
             var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
