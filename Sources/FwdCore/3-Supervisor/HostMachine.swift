@@ -499,7 +499,7 @@ struct HostMachine {
                     cancelForwards(name, &out)
                     note(name, .failed, error: message, "gave up after \(n - 1) retries", &out)
                 } else {
-                    let delay = min(8.0, 0.5 * Double(1 << n))
+                    let delay = Backoff.remoteListener.delay(attempt: n - 1)
                     note(name, .starting, error: failure.evidence, "server still holds the listener; retry \(n) in \(delay) s", &out)
                     out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: delay))
                 }
