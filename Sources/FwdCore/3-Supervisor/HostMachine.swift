@@ -113,7 +113,7 @@ struct HostMachine {
     /// -R forwards added since their last probe, with the round trip of the server's confirmation in ms.
     private var confirmed: [ForwardSpec: Double] = [:]
     /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
-    private(set) var tunnelFailures: [String: String] = [:]
+    private(set) var tunnelFailures: [String: TunnelFailure] = [:]
     private var remoteRetries: [String: Int] = [:]
     private(set) var stalled: [String: Int] = [:]
     private var probing: Set<String> = []
@@ -223,10 +223,9 @@ struct HostMachine {
             asked = kind
             for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "waiting for \(kind.noun), asked at the terminal", &out) }
         case .loginImpossible(let g, let kind) where g == generation && isConnecting:
-            failAll(SSHFailure(failureClass: .fatal, evidence: "logging in to \(host) needs \(kind.noun) and no terminal is there to ask",
-                               advice: Self.loginAdvice(kind, host: host, names: tunnels.keys.sorted())), &out)
+            failAll(.noTerminal(for: kind, host: host, tunnels: tunnels.keys.sorted()), &out)
         case .loginCancelled(let g) where g == generation && isConnecting:
-            needsAuth("the login to \(host) was cancelled at the terminal", &out)
+            needsAuth(.cancelledAtTerminal, &out)
         default:
             break  // from an older master, timer or wait
         }
@@ -277,7 +276,7 @@ struct HostMachine {
         case .failed(let failure):
             for name in tunnels.keys.sorted() { note(name, .failed, error: failure.description, "not retried: \(failure.advice)", &out) }
         case .needsAuth(let why):
-            for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
+            noteNeedsAuth(why, &out)
         case .ready:
             let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
             pending[token] = Set(fresh)
@@ -349,7 +348,7 @@ struct HostMachine {
         backoff.masterExited(afterUp: uptime)
         let pathReason = pathRestartReason
         pathRestartReason = nil
-        if let pathReason { answerPathReplies("\(host): restarted (\(pathReason))", &out) }
+        if let pathReason { answerPathReplies(.restarted(pathReason), &out) }
         forgetPath(&out)
         guard !tunnels.isEmpty else { return }
         if let pathReason, interactive == nil {
@@ -364,13 +363,12 @@ struct HostMachine {
         }
         if let pathReason {
             // The same, on a master a person logged in: logging in again needs that person.
-            needsAuth("the network path to \(host) changed (\(pathReason))", &out)
+            needsAuth(.pathChanged(pathReason), &out)
             return
         }
         if failure.failureClass == .fatal, uptime == nil, let kind = asked {
             // ssh's own retries (3 for a password, a code or a passphrase) were spent in this one connection.
-            failAll(SSHFailure(failureClass: .fatal, evidence: failure.evidence,
-                               advice: "the server refused \(kind.noun) typed at the terminal; fwd does not try again by itself: `fwd up \(tunnels.keys.sorted().joined(separator: " "))` to try once more"), &out)
+            failAll(.typedAnswerRefused(kind, evidence: failure.evidence, tunnels: tunnels.keys.sorted()), &out)
             return
         }
         if failure.failureClass == .fatal {
@@ -379,7 +377,7 @@ struct HostMachine {
         }
         if uptime != nil, interactive != nil {
             // Logging in again needs a person: none is asked blindly (no retry loop against the server).
-            needsAuth("the connection to \(host) was lost (\(failure.evidence))", &out)
+            needsAuth(.connectionLost(evidence: failure.evidence), &out)
             return
         }
         for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
@@ -396,26 +394,14 @@ struct HostMachine {
         }
     }
 
-    private mutating func needsAuth(_ why: String, _ out: inout [HostAction]) {
+    private mutating func needsAuth(_ cause: NeedsAuthCause, _ out: inout [HostAction]) {
+        let why = cause.words(host: host)
         master = .needsAuth(why)
-        for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
+        noteNeedsAuth(why, &out)
     }
 
-    /// A needs-auth tunnel's error: what happened and what to run.
-    static func needsAuthError(_ why: String, _ name: String) -> String {
-        "\(why); logging in again needs a person: run `fwd up \(name)` on a terminal (a key in ssh-agent lets fwd reconnect by itself)"
-    }
-
-    /// What to do when a login needs `kind` and no terminal can be asked.
-    static func loginAdvice(_ kind: LoginPromptKind, host: String, names: [String]) -> String {
-        let up = "`fwd up \(names.joined(separator: " "))` on a terminal"
-        switch kind {
-        case .password: return "run \(up) to type it, or log in with a key in ssh-agent (`ssh-add`)"
-        case .keyPassphrase: return "run \(up) to type it, or add the key to ssh-agent (`ssh-add KEYFILE`) so no prompt is needed"
-        case .keyboardInteractive: return "run \(up) to answer the server's question"
-        case .hostKey: return "run \(up) to check and accept the key, or add it to known_hosts first (`ssh \(host)` once)"
-        case .other: return "run \(up) to answer ssh's question"
-        }
+    private mutating func noteNeedsAuth(_ why: String, _ out: inout [HostAction]) {
+        for name in tunnels.keys.sorted() { note(name, .needsAuth, error: NeedsAuthCause.error(why, tunnel: name), "no login attempt until you act", &out) }
     }
 
     /// The executor waits out the backoff, and with `pollServer` reconnects as soon as the SSH port accepts
@@ -484,20 +470,12 @@ struct HostMachine {
             let failure = SSHFailure.classify(stderr: text, status: 255)
             switch failure.failureClass {
             case .localConflict:
-                let port = spec.listenPort.map { "local port \($0)" } ?? "the local socket"
-                let held = holder.map { " (held by \($0))" } ?? ""
-                let message = "\(port) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward"
-                tunnelFailures[name] = message
-                cancelForwards(name, &out)
-                note(name, .failed, error: message, "cannot listen on \(port)", &out)
+                fail(name, .localPortTaken(spec, holder: holder), &out)
             case .remoteListener:
                 let n = (remoteRetries[name] ?? 0) + 1
                 remoteRetries[name] = n
                 if n > settings.remoteListenerRetries {
-                    let message = "\(failure.evidence) — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up \(name)`"
-                    tunnelFailures[name] = message
-                    cancelForwards(name, &out)
-                    note(name, .failed, error: message, "gave up after \(n - 1) retries", &out)
+                    fail(name, .remoteListenerHeld(evidence: failure.evidence, retries: n - 1), &out)
                 } else {
                     let delay = Backoff.remoteListener.delay(attempt: n - 1)
                     note(name, .starting, error: failure.evidence, "server still holds the listener; retry \(n) in \(delay) s", &out)
@@ -508,6 +486,13 @@ struct HostMachine {
                 note(name, .starting, error: failure.evidence, "adding \(spec.kind.flag) \(spec.sshArgument) failed", &out)
             }
         }
+    }
+
+    /// The tunnel fails on its own: its forwards are cancelled and it waits for the user.
+    private mutating func fail(_ name: String, _ failure: TunnelFailure, _ out: inout [HostAction]) {
+        tunnelFailures[name] = failure
+        cancelForwards(name, &out)
+        note(name, .failed, error: failure.error(tunnel: name), failure.summary, &out)
     }
 
     private mutating func cancelForwards(_ name: String, _ out: inout [HostAction]) {
@@ -600,14 +585,14 @@ struct HostMachine {
 
     private mutating func pathCheck(_ verdict: PathVerdict, trigger: String, mayRestore: Bool, token: Int?, now: Double,
                                     _ out: inout [HostAction]) {
-        func reply(_ line: String) { if let token { out.append(.answered(token: token, "\(host): \(line)")) } }
-        if tunnels.isEmpty { return reply("nothing to check (no tunnel wanted)") }
+        func reply(_ answer: PathAnswer) { if let token { out.append(.answered(token: token, answer.line(host: host))) } }
+        if tunnels.isEmpty { return reply(.noTunnelWanted) }
         switch master {
         case .failed(let failure):
-            reply("nothing to check (waiting for you: \(failure.advice))")
+            reply(.waitingForYou(advice: failure.advice))
         case .needsAuth:
             // No login without a person: a network event never starts one.
-            reply("nothing to check (logging in again needs you: `fwd up` on a terminal)")
+            reply(.needsYou)
         case .waiting:
             // Waiting out a backoff: a change that may have brought the path back is worth an attempt now.
             if mayRestore {
@@ -615,16 +600,16 @@ struct HostMachine {
                 out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(trigger): reconnecting to \(host) now")))
                 connect(now: now, &out)
             }
-            reply("reconnecting")
+            reply(.reconnecting)
         case .none:
-            reply("reconnecting")
+            reply(.reconnecting)
         case .connecting:
-            reply("connecting")
+            reply(.connecting)
         case .ready(let pid, _):
-            if pathRestartReason != nil { return reply("restarting") }
+            if pathRestartReason != nil { return reply(.restarting) }
             switch verdict {
             case .ignore:
-                reply("the path did not change")
+                reply(.unchanged)
             case .restart(let reason):
                 if let token { pathReplies.append(token) }
                 restartMaster(pid: pid, reason, &out)
@@ -649,7 +634,7 @@ struct HostMachine {
         }
         out.append(.record(.log(.network, tunnel: nil, host: host,
                                 message: "\(reason): checked \(host), the server answers through the master (\(ms) ms)")))
-        answerPathReplies("\(host): the server answers (\(ms) ms); nothing to do", &out)
+        answerPathReplies(.serverAnswers(ms: ms), &out)
         if let again = recheckReason {
             recheckReason = nil
             checking = true
@@ -667,11 +652,11 @@ struct HostMachine {
     private mutating func forgetPath(_ out: inout [HostAction]) {
         checking = false
         recheckReason = nil
-        answerPathReplies("\(host): the master is gone; reconnecting", &out)
+        answerPathReplies(.masterGone, &out)
     }
 
-    private mutating func answerPathReplies(_ line: String, _ out: inout [HostAction]) {
-        for token in pathReplies { out.append(.answered(token: token, line)) }
+    private mutating func answerPathReplies(_ answer: PathAnswer, _ out: inout [HostAction]) {
+        for token in pathReplies { out.append(.answered(token: token, answer.line(host: host))) }
         pathReplies = []
     }
 
