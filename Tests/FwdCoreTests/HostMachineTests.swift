@@ -390,7 +390,7 @@ import FwdLab
         _ = d.send(.masterReady(generation: 1))
         let actions = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(allocatedPort: 35733)))
         #expect(actions.contains(.record(.allocatedPort(tunnel: "laptop", spec: r.forwards[0].sshArgument, port: 35733))))
-        #expect(d.machine.allocated[r.forwards[0]] == 35733)
+        #expect(d.machine.forwards.allocated[r.forwards[0]] == 35733)
     }
 
     @Test func aRemoteListenerTheServerJustConfirmedIsNotProbedThroughAgainUntilTheNextRound() {

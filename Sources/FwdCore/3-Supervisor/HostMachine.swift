@@ -105,18 +105,8 @@ struct HostMachine {
     /// Bumped for every master and every stop: results of an older master, timer or wait are ignored.
     private(set) var generation = 0
     private(set) var backoff: Backoff
-    /// Forwards live on the current master, per tunnel, as sent (a cancel must repeat them exactly).
-    private(set) var added: [String: [ForwardSpec]] = [:]
-    /// The `-O forward` in flight per tunnel, with the definition it was sent for.
-    private var adding: [String: (spec: ForwardSpec, tunnel: Tunnel)] = [:]
-    private(set) var allocated: [ForwardSpec: Int] = [:]
-    /// -R forwards added since their last probe, with the round trip of the server's confirmation in ms.
-    private var confirmed: [ForwardSpec: Double] = [:]
-    /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
-    private(set) var tunnelFailures: [String: TunnelFailure] = [:]
-    private var remoteRetries: [String: Int] = [:]
-    private(set) var stalled: [String: Int] = [:]
-    private var probing: Set<String> = []
+    /// The tunnels' forwards on the master, their probes, and the tunnels that failed on their own.
+    private(set) var forwards = ForwardTable()
     private var lastAttempt: Double?
     /// When the host was lost; nil while a master is up.
     private var outageStart: Double?
@@ -191,7 +181,7 @@ struct HostMachine {
         case .spawned(let g, let pid) where g == generation:
             guard case .connecting = master else { break }
             master = .connecting(pid: pid)
-            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
                 note(name, .starting, error: nil, "connecting to \(host) (ssh pid \(pid))", &out)
             }
         case .spawnFailed(let g, let failure) where g == generation:
@@ -214,7 +204,7 @@ struct HostMachine {
         case .probed(let g, let results) where g == generation && isReady:
             probed(results, &out)
         case .retryForwards(let g, let name) where g == generation && isReady:
-            if tunnels[name] != nil, tunnelFailures[name] == nil { addNext(name, &out) }
+            if tunnels[name] != nil, !forwards.hasFailed(name) { addNext(name, &out) }
         case .pathCheck(let verdict, let trigger, let mayRestore, let token):
             pathCheck(verdict, trigger: trigger, mayRestore: mayRestore, token: token, now: now, &out)
         case .transportChecked(let g, let answered, let ms, let reason) where g == generation:
@@ -243,7 +233,7 @@ struct HostMachine {
         for (name, old) in tunnels.sorted(by: { $0.key < $1.key }) where wanted[name] != old {
             if isReady { cancelForwards(name, &out) }
             if wanted[name] == nil { note(name, .down, error: nil, "taken down", &out) }
-            tunnelFailures[name] = nil
+            forwards.forgetFailure(name)
         }
         let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
         let previous = tunnels
@@ -252,10 +242,7 @@ struct HostMachine {
         recorded = recorded.filter { wanted[$0.key] != nil }
         // A tunnel that changed may have other forwards in its row now: its next results are written, whatever they are.
         recordedProbes = recordedProbes.filter { wanted[$0.key] != nil && wanted[$0.key] == previous[$0.key] }
-        for name in retry where tunnelFailures[name] != nil {
-            tunnelFailures[name] = nil
-            remoteRetries[name] = nil
-        }
+        for name in retry { forwards.retry(name) }
         pending[token] = []
         if tunnels.isEmpty {
             stopMaster(&out)
@@ -278,7 +265,7 @@ struct HostMachine {
         case .needsAuth(let why):
             noteNeedsAuth(why, &out)
         case .ready:
-            let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
+            let fresh = tunnels.keys.sorted().filter(forwards.isUntouched)
             pending[token] = Set(fresh)
             for name in fresh { addNext(name, &out) }
             // Asked for again while live: the request ends with a fresh verdict, not the one recorded before.
@@ -312,13 +299,9 @@ struct HostMachine {
         master = .ready(pid: pid, since: now)
         interactive = asked
         outageStart = nil
-        added = [:]
-        adding = [:]
-        allocated = [:]
-        confirmed = [:]
-        probing = []
+        forwards.masterGone()
         // Forwards first, bookkeeping after: every step here is on the way to the tunnel being usable.
-        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) { addNext(name, &out) }
         let how = interactive.map { " after \($0.noun) typed at the terminal" } ?? ""
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))\(how)")))
         out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
@@ -340,9 +323,7 @@ struct HostMachine {
         }
         if outageStart == nil { outageStart = now }
         master = .none
-        added = [:]
-        adding = [:]
-        probing = []
+        forwards.masterGone()
         let failure = SSHFailure.classify(stderr: stderr, status: status)
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "ssh pid \(pid) exited with status \(status): \(failure.evidence)")))
         backoff.masterExited(afterUp: uptime)
@@ -354,7 +335,7 @@ struct HostMachine {
         if let pathReason, interactive == nil {
             // fwd ended this master because its path was gone: reconnect at once, without backoff.
             backoff.reset()
-            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
                 if uptime != nil { out.append(.record(.restart(tunnel: name, reason: pathReason))) }
                 note(name, .starting, error: pathReason, "the network path changed; reconnecting", &out)
             }
@@ -380,7 +361,7 @@ struct HostMachine {
             needsAuth(.connectionLost(evidence: failure.evidence), &out)
             return
         }
-        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
             if uptime != nil { out.append(.record(.restart(tunnel: name, reason: failure.evidence))) }
             note(name, .starting, error: failure.evidence, "connection lost; reconnecting", &out)
         }
@@ -417,9 +398,7 @@ struct HostMachine {
         generation += 1
         pathRestartReason = nil
         forgetPath(&out)
-        added = [:]
-        adding = [:]
-        probing = []
+        forwards.masterGone()
         switch master {
         case .connecting, .ready:
             out.append(.stopMaster(reason: "no tunnel on \(host) is wanted"))
@@ -435,20 +414,17 @@ struct HostMachine {
 
     /// Sends the tunnel's next forward that is not live yet; once all are, probes the tunnel.
     private mutating func addNext(_ name: String, _ out: inout [HostAction]) {
-        guard isReady, let t = tunnels[name], adding[name] == nil else { return }
-        if let f = t.forwards.first(where: { !(added[name] ?? []).contains($0) }) {
-            adding[name] = (f, t)
-            out.append(.addForward(generation: generation, tunnel: name, f))
-        } else {
-            remoteRetries[name] = nil
-            probe([name], token: nil, &out)
+        guard isReady, let t = tunnels[name] else { return }
+        switch forwards.next(for: t) {
+        case .inFlight: break
+        case .send(let f): out.append(.addForward(generation: generation, tunnel: name, f))
+        case .allLive: probe([name], token: nil, &out)
         }
     }
 
     private mutating func forwardAdded(_ name: String, _ spec: ForwardSpec, _ outcome: MuxOutcome, _ out: inout [HostAction]) {
-        guard let sent = adding[name], sent.spec == spec else { return }
-        adding[name] = nil
-        guard tunnels[name] == sent.tunnel else {
+        guard let sentFor = forwards.answered(name, spec) else { return }
+        guard tunnels[name] == sentFor else {
             // The tunnel changed or went while the add was in flight: the forward is live but unwanted.
             if case .added = outcome { out.append(.cancelForward(spec)) }
             if tunnels[name] != nil { addNext(name, &out) }
@@ -456,10 +432,7 @@ struct HostMachine {
         }
         switch outcome {
         case .added(let port, let ms):
-            added[name, default: []].append(spec)
-            if spec.kind == .remote { confirmed[spec] = ms }
-            if spec.kind == .remote, spec.listenPort == 0, let port {
-                allocated[spec] = port
+            if let port = forwards.live(name, spec, ms: ms, allocatedPort: port) {
                 out.append(.record(.allocatedPort(tunnel: name, spec: spec.sshArgument, port: port)))
             }
             addNext(name, &out)
@@ -472,8 +445,7 @@ struct HostMachine {
             case .localConflict:
                 fail(name, .localPortTaken(spec, holder: holder), &out)
             case .remoteListener:
-                let n = (remoteRetries[name] ?? 0) + 1
-                remoteRetries[name] = n
+                let n = forwards.listenerRefused(name)
                 if n > settings.remoteListenerRetries {
                     fail(name, .remoteListenerHeld(evidence: failure.evidence, retries: n - 1), &out)
                 } else {
@@ -490,18 +462,13 @@ struct HostMachine {
 
     /// The tunnel fails on its own: its forwards are cancelled and it waits for the user.
     private mutating func fail(_ name: String, _ failure: TunnelFailure, _ out: inout [HostAction]) {
-        tunnelFailures[name] = failure
+        forwards.fail(name, failure)
         cancelForwards(name, &out)
         note(name, .failed, error: failure.error(tunnel: name), failure.summary, &out)
     }
 
     private mutating func cancelForwards(_ name: String, _ out: inout [HostAction]) {
-        for f in added[name] ?? [] {
-            out.append(.cancelForward(f))
-            allocated[f] = nil
-            confirmed[f] = nil
-        }
-        added[name] = nil
+        for f in forwards.cancel(name) { out.append(.cancelForward(f)) }
     }
 
     // MARK: probes
@@ -510,18 +477,15 @@ struct HostMachine {
     /// waits for tunnels whose probe is already under way.
     private mutating func probe(_ names: Set<String>?, token: Int?, _ out: inout [HostAction]) {
         guard isReady else { return }
-        let complete = tunnels.keys.sorted().filter { name in
-            (names?.contains(name) ?? true) && tunnelFailures[name] == nil && added[name]?.count == tunnels[name]?.forwards.count
-        }
-        let due = complete.filter { !probing.contains($0) }
+        let complete = tunnels.values.filter { (names?.contains($0.name) ?? true) && forwards.isComplete($0) }.map(\.name).sorted()
         if let token { pending[token, default: []].formUnion(complete) }
+        let due = forwards.startProbes(complete)
         guard !due.isEmpty else { return }
-        probing.formUnion(due)
         let jobs = due.flatMap { name in
             let t = tunnels[name]!
             return t.forwards.enumerated().map { index, f in
-                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: allocated[f],
-                         listenerConfirmedMs: confirmed.removeValue(forKey: f))
+                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: forwards.allocated[f],
+                         listenerConfirmedMs: forwards.takeConfirmation(f))
             }
         }
         out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))
@@ -530,13 +494,13 @@ struct HostMachine {
     private mutating func probed(_ results: [ProbedTunnel], _ out: inout [HostAction]) {
         for probed in results {
             let t = probed.tunnel
-            probing.remove(t.name)
-            guard tunnels[t.name] == t, tunnelFailures[t.name] == nil else { continue }
+            forwards.probeDone(t.name)
+            guard tunnels[t.name] == t, !forwards.hasFailed(t.name) else { continue }
             var statuses: [ForwardStatus] = []
             var worst: ProbeOutcome = .up
             for (index, f) in t.forwards.enumerated() {
                 guard let result = probed.results[index] else { continue }
-                statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: allocated[f],
+                statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: forwards.allocated[f],
                                               probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
@@ -546,10 +510,10 @@ struct HostMachine {
             }
             switch worst {
             case .up:
-                stalled[t.name] = 0
+                forwards.probeAnswered(t.name)
                 note(t.name, .up, error: nil, "all \(t.forwards.count) forward(s) pass their probes", &out)
             case .targetDown(let why):
-                stalled[t.name] = 0
+                forwards.probeAnswered(t.name)
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
             case .listenerDown(let why):
                 // Our listener vanished while the master lives (someone cancelled it, or the server lost it): put
@@ -559,10 +523,8 @@ struct HostMachine {
                 cancelForwards(t.name, &out)
                 addNext(t.name, &out)
             case .noAnswer(let why):
-                let n = (stalled[t.name] ?? 0) + 1
-                stalled[t.name] = n
-                if n >= settings.stalledProbeLimit {
-                    stalled[t.name] = 0
+                let (n, stalled) = forwards.probeUnanswered(t.name, limit: settings.stalledProbeLimit)
+                if stalled {
                     note(t.name, .starting, error: why, "\(n) probes got no answer: the connection looks stalled; reconnecting", &out)
                     out.append(.terminateMaster)
                 } else {
