@@ -117,13 +117,8 @@ struct HostMachine {
     /// The last probe results written per tunnel: a round that finds exactly the same (probe = "none", whose
     /// latency is always 0) writes nothing. Any real latency differs from round to round and is written.
     private var recordedProbes: [String: [ForwardStatus]] = [:]
-    /// A transport check is out; a second reason to check waits for it.
-    private var checking = false
-    private var recheckReason: String?
-    /// Set when fwd ended the master because its path is gone: the restart's reason, and a reconnect at once.
-    private var pathRestartReason: String?
-    /// `pathCheck` requests waiting for the outcome of a check or restart.
-    private var pathReplies: [Int] = []
+    /// The live master's network path: the check out, the restart fwd ordered, the requests waiting.
+    private(set) var path = PathCheck()
     /// What the current login attempt asked a person for (nil: nothing so far).
     private var asked: LoginPromptKind?
     /// What the live (or last) master's login needed a person for; nil when it logged in by itself (agent, key).
@@ -327,10 +322,9 @@ struct HostMachine {
         let failure = SSHFailure.classify(stderr: stderr, status: status)
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "ssh pid \(pid) exited with status \(status): \(failure.evidence)")))
         backoff.masterExited(afterUp: uptime)
-        let pathReason = pathRestartReason
-        pathRestartReason = nil
-        if let pathReason { answerPathReplies(.restarted(pathReason), &out) }
-        forgetPath(&out)
+        let ended = path.masterGone()
+        let pathReason = ended.restartReason
+        answerWaiting(ended.waiting, pathReason.map(PathAnswer.restarted) ?? .masterGone, &out)
         guard !tunnels.isEmpty else { return }
         if let pathReason, interactive == nil {
             // fwd ended this master because its path was gone: reconnect at once, without backoff.
@@ -396,8 +390,7 @@ struct HostMachine {
 
     private mutating func stopMaster(_ out: inout [HostAction]) {
         generation += 1
-        pathRestartReason = nil
-        forgetPath(&out)
+        answerWaiting(path.masterGone().waiting, .masterGone, &out)
         forwards.masterGone()
         switch master {
         case .connecting, .ready:
@@ -568,63 +561,48 @@ struct HostMachine {
         case .connecting:
             reply(.connecting)
         case .ready(let pid, _):
-            if pathRestartReason != nil { return reply(.restarting) }
+            if path.isRestarting { return reply(.restarting) }
             switch verdict {
             case .ignore:
                 reply(.unchanged)
             case .restart(let reason):
-                if let token { pathReplies.append(token) }
+                path.wait(token)
                 restartMaster(pid: pid, reason, &out)
             case .check(let reason):
-                if let token { pathReplies.append(token) }
-                if checking {
-                    recheckReason = reason
-                } else {
-                    checking = true
-                    out.append(.checkTransport(generation: generation, reason: reason))
-                }
+                path.wait(token)
+                if let due = path.check(reason) { out.append(.checkTransport(generation: generation, reason: due)) }
             }
         }
     }
 
     private mutating func transportChecked(answered: Bool, ms: Int, reason: String, _ out: inout [HostAction]) {
-        checking = false
-        guard case .ready(let pid, _) = master, pathRestartReason == nil else { return }
+        path.returned()
+        guard case .ready(let pid, _) = master, !path.isRestarting else { return }
         guard answered else {
             restartMaster(pid: pid, "\(reason); no answer through the master within \(ms) ms", &out)
             return
         }
         out.append(.record(.log(.network, tunnel: nil, host: host,
                                 message: "\(reason): checked \(host), the server answers through the master (\(ms) ms)")))
-        answerPathReplies(.serverAnswers(ms: ms), &out)
-        if let again = recheckReason {
-            recheckReason = nil
-            checking = true
-            out.append(.checkTransport(generation: generation, reason: again))
-        }
+        let (waiting, next) = path.serverAnswered()
+        answerWaiting(waiting, .serverAnswers(ms: ms), &out)
+        if let next { out.append(.checkTransport(generation: generation, reason: next)) }
     }
 
     /// Ends a master whose path is gone; its exit then reconnects at once, without backoff.
     private mutating func restartMaster(pid: Int32, _ reason: String, _ out: inout [HostAction]) {
-        pathRestartReason = reason
+        path.restart(reason)
         out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(reason): restarting the master of \(host) (ssh pid \(pid))")))
         out.append(.terminateMaster)
     }
 
-    private mutating func forgetPath(_ out: inout [HostAction]) {
-        checking = false
-        recheckReason = nil
-        answerPathReplies(.masterGone, &out)
-    }
-
-    private mutating func answerPathReplies(_ answer: PathAnswer, _ out: inout [HostAction]) {
-        for token in pathReplies { out.append(.answered(token: token, answer.line(host: host))) }
-        pathReplies = []
+    /// The `pathCheck` requests that waited for an outcome get their line.
+    private func answerWaiting(_ tokens: [Int], _ answer: PathAnswer, _ out: inout [HostAction]) {
+        for token in tokens { out.append(.answered(token: token, answer.line(host: host))) }
     }
 
     // MARK: helpers
 
-    /// Records the tunnel's state; a request waiting on the tunnel is then settled.
     /// Records the tunnel's state, unless it is exactly what was recorded last (a probe round of a tunnel that
     /// stays up writes nothing); a request waiting on the tunnel is settled either way.
     private mutating func note(_ name: String, _ state: TunnelState, error: String?, _ message: String, _ out: inout [HostAction]) {
