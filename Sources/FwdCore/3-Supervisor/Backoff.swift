@@ -12,10 +12,20 @@ package struct Backoff: Sendable, Equatable {
         self.stablePeriod = stablePeriod
     }
 
+    /// A `-R` forward the server refuses because it still holds an old session's listener is asked for again
+    /// after 1, 2, 4 and then every 8 s, without jitter: the server frees the port when its ClientAlive check
+    /// ends that session, and the tunnel gives up after `SupervisorOptions.remoteListenerRetries` retries.
+    package static let remoteListener = Backoff(base: 1, cap: 8)
+
+    /// The delay before attempt `n` (0 for the first), without jitter: base·2ⁿ capped at `cap`.
+    package func delay(attempt n: Int) -> Double {
+        min(cap, base * Double(1 << min(max(n, 0), 20)))
+    }
+
     /// The delay before the next attempt, in seconds: base·2ⁿ capped, ±20 % jitter so many tunnels do not
     /// reconnect in lockstep.
     package mutating func next(jitter: Double = Double.random(in: -1...1)) -> Double {
-        let raw = min(cap, base * Double(1 << min(attempt, 20)))
+        let raw = delay(attempt: attempt)
         attempt += 1
         return max(0.05, raw * (1 + 0.2 * jitter))
     }

@@ -105,18 +105,8 @@ struct HostMachine {
     /// Bumped for every master and every stop: results of an older master, timer or wait are ignored.
     private(set) var generation = 0
     private(set) var backoff: Backoff
-    /// Forwards live on the current master, per tunnel, as sent (a cancel must repeat them exactly).
-    private(set) var added: [String: [ForwardSpec]] = [:]
-    /// The `-O forward` in flight per tunnel, with the definition it was sent for.
-    private var adding: [String: (spec: ForwardSpec, tunnel: Tunnel)] = [:]
-    private(set) var allocated: [ForwardSpec: Int] = [:]
-    /// -R forwards added since their last probe, with the round trip of the server's confirmation in ms.
-    private var confirmed: [ForwardSpec: Double] = [:]
-    /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
-    private(set) var tunnelFailures: [String: String] = [:]
-    private var remoteRetries: [String: Int] = [:]
-    private(set) var stalled: [String: Int] = [:]
-    private var probing: Set<String> = []
+    /// The tunnels' forwards on the master, their probes, and the tunnels that failed on their own.
+    private(set) var forwards = ForwardTable()
     private var lastAttempt: Double?
     /// When the host was lost; nil while a master is up.
     private var outageStart: Double?
@@ -127,13 +117,8 @@ struct HostMachine {
     /// The last probe results written per tunnel: a round that finds exactly the same (probe = "none", whose
     /// latency is always 0) writes nothing. Any real latency differs from round to round and is written.
     private var recordedProbes: [String: [ForwardStatus]] = [:]
-    /// A transport check is out; a second reason to check waits for it.
-    private var checking = false
-    private var recheckReason: String?
-    /// Set when fwd ended the master because its path is gone: the restart's reason, and a reconnect at once.
-    private var pathRestartReason: String?
-    /// `pathCheck` requests waiting for the outcome of a check or restart.
-    private var pathReplies: [Int] = []
+    /// The live master's network path: the check out, the restart fwd ordered, the requests waiting.
+    private(set) var path = PathCheck()
     /// What the current login attempt asked a person for (nil: nothing so far).
     private var asked: LoginPromptKind?
     /// What the live (or last) master's login needed a person for; nil when it logged in by itself (agent, key).
@@ -191,7 +176,7 @@ struct HostMachine {
         case .spawned(let g, let pid) where g == generation:
             guard case .connecting = master else { break }
             master = .connecting(pid: pid)
-            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
                 note(name, .starting, error: nil, "connecting to \(host) (ssh pid \(pid))", &out)
             }
         case .spawnFailed(let g, let failure) where g == generation:
@@ -214,7 +199,7 @@ struct HostMachine {
         case .probed(let g, let results) where g == generation && isReady:
             probed(results, &out)
         case .retryForwards(let g, let name) where g == generation && isReady:
-            if tunnels[name] != nil, tunnelFailures[name] == nil { addNext(name, &out) }
+            if tunnels[name] != nil, !forwards.hasFailed(name) { addNext(name, &out) }
         case .pathCheck(let verdict, let trigger, let mayRestore, let token):
             pathCheck(verdict, trigger: trigger, mayRestore: mayRestore, token: token, now: now, &out)
         case .transportChecked(let g, let answered, let ms, let reason) where g == generation:
@@ -223,10 +208,9 @@ struct HostMachine {
             asked = kind
             for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "waiting for \(kind.noun), asked at the terminal", &out) }
         case .loginImpossible(let g, let kind) where g == generation && isConnecting:
-            failAll(SSHFailure(failureClass: .fatal, evidence: "logging in to \(host) needs \(kind.noun) and no terminal is there to ask",
-                               advice: Self.loginAdvice(kind, host: host, names: tunnels.keys.sorted())), &out)
+            failAll(.noTerminal(for: kind, host: host, tunnels: tunnels.keys.sorted()), &out)
         case .loginCancelled(let g) where g == generation && isConnecting:
-            needsAuth("the login to \(host) was cancelled at the terminal", &out)
+            needsAuth(.cancelledAtTerminal, &out)
         default:
             break  // from an older master, timer or wait
         }
@@ -244,7 +228,7 @@ struct HostMachine {
         for (name, old) in tunnels.sorted(by: { $0.key < $1.key }) where wanted[name] != old {
             if isReady { cancelForwards(name, &out) }
             if wanted[name] == nil { note(name, .down, error: nil, "taken down", &out) }
-            tunnelFailures[name] = nil
+            forwards.forgetFailure(name)
         }
         let newcomers = Set(wanted.keys).subtracting(tunnels.keys)
         let previous = tunnels
@@ -253,10 +237,7 @@ struct HostMachine {
         recorded = recorded.filter { wanted[$0.key] != nil }
         // A tunnel that changed may have other forwards in its row now: its next results are written, whatever they are.
         recordedProbes = recordedProbes.filter { wanted[$0.key] != nil && wanted[$0.key] == previous[$0.key] }
-        for name in retry where tunnelFailures[name] != nil {
-            tunnelFailures[name] = nil
-            remoteRetries[name] = nil
-        }
+        for name in retry { forwards.retry(name) }
         pending[token] = []
         if tunnels.isEmpty {
             stopMaster(&out)
@@ -277,9 +258,9 @@ struct HostMachine {
         case .failed(let failure):
             for name in tunnels.keys.sorted() { note(name, .failed, error: failure.description, "not retried: \(failure.advice)", &out) }
         case .needsAuth(let why):
-            for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
+            noteNeedsAuth(why, &out)
         case .ready:
-            let fresh = tunnels.keys.sorted().filter { added[$0] == nil && adding[$0] == nil && tunnelFailures[$0] == nil }
+            let fresh = tunnels.keys.sorted().filter(forwards.isUntouched)
             pending[token] = Set(fresh)
             for name in fresh { addNext(name, &out) }
             // Asked for again while live: the request ends with a fresh verdict, not the one recorded before.
@@ -313,13 +294,9 @@ struct HostMachine {
         master = .ready(pid: pid, since: now)
         interactive = asked
         outageStart = nil
-        added = [:]
-        adding = [:]
-        allocated = [:]
-        confirmed = [:]
-        probing = []
+        forwards.masterGone()
         // Forwards first, bookkeeping after: every step here is on the way to the tunnel being usable.
-        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil { addNext(name, &out) }
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) { addNext(name, &out) }
         let how = interactive.map { " after \($0.noun) typed at the terminal" } ?? ""
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "connected to \(host) (ssh pid \(pid))\(how)")))
         out.append(.schedule(.probeTick(generation: generation), after: settings.probeInterval))
@@ -341,21 +318,18 @@ struct HostMachine {
         }
         if outageStart == nil { outageStart = now }
         master = .none
-        added = [:]
-        adding = [:]
-        probing = []
+        forwards.masterGone()
         let failure = SSHFailure.classify(stderr: stderr, status: status)
         out.append(.record(.log(.master, tunnel: nil, host: host, message: "ssh pid \(pid) exited with status \(status): \(failure.evidence)")))
         backoff.masterExited(afterUp: uptime)
-        let pathReason = pathRestartReason
-        pathRestartReason = nil
-        if let pathReason { answerPathReplies("\(host): restarted (\(pathReason))", &out) }
-        forgetPath(&out)
+        let ended = path.masterGone()
+        let pathReason = ended.restartReason
+        answerWaiting(ended.waiting, pathReason.map(PathAnswer.restarted) ?? .masterGone, &out)
         guard !tunnels.isEmpty else { return }
         if let pathReason, interactive == nil {
             // fwd ended this master because its path was gone: reconnect at once, without backoff.
             backoff.reset()
-            for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
                 if uptime != nil { out.append(.record(.restart(tunnel: name, reason: pathReason))) }
                 note(name, .starting, error: pathReason, "the network path changed; reconnecting", &out)
             }
@@ -364,13 +338,12 @@ struct HostMachine {
         }
         if let pathReason {
             // The same, on a master a person logged in: logging in again needs that person.
-            needsAuth("the network path to \(host) changed (\(pathReason))", &out)
+            needsAuth(.pathChanged(pathReason), &out)
             return
         }
         if failure.failureClass == .fatal, uptime == nil, let kind = asked {
             // ssh's own retries (3 for a password, a code or a passphrase) were spent in this one connection.
-            failAll(SSHFailure(failureClass: .fatal, evidence: failure.evidence,
-                               advice: "the server refused \(kind.noun) typed at the terminal; fwd does not try again by itself: `fwd up \(tunnels.keys.sorted().joined(separator: " "))` to try once more"), &out)
+            failAll(.typedAnswerRefused(kind, evidence: failure.evidence, tunnels: tunnels.keys.sorted()), &out)
             return
         }
         if failure.failureClass == .fatal {
@@ -379,10 +352,10 @@ struct HostMachine {
         }
         if uptime != nil, interactive != nil {
             // Logging in again needs a person: none is asked blindly (no retry loop against the server).
-            needsAuth("the connection to \(host) was lost (\(failure.evidence))", &out)
+            needsAuth(.connectionLost(evidence: failure.evidence), &out)
             return
         }
-        for name in tunnels.keys.sorted() where tunnelFailures[name] == nil {
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
             if uptime != nil { out.append(.record(.restart(tunnel: name, reason: failure.evidence))) }
             note(name, .starting, error: failure.evidence, "connection lost; reconnecting", &out)
         }
@@ -396,26 +369,14 @@ struct HostMachine {
         }
     }
 
-    private mutating func needsAuth(_ why: String, _ out: inout [HostAction]) {
+    private mutating func needsAuth(_ cause: NeedsAuthCause, _ out: inout [HostAction]) {
+        let why = cause.words(host: host)
         master = .needsAuth(why)
-        for name in tunnels.keys.sorted() { note(name, .needsAuth, error: Self.needsAuthError(why, name), "no login attempt until you act", &out) }
+        noteNeedsAuth(why, &out)
     }
 
-    /// A needs-auth tunnel's error: what happened and what to run.
-    static func needsAuthError(_ why: String, _ name: String) -> String {
-        "\(why); logging in again needs a person: run `fwd up \(name)` on a terminal (a key in ssh-agent lets fwd reconnect by itself)"
-    }
-
-    /// What to do when a login needs `kind` and no terminal can be asked.
-    static func loginAdvice(_ kind: LoginPromptKind, host: String, names: [String]) -> String {
-        let up = "`fwd up \(names.joined(separator: " "))` on a terminal"
-        switch kind {
-        case .password: return "run \(up) to type it, or log in with a key in ssh-agent (`ssh-add`)"
-        case .keyPassphrase: return "run \(up) to type it, or add the key to ssh-agent (`ssh-add KEYFILE`) so no prompt is needed"
-        case .keyboardInteractive: return "run \(up) to answer the server's question"
-        case .hostKey: return "run \(up) to check and accept the key, or add it to known_hosts first (`ssh \(host)` once)"
-        case .other: return "run \(up) to answer ssh's question"
-        }
+    private mutating func noteNeedsAuth(_ why: String, _ out: inout [HostAction]) {
+        for name in tunnels.keys.sorted() { note(name, .needsAuth, error: NeedsAuthCause.error(why, tunnel: name), "no login attempt until you act", &out) }
     }
 
     /// The executor waits out the backoff, and with `pollServer` reconnects as soon as the SSH port accepts
@@ -429,11 +390,8 @@ struct HostMachine {
 
     private mutating func stopMaster(_ out: inout [HostAction]) {
         generation += 1
-        pathRestartReason = nil
-        forgetPath(&out)
-        added = [:]
-        adding = [:]
-        probing = []
+        answerWaiting(path.masterGone().waiting, .masterGone, &out)
+        forwards.masterGone()
         switch master {
         case .connecting, .ready:
             out.append(.stopMaster(reason: "no tunnel on \(host) is wanted"))
@@ -449,20 +407,17 @@ struct HostMachine {
 
     /// Sends the tunnel's next forward that is not live yet; once all are, probes the tunnel.
     private mutating func addNext(_ name: String, _ out: inout [HostAction]) {
-        guard isReady, let t = tunnels[name], adding[name] == nil else { return }
-        if let f = t.forwards.first(where: { !(added[name] ?? []).contains($0) }) {
-            adding[name] = (f, t)
-            out.append(.addForward(generation: generation, tunnel: name, f))
-        } else {
-            remoteRetries[name] = nil
-            probe([name], token: nil, &out)
+        guard isReady, let t = tunnels[name] else { return }
+        switch forwards.next(for: t) {
+        case .inFlight: break
+        case .send(let f): out.append(.addForward(generation: generation, tunnel: name, f))
+        case .allLive: probe([name], token: nil, &out)
         }
     }
 
     private mutating func forwardAdded(_ name: String, _ spec: ForwardSpec, _ outcome: MuxOutcome, _ out: inout [HostAction]) {
-        guard let sent = adding[name], sent.spec == spec else { return }
-        adding[name] = nil
-        guard tunnels[name] == sent.tunnel else {
+        guard let sentFor = forwards.answered(name, spec) else { return }
+        guard tunnels[name] == sentFor else {
             // The tunnel changed or went while the add was in flight: the forward is live but unwanted.
             if case .added = outcome { out.append(.cancelForward(spec)) }
             if tunnels[name] != nil { addNext(name, &out) }
@@ -470,10 +425,7 @@ struct HostMachine {
         }
         switch outcome {
         case .added(let port, let ms):
-            added[name, default: []].append(spec)
-            if spec.kind == .remote { confirmed[spec] = ms }
-            if spec.kind == .remote, spec.listenPort == 0, let port {
-                allocated[spec] = port
+            if let port = forwards.live(name, spec, ms: ms, allocatedPort: port) {
                 out.append(.record(.allocatedPort(tunnel: name, spec: spec.sshArgument, port: port)))
             }
             addNext(name, &out)
@@ -484,22 +436,13 @@ struct HostMachine {
             let failure = SSHFailure.classify(stderr: text, status: 255)
             switch failure.failureClass {
             case .localConflict:
-                let port = spec.listenPort.map { "local port \($0)" } ?? "the local socket"
-                let held = holder.map { " (held by \($0))" } ?? ""
-                let message = "\(port) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward"
-                tunnelFailures[name] = message
-                cancelForwards(name, &out)
-                note(name, .failed, error: message, "cannot listen on \(port)", &out)
+                fail(name, .localPortTaken(spec, holder: holder), &out)
             case .remoteListener:
-                let n = (remoteRetries[name] ?? 0) + 1
-                remoteRetries[name] = n
+                let n = forwards.listenerRefused(name)
                 if n > settings.remoteListenerRetries {
-                    let message = "\(failure.evidence) — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up \(name)`"
-                    tunnelFailures[name] = message
-                    cancelForwards(name, &out)
-                    note(name, .failed, error: message, "gave up after \(n - 1) retries", &out)
+                    fail(name, .remoteListenerHeld(evidence: failure.evidence, retries: n - 1), &out)
                 } else {
-                    let delay = min(8.0, 0.5 * Double(1 << n))
+                    let delay = Backoff.remoteListener.delay(attempt: n - 1)
                     note(name, .starting, error: failure.evidence, "server still holds the listener; retry \(n) in \(delay) s", &out)
                     out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: delay))
                 }
@@ -510,13 +453,15 @@ struct HostMachine {
         }
     }
 
+    /// The tunnel fails on its own: its forwards are cancelled and it waits for the user.
+    private mutating func fail(_ name: String, _ failure: TunnelFailure, _ out: inout [HostAction]) {
+        forwards.fail(name, failure)
+        cancelForwards(name, &out)
+        note(name, .failed, error: failure.error(tunnel: name), failure.summary, &out)
+    }
+
     private mutating func cancelForwards(_ name: String, _ out: inout [HostAction]) {
-        for f in added[name] ?? [] {
-            out.append(.cancelForward(f))
-            allocated[f] = nil
-            confirmed[f] = nil
-        }
-        added[name] = nil
+        for f in forwards.cancel(name) { out.append(.cancelForward(f)) }
     }
 
     // MARK: probes
@@ -525,18 +470,15 @@ struct HostMachine {
     /// waits for tunnels whose probe is already under way.
     private mutating func probe(_ names: Set<String>?, token: Int?, _ out: inout [HostAction]) {
         guard isReady else { return }
-        let complete = tunnels.keys.sorted().filter { name in
-            (names?.contains(name) ?? true) && tunnelFailures[name] == nil && added[name]?.count == tunnels[name]?.forwards.count
-        }
-        let due = complete.filter { !probing.contains($0) }
+        let complete = tunnels.values.filter { (names?.contains($0.name) ?? true) && forwards.isComplete($0) }.map(\.name).sorted()
         if let token { pending[token, default: []].formUnion(complete) }
+        let due = forwards.startProbes(complete)
         guard !due.isEmpty else { return }
-        probing.formUnion(due)
         let jobs = due.flatMap { name in
             let t = tunnels[name]!
             return t.forwards.enumerated().map { index, f in
-                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: allocated[f],
-                         listenerConfirmedMs: confirmed.removeValue(forKey: f))
+                ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: forwards.allocated[f],
+                         listenerConfirmedMs: forwards.takeConfirmation(f))
             }
         }
         out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))
@@ -545,13 +487,13 @@ struct HostMachine {
     private mutating func probed(_ results: [ProbedTunnel], _ out: inout [HostAction]) {
         for probed in results {
             let t = probed.tunnel
-            probing.remove(t.name)
-            guard tunnels[t.name] == t, tunnelFailures[t.name] == nil else { continue }
+            forwards.probeDone(t.name)
+            guard tunnels[t.name] == t, !forwards.hasFailed(t.name) else { continue }
             var statuses: [ForwardStatus] = []
             var worst: ProbeOutcome = .up
             for (index, f) in t.forwards.enumerated() {
                 guard let result = probed.results[index] else { continue }
-                statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: allocated[f],
+                statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: forwards.allocated[f],
                                               probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
@@ -561,10 +503,10 @@ struct HostMachine {
             }
             switch worst {
             case .up:
-                stalled[t.name] = 0
+                forwards.probeAnswered(t.name)
                 note(t.name, .up, error: nil, "all \(t.forwards.count) forward(s) pass their probes", &out)
             case .targetDown(let why):
-                stalled[t.name] = 0
+                forwards.probeAnswered(t.name)
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
             case .listenerDown(let why):
                 // Our listener vanished while the master lives (someone cancelled it, or the server lost it): put
@@ -574,10 +516,8 @@ struct HostMachine {
                 cancelForwards(t.name, &out)
                 addNext(t.name, &out)
             case .noAnswer(let why):
-                let n = (stalled[t.name] ?? 0) + 1
-                stalled[t.name] = n
-                if n >= settings.stalledProbeLimit {
-                    stalled[t.name] = 0
+                let (n, stalled) = forwards.probeUnanswered(t.name, limit: settings.stalledProbeLimit)
+                if stalled {
                     note(t.name, .starting, error: why, "\(n) probes got no answer: the connection looks stalled; reconnecting", &out)
                     out.append(.terminateMaster)
                 } else {
@@ -600,14 +540,14 @@ struct HostMachine {
 
     private mutating func pathCheck(_ verdict: PathVerdict, trigger: String, mayRestore: Bool, token: Int?, now: Double,
                                     _ out: inout [HostAction]) {
-        func reply(_ line: String) { if let token { out.append(.answered(token: token, "\(host): \(line)")) } }
-        if tunnels.isEmpty { return reply("nothing to check (no tunnel wanted)") }
+        func reply(_ answer: PathAnswer) { if let token { out.append(.answered(token: token, answer.line(host: host))) } }
+        if tunnels.isEmpty { return reply(.noTunnelWanted) }
         switch master {
         case .failed(let failure):
-            reply("nothing to check (waiting for you: \(failure.advice))")
+            reply(.waitingForYou(advice: failure.advice))
         case .needsAuth:
             // No login without a person: a network event never starts one.
-            reply("nothing to check (logging in again needs you: `fwd up` on a terminal)")
+            reply(.needsYou)
         case .waiting:
             // Waiting out a backoff: a change that may have brought the path back is worth an attempt now.
             if mayRestore {
@@ -615,69 +555,54 @@ struct HostMachine {
                 out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(trigger): reconnecting to \(host) now")))
                 connect(now: now, &out)
             }
-            reply("reconnecting")
+            reply(.reconnecting)
         case .none:
-            reply("reconnecting")
+            reply(.reconnecting)
         case .connecting:
-            reply("connecting")
+            reply(.connecting)
         case .ready(let pid, _):
-            if pathRestartReason != nil { return reply("restarting") }
+            if path.isRestarting { return reply(.restarting) }
             switch verdict {
             case .ignore:
-                reply("the path did not change")
+                reply(.unchanged)
             case .restart(let reason):
-                if let token { pathReplies.append(token) }
+                path.wait(token)
                 restartMaster(pid: pid, reason, &out)
             case .check(let reason):
-                if let token { pathReplies.append(token) }
-                if checking {
-                    recheckReason = reason
-                } else {
-                    checking = true
-                    out.append(.checkTransport(generation: generation, reason: reason))
-                }
+                path.wait(token)
+                if let due = path.check(reason) { out.append(.checkTransport(generation: generation, reason: due)) }
             }
         }
     }
 
     private mutating func transportChecked(answered: Bool, ms: Int, reason: String, _ out: inout [HostAction]) {
-        checking = false
-        guard case .ready(let pid, _) = master, pathRestartReason == nil else { return }
+        path.returned()
+        guard case .ready(let pid, _) = master, !path.isRestarting else { return }
         guard answered else {
             restartMaster(pid: pid, "\(reason); no answer through the master within \(ms) ms", &out)
             return
         }
         out.append(.record(.log(.network, tunnel: nil, host: host,
                                 message: "\(reason): checked \(host), the server answers through the master (\(ms) ms)")))
-        answerPathReplies("\(host): the server answers (\(ms) ms); nothing to do", &out)
-        if let again = recheckReason {
-            recheckReason = nil
-            checking = true
-            out.append(.checkTransport(generation: generation, reason: again))
-        }
+        let (waiting, next) = path.serverAnswered()
+        answerWaiting(waiting, .serverAnswers(ms: ms), &out)
+        if let next { out.append(.checkTransport(generation: generation, reason: next)) }
     }
 
     /// Ends a master whose path is gone; its exit then reconnects at once, without backoff.
     private mutating func restartMaster(pid: Int32, _ reason: String, _ out: inout [HostAction]) {
-        pathRestartReason = reason
+        path.restart(reason)
         out.append(.record(.log(.network, tunnel: nil, host: host, message: "\(reason): restarting the master of \(host) (ssh pid \(pid))")))
         out.append(.terminateMaster)
     }
 
-    private mutating func forgetPath(_ out: inout [HostAction]) {
-        checking = false
-        recheckReason = nil
-        answerPathReplies("\(host): the master is gone; reconnecting", &out)
-    }
-
-    private mutating func answerPathReplies(_ line: String, _ out: inout [HostAction]) {
-        for token in pathReplies { out.append(.answered(token: token, line)) }
-        pathReplies = []
+    /// The `pathCheck` requests that waited for an outcome get their line.
+    private func answerWaiting(_ tokens: [Int], _ answer: PathAnswer, _ out: inout [HostAction]) {
+        for token in tokens { out.append(.answered(token: token, answer.line(host: host))) }
     }
 
     // MARK: helpers
 
-    /// Records the tunnel's state; a request waiting on the tunnel is then settled.
     /// Records the tunnel's state, unless it is exactly what was recorded last (a probe round of a tunnel that
     /// stays up writes nothing); a request waiting on the tunnel is settled either way.
     private mutating func note(_ name: String, _ state: TunnelState, error: String?, _ message: String, _ out: inout [HostAction]) {

@@ -250,6 +250,44 @@ import FwdLab
         #expect(again.contains(.addForward(generation: 1, tunnel: "expose", r.forwards[0])))
     }
 
+    @Test func theWordsRecordedForAFailedTunnelOrLoginAreExact() {
+        func errors(_ actions: [HostAction]) -> [String] {
+            actions.compactMap { if case .record(.state(_, _, _, let e?, _)) = $0 { e } else { nil } }
+        }
+        // A -R listener the server keeps: each retry says when, and giving up says what to check.
+        var settings = SupervisorOptions()
+        settings.remoteListenerRetries = 1
+        var r = Drive(settings: settings)
+        let expose = Self.tunnel("expose", ["8022:localhost:22"], kind: .remote)
+        _ = r.up([expose])
+        let refusal = HostMachine.MuxOutcome.refused("forwarding request failed: remote port forwarding failed for listen port 8022", holder: nil)
+        _ = r.send(.probed(generation: r.g, [Self.probed(expose, .listenerDown("nothing listens"))]))
+        let retry = r.send(.forwardAdded(generation: r.g, tunnel: "expose", expose.forwards[0], refusal))
+        #expect(Self.messages(retry) == ["server still holds the listener; retry 1 in 1.0 s"])
+        _ = r.send(.retryForwards(generation: r.g, tunnel: "expose"))
+        let gaveUp = r.send(.forwardAdded(generation: r.g, tunnel: "expose", expose.forwards[0], refusal))
+        #expect(errors(gaveUp) == ["forwarding request failed: remote port forwarding failed for listen port 8022 — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up expose`"])
+        // A login no terminal can answer, and answers the server refused.
+        var blind = Drive()
+        _ = blind.want([Self.wiki, Self.db])
+        _ = blind.send(.spawned(generation: blind.g, pid: 100))
+        #expect(errors(blind.send(.loginImpossible(generation: blind.g, .hostKey))) == [
+            "logging in to office needs a decision on the server's host key and no terminal is there to ask — run `fwd up db wiki` on a terminal to check and accept the key, or add it to known_hosts first (`ssh office` once)",
+            "logging in to office needs a decision on the server's host key and no terminal is there to ask — run `fwd up db wiki` on a terminal to check and accept the key, or add it to known_hosts first (`ssh office` once)"])
+        var typed = Drive()
+        _ = typed.want([Self.wiki])
+        _ = typed.send(.spawned(generation: typed.g, pid: 100))
+        _ = typed.send(.loginAsked(generation: typed.g, .keyPassphrase))
+        #expect(errors(typed.send(.masterExited(generation: typed.g, status: 255, stderr: "u@a.lab: Permission denied (publickey).\n"), at: 1)) == [
+            "u@a.lab: Permission denied (publickey). — the server refused a key passphrase typed at the terminal; fwd does not try again by itself: `fwd up wiki` to try once more"])
+        // Logging in again needs a person.
+        var cancelled = Drive()
+        _ = cancelled.want([Self.wiki])
+        _ = cancelled.send(.spawned(generation: cancelled.g, pid: 100))
+        #expect(errors(cancelled.send(.loginCancelled(generation: cancelled.g))) == [
+            "the login to office was cancelled at the terminal; logging in again needs a person: run `fwd up wiki` on a terminal (a key in ssh-agent lets fwd reconnect by itself)"])
+    }
+
     @Test func aStateThatDoesNotChangeIsNotWrittenAgain() {
         var d = Drive()
         _ = d.up([Self.wiki])
@@ -352,7 +390,7 @@ import FwdLab
         _ = d.send(.masterReady(generation: 1))
         let actions = d.send(.forwardAdded(generation: 1, tunnel: "laptop", r.forwards[0], .added(allocatedPort: 35733)))
         #expect(actions.contains(.record(.allocatedPort(tunnel: "laptop", spec: r.forwards[0].sshArgument, port: 35733))))
-        #expect(d.machine.allocated[r.forwards[0]] == 35733)
+        #expect(d.machine.forwards.allocated[r.forwards[0]] == 35733)
     }
 
     @Test func aRemoteListenerTheServerJustConfirmedIsNotProbedThroughAgainUntilTheNextRound() {
@@ -527,5 +565,131 @@ import FwdLab
         let more = d.want([Self.wiki, Self.db], retry: ["db"])
         #expect(!more.contains { if case .spawnMaster = $0 { true } else { false } })
         #expect(more.contains(.addForward(generation: d.g, tunnel: "db", Self.db.forwards[0])))
+    }
+}
+
+/// Network-path checks (`pathCheck`, `transportChecked`) driven through the machine: what it asks the executor,
+/// the lines a request gets, and how a master ended for its path comes back.
+@Suite struct HostMachinePathTests {
+    private static let wiki = Tunnel(name: "wiki", host: "office", forwards: [try! ForwardSpec.parse("8080:wiki.lan:80", kind: .local)])
+
+    private struct Drive {
+        var machine = HostMachine(host: "office", settings: .init(SupervisorOptions()), backoff: Backoff(), jitter: { 0 })
+        var now = 0.0
+        var token = 0
+        var g: Int { machine.generation }
+
+        mutating func send(_ event: HostMachine.Event, at time: Double? = nil) -> [HostAction] {
+            if let time { now = time }
+            return machine.handle(event, now: now)
+        }
+
+        mutating func want(_ tunnels: [Tunnel], retry: Set<String> = []) -> [HostAction] {
+            token += 1
+            return send(.update(tunnels, retry: retry, token: token))
+        }
+
+        /// Connects and adds every forward; with `asked`, the login needed that from a person.
+        mutating func up(asked: LoginPromptKind? = nil) {
+            _ = want([HostMachinePathTests.wiki], retry: ["wiki"])
+            _ = send(.spawned(generation: g, pid: 100))
+            if let asked { _ = send(.loginAsked(generation: g, asked)) }
+            _ = send(.masterReady(generation: g))
+            _ = send(.forwardAdded(generation: g, tunnel: "wiki", HostMachinePathTests.wiki.forwards[0], .added(allocatedPort: nil)))
+        }
+
+        mutating func check(_ verdict: PathVerdict, mayRestore: Bool = true, token: Int?) -> [HostAction] {
+            send(.pathCheck(verdict, trigger: "netlink", mayRestore: mayRestore, token: token))
+        }
+    }
+
+    private static func answers(_ actions: [HostAction]) -> [HostAction] {
+        actions.filter { if case .answered = $0 { true } else { false } }
+    }
+
+    private static func logs(_ actions: [HostAction]) -> [String] {
+        actions.compactMap { if case .record(.log(.network, nil, "office", let m)) = $0 { m } else { nil } }
+    }
+
+    @Test func aLivePathIsCheckedOnceAndASecondReasonWaitsForThatCheck() {
+        var d = Drive()
+        d.up()
+        let first = d.check(.check("address added"), token: 5)
+        #expect(first == [.checkTransport(generation: d.g, reason: "address added")], "no line until the server has answered")
+        #expect(d.check(.check("resumed"), token: 6).isEmpty, "one transport check at a time")
+        let answered = d.send(.transportChecked(generation: d.g, answered: true, ms: 3, reason: "address added"))
+        #expect(Self.logs(answered) == ["address added: checked office, the server answers through the master (3 ms)"])
+        #expect(Self.answers(answered) == [.answered(token: 5, "office: the server answers (3 ms); nothing to do"),
+                                           .answered(token: 6, "office: the server answers (3 ms); nothing to do")])
+        #expect(answered.last == .checkTransport(generation: d.g, reason: "resumed"), "the waiting reason is checked next")
+        let second = d.send(.transportChecked(generation: d.g, answered: true, ms: 4, reason: "resumed"))
+        #expect(Self.answers(second).isEmpty)
+        #expect(!second.contains { if case .checkTransport = $0 { true } else { false } })
+        #expect(d.check(.ignore, token: 7) == [.answered(token: 7, "office: the path did not change")])
+    }
+
+    @Test func noAnswerRestartsTheMasterAndItsExitReconnectsAtOnce() {
+        var d = Drive()
+        d.up()
+        _ = d.check(.check("`fwd reconnect` asked"), token: 9)
+        let silent = d.send(.transportChecked(generation: d.g, answered: false, ms: 2000, reason: "`fwd reconnect` asked"))
+        let reason = "`fwd reconnect` asked; no answer through the master within 2000 ms"
+        #expect(silent == [.record(.log(.network, tunnel: nil, host: "office", message: "\(reason): restarting the master of office (ssh pid 100)")),
+                           .terminateMaster])
+        #expect(d.check(.check("resumed"), token: 10) == [.answered(token: 10, "office: restarting")], "a restart is under way")
+        let old = d.g
+        let exit = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection to office closed by remote host.\n"), at: 100)
+        #expect(Self.answers(exit) == [.answered(token: 9, "office: restarted (\(reason))")])
+        #expect(exit.contains(.record(.restart(tunnel: "wiki", reason: reason))))
+        #expect(exit.contains { if case .record(.state("wiki", .starting, _, reason, "the network path changed; reconnecting")) = $0 { true } else { false } })
+        #expect(exit.contains(.spawnMaster(generation: old + 1)), "no backoff wait")
+        #expect(!exit.contains { if case .waitToReconnect = $0 { true } else { false } })
+    }
+
+    @Test func aMasterThatGoesWhileItsPathIsCheckedAnswersTheRequestAndForgetsTheCheck() {
+        var d = Drive()
+        d.up()
+        _ = d.check(.check("address added"), token: 3)
+        _ = d.check(.check("resumed"), token: 4)
+        let exit = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 10)
+        #expect(Self.answers(exit) == [.answered(token: 3, "office: the master is gone; reconnecting"),
+                                       .answered(token: 4, "office: the master is gone; reconnecting")])
+        // The check's late result changes nothing, and the next master starts with no check out.
+        #expect(d.send(.transportChecked(generation: d.g, answered: false, ms: 2000, reason: "address added")).isEmpty)
+        _ = d.send(.connectDue(generation: d.g), at: 11)
+        _ = d.send(.spawned(generation: d.g, pid: 101))
+        _ = d.send(.masterReady(generation: d.g))
+        #expect(d.check(.check("resumed"), token: nil) == [.checkTransport(generation: d.g, reason: "resumed")])
+    }
+
+    @Test func aPathLostUnderAMasterAPersonLoggedInWaitsForThatPerson() {
+        var d = Drive()
+        d.up(asked: .password)
+        let gone = d.check(.restart("10.0.0.5 left wlan0"), token: nil)
+        #expect(gone.last == .terminateMaster)
+        let exit = d.send(.masterExited(generation: d.g, status: 255, stderr: ""), at: 5)
+        #expect(exit.contains { if case .record(.state("wiki", .needsAuth, _, let e?, _)) = $0 {
+            e.hasPrefix("the network path to office changed (10.0.0.5 left wlan0); logging in again needs a person")
+        } else { false } })
+        #expect(!exit.contains { if case .spawnMaster = $0 { true } else { false } })
+        #expect(d.check(.check("resumed"), token: 2) == [.answered(token: 2, "office: nothing to check (logging in again needs you: `fwd up` on a terminal)")])
+    }
+
+    @Test func aRequestWhileNoMasterIsLiveSaysWhatTheHostIsDoing() {
+        var d = Drive()
+        #expect(d.check(.check("resumed"), token: 1) == [.answered(token: 1, "office: nothing to check (no tunnel wanted)")])
+        _ = d.want([Self.wiki])
+        #expect(d.check(.check("resumed"), token: 2) == [.answered(token: 2, "office: connecting")])
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 1)
+        #expect(d.check(.check("resumed"), mayRestore: false, token: 3) == [.answered(token: 3, "office: reconnecting")])
+        // Waiting out a backoff, a change that may bring the path back connects at once.
+        let now = d.check(.check("resumed"), token: 4)
+        #expect(now == [.record(.log(.network, tunnel: nil, host: "office", message: "netlink: reconnecting to office now")),
+                        .spawnMaster(generation: d.g), .answered(token: 4, "office: reconnecting")])
+        _ = d.send(.spawned(generation: d.g, pid: 101))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Host key verification failed.\n"), at: 2)
+        let failed = d.check(.check("resumed"), token: 5)
+        #expect(failed == [.answered(token: 5, "office: nothing to check (waiting for you: the server's host key is unknown or changed; connect once with `ssh HOST` to check and accept it, then retry)")])
     }
 }

@@ -1,0 +1,32 @@
+import Testing
+@testable import FwdCore
+
+/// The words for what `HostMachine` decided; the machine's tests hold the rest of them in context.
+@Suite struct MachineWordingTests {
+    @Test func aTakenListenerIsNamedByItsPortOrAsTheLocalSocketAndItsHolderWhenKnown() throws {
+        let tcp = try ForwardSpec.parse("8080:wiki.lan:80", kind: .local)
+        let socket = ForwardSpec(kind: .local, listen: .unix(path: "/tmp/wiki.sock"), target: .tcp(host: "wiki.lan", port: 80))
+        let held = TunnelFailure.localPortTaken(tcp, holder: "pid 7 (nc)")
+        #expect(held.error(tunnel: "wiki") == "local port 8080 is already in use (held by pid 7 (nc)): stop that program or change the port in wiki's local forward")
+        #expect(held.summary == "cannot listen on local port 8080")
+        let unix = TunnelFailure.localPortTaken(socket, holder: nil)
+        #expect(unix.error(tunnel: "wiki") == "the local socket is already in use: stop that program or change the port in wiki's local forward")
+        #expect(unix.summary == "cannot listen on the local socket")
+        #expect(TunnelFailure.remoteListenerHeld(evidence: "e", retries: 6).summary == "gave up after 6 retries")
+    }
+
+    @Test func everyLoginQuestionNoTerminalCanAnswerSaysWhatToRunAndIsFatal() {
+        for kind in LoginPromptKind.allCases {
+            let failure = SSHFailure.noTerminal(for: kind, host: "office", tunnels: ["db", "wiki"])
+            #expect(failure.failureClass == .fatal)
+            #expect(failure.evidence == "logging in to office needs \(kind.noun) and no terminal is there to ask")
+            #expect(failure.advice.hasPrefix("run `fwd up db wiki` on a terminal to "), "\(failure.advice)")
+        }
+        #expect(SSHFailure.noTerminal(for: .other, host: "office", tunnels: ["wiki"]).advice == "run `fwd up wiki` on a terminal to answer ssh's question")
+    }
+
+    @Test func pathAnswersStartWithTheHost() {
+        #expect(PathAnswer.restarted("resumed").line(host: "office") == "office: restarted (resumed)")
+        #expect(PathAnswer.waitingForYou(advice: "fix it").line(host: "lab") == "lab: nothing to check (waiting for you: fix it)")
+    }
+}
