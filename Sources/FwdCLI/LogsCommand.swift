@@ -34,7 +34,7 @@ struct LogsCommand: AsyncParsableCommand {
             Swift.print(try JSONOutput.encode(events.map(EventJSON.init)))
             return
         }
-        events.forEach(Self.print)
+        events.forEach(EventLine.print)
         if let name, let host = try store.tunnel(name)?.host {
             let log = "\(context.paths.logDirectory)/\(host).log"
             if let text = FileSystem.read(log), !text.isEmpty {
@@ -52,30 +52,16 @@ struct LogsCommand: AsyncParsableCommand {
                 _ = try client.reply(timeout: 10)
                 while let reply = try? client.next(timeout: nil) {
                     guard let e = reply.event else { continue }
-                    Self.print(e)
+                    EventLine.print(e)
                     last = e.id
                 }
             }
             for e in try store.events(tunnel: name, after: last, limit: 1000) {
-                Self.print(e)
+                EventLine.print(e)
                 last = e.id
             }
             try await Task.sleep(for: .seconds(1))
         }
-    }
-
-    static let formatter: DateFormatter = {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
-        return f
-    }()
-
-    static func print(_ e: Event) {
-        let subject = e.tunnel ?? e.host ?? "fwd"
-        let change = e.kind == .state ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
-        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(e.kind)\(change): \(e.message)")
-        fflush(nil)
     }
 }
 

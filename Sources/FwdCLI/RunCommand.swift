@@ -20,7 +20,7 @@ struct RunCommand: AsyncParsableCommand {
                                         prompter: Waiter.canPrompt ? TerminalPrompter() : nil)
         // The supervisor runs in this process: its events come straight from its store writer.
         try await service.run(onEvent: { e in
-            if e.tunnel.map(names.contains) ?? true { LogsCommand.print(e) }
+            if e.tunnel.map(names.contains) ?? true { EventLine.print(e) }
         })
     }
 }

@@ -49,7 +49,7 @@ struct StatusCommand: AsyncParsableCommand {
             } catch {
                 frame = "\(error)\n"
             }
-            let clock = LogsCommand.formatter.string(from: Date()).dropFirst(11).prefix(8)
+            let clock = EventLine.formatter.string(from: Date()).dropFirst(11).prefix(8)
             print(Terminal.clearScreen + frame + terminal.paint("\n\(clock) · every 1 s · Ctrl-C to stop", .dim), terminator: "")
             fflush(nil)
             try await Task.sleep(for: .seconds(1))
