@@ -9,31 +9,17 @@ struct DownCommand: AsyncParsableCommand {
         discussion: "Forwards are cancelled on the live master; a host's master exits with its last tunnel. Example: fwd down --all"
     )
 
-    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsToTakeDown)
-    var names: [String] = []
-
-    @Flag(help: "Take every tunnel down.")
-    var all = false
-
-    @Option(help: "Seconds to wait.")
-    var timeout: Double = 15
-
-    @Flag(name: .shortAndLong, help: "Print nothing on success.")
-    var quiet = false
-
-    func validate() throws {
-        if names.isEmpty == !all { throw ValidationError("name tunnels or groups, or give --all") }
-    }
+    @OptionGroup var selection: TunnelSelection<DownCommand>
 
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
         let targets: [TunnelStatus]
-        if all {
+        if selection.all {
             targets = try store.tunnels()
         } else {
             let config = try context.loadConfig()
-            let wanted = try config.resolve(names)
+            let wanted = try config.resolve(selection.names)
             let known = try store.tunnels(named: wanted.map(\.name))
             // A tunnel never brought up has no row yet; it gets one, recorded down.
             targets = wanted.map { t in
@@ -50,7 +36,7 @@ struct DownCommand: AsyncParsableCommand {
             return
         }
         let left = try Waiter(names: targets.map(\.name), quiet: true)
-            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: timeout)
+            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: selection.timeout)
         if !left.isEmpty {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
@@ -59,7 +45,14 @@ struct DownCommand: AsyncParsableCommand {
     }
 
     func report(_ names: [String], store: Store) throws {
-        guard !quiet else { return }
+        guard !selection.quiet else { return }
         for name in names { print("\(name): \(try store.tunnel(name)?.state.rawValue ?? "down")") }
     }
+}
+
+extension DownCommand: SelectsAllTunnels {
+    typealias Scope = NamesOrAll<DownCommand>
+    static var nameCompletion: CompletionKind { Completions.tunnelsToTakeDown }
+    static var allHelp: String { "Take every tunnel down." }
+    static var timeout: (seconds: Double, help: String) { (15, "Seconds to wait.") }
 }

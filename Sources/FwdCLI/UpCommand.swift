@@ -14,19 +14,12 @@ struct UpCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
-    var names: [String]
-
-    @Option(help: "Seconds to wait for every tunnel to pass its probe.")
-    var timeout: Double = 30
-
-    @Flag(name: .shortAndLong, help: "Print nothing on success.")
-    var quiet = false
+    @OptionGroup var selection: TunnelSelection<UpCommand>
 
     func run() async throws {
         let context = Context.current()
         let config = try context.loadConfig()
-        let tunnels = try config.resolve(names)
+        let tunnels = try config.resolve(selection.names)
         // The supervisor starts while this writes what it wants; its answer to `watch` reads that.
         let starting = try Control.startSupervisor(context.paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
         let store = try Store(path: context.paths.database)
@@ -36,8 +29,8 @@ struct UpCommand: AsyncParsableCommand {
         let client = try Waiter.watch(request, paths: context.paths, starting: true)
         let outcome: [String]
         do {
-            outcome = try Waiter(names: tunnels.map(\.name), quiet: quiet)
-                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) }, timeout: timeout)
+            outcome = try Waiter(names: tunnels.map(\.name), quiet: selection.quiet)
+                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) }, timeout: selection.timeout)
         } catch Waiter.Cancelled.atPrompt {
             // Ctrl-C at a login question: this command's tunnels go down, as `fwd down` would take them.
             try store.setDesired(.down, tunnels: tunnels)
@@ -50,4 +43,9 @@ struct UpCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+extension UpCommand: SelectsTunnels {
+    typealias Scope = NamesOnly
+    static var timeout: (seconds: Double, help: String) { (30, "Seconds to wait for every tunnel to pass its probe.") }
 }
