@@ -15,33 +15,19 @@ struct ReconnectCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Tunnel or group names.", completion: Completions.tunnelsAndGroups)
-    var names: [String] = []
-
-    @Flag(help: "Check every master.")
-    var all = false
-
-    @Option(help: "Seconds to wait for restarted tunnels to be up again.")
-    var timeout: Double = 30
-
-    @Flag(name: .shortAndLong, help: "Print nothing on success.")
-    var quiet = false
-
-    func validate() throws {
-        if names.isEmpty == !all { throw ValidationError("name tunnels or groups, or give --all") }
-    }
+    @OptionGroup var selection: TunnelSelection<ReconnectCommand>
 
     func run() async throws {
         let context = Context.current()
-        let selected = all ? nil : try context.loadConfig().resolve(names).map(\.name)
+        let selected = selection.all ? nil : try context.loadConfig().resolve(selection.names).map(\.name)
         guard Control.runningPID(context.paths) != nil else {
             // A hook may run while fwd is not in use: nothing runs, so nothing needs reconnecting.
-            if !quiet { FileHandle.standardError.write(Data("fwd: no supervisor is running; nothing to reconnect\n".utf8)) }
+            if !selection.quiet { FileHandle.standardError.write(Data("fwd: no supervisor is running; nothing to reconnect\n".utf8)) }
             return
         }
         let reply = try Control.request(ControlRequest(op: .reconnect, names: selected), paths: context.paths)
         let lines: [String] = if case .lines(let l) = reply { l } else { [] }
-        if !quiet {
+        if !selection.quiet {
             for line in lines { print(line) }
             if lines.isEmpty { print("no master runs for \(selected.map { $0.joined(separator: ", ") } ?? "any tunnel"); nothing to check") }
         }
@@ -49,10 +35,16 @@ struct ReconnectCommand: AsyncParsableCommand {
         let store = try Store(path: context.paths.database)
         let waitFor = try selected ?? store.desiredUp().map(\.name)
         let client = try Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: waitFor), paths: context.paths, starting: false)
-        let outcome = try Waiter(names: waitFor, quiet: quiet).wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, timeout: timeout)
+        let outcome = try Waiter(names: waitFor, quiet: selection.quiet).wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, timeout: selection.timeout)
         if !outcome.isEmpty {
             for line in outcome { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
         }
     }
+}
+
+extension ReconnectCommand: SelectsAllTunnels {
+    typealias Scope = NamesOrAll<ReconnectCommand>
+    static var allHelp: String { "Check every master." }
+    static var timeout: (seconds: Double, help: String) { (30, "Seconds to wait for restarted tunnels to be up again.") }
 }

@@ -87,25 +87,6 @@ struct ProbeSocket: ~Copyable {
         held = .some(holding)
     }
 
-    /// Connects without suspending; for synchronous callers (tests, tools).
-    static func connect(to address: ProbeAddress, until deadline: ContinuousClock.Instant) throws(ConnectFailure) -> ProbeSocket {
-        var lastFailure = ConnectFailure.failed("\(address) has no address")
-        for candidate in try resolve(address) {
-            do throws(ConnectFailure) {
-                var done = false
-                let socket = try startConnect(candidate, done: &done)
-                if done { return socket }
-                let outcome = Reactor.waitBlocking(socket.fd, for: .write, until: deadline)
-                return try finishConnect(socket, outcome, isUnix: candidate.family == AF_UNIX)
-            } catch .timedOut {
-                throw .timedOut
-            } catch {
-                lastFailure = error
-            }
-        }
-        throw lastFailure
-    }
-
     static func connect(to address: ProbeAddress, until deadline: ContinuousClock.Instant) async throws(ConnectFailure) -> ProbeSocket {
         let candidates = try await candidates(for: address)
         var lastFailure = ConnectFailure.failed("\(address) has no address")

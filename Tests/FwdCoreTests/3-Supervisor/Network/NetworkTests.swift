@@ -175,11 +175,11 @@ private enum Netlink {
     }
 
     #if os(Linux)
-    @Test func thePathOfALiveConnectionIsFoundFromItsProcess() throws {
+    @Test func thePathOfALiveConnectionIsFoundFromItsProcess() async throws {
         // This test process's own TCP connection to a listener on loopback stands in for ssh's.
         let server = try TinyHTTPServer(host: "127.0.0.1", port: 0, body: "x")
         defer { server.stop() }
-        let socket = try ProbeSocket.connect(to: .tcp(host: "127.0.0.1", port: server.port), until: .now + .seconds(2))
+        let socket = try await ProbeSocket.connect(to: .tcp(host: "127.0.0.1", port: server.port), until: .now + .seconds(2))
         let found = try #require(MasterPath.discover(pid: getpid()))
         #expect(socket.fd >= 0)
         #expect(found.remoteAddress == "127.0.0.1")

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+struct DownCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "down",
+        abstract: "Take tunnels or groups down.",
+        discussion: "Forwards are cancelled on the live master; a host's master exits with its last tunnel. Example: fwd down --all"
+    )
+
+    @OptionGroup var selection: TunnelSelection<DownCommand>
+
+    func run() async throws {
+        let context = Context.current()
+        let store = try Store(path: context.paths.database)
+        let targets: [TunnelStatus]
+        if selection.all {
+            targets = try store.tunnels()
+        } else {
+            let config = try context.loadConfig()
+            let wanted = try config.resolve(selection.names)
+            let known = try store.tunnels(named: wanted.map(\.name))
+            // A tunnel never brought up has no row yet; it gets one, recorded down.
+            targets = wanted.map { t in
+                known[t.name] ?? TunnelStatus(name: t.name, host: t.host, desired: .down, state: .down, since: Date(),
+                                              forwards: ForwardStatus.initial(for: t), updatedAt: Date())
+            }
+        }
+        try store.setDesired(.down, recorded: targets)
+        guard let client = try? Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: targets.map(\.name)),
+                                             paths: context.paths, starting: false) else {
+            // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
+            for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
+            try report(targets.map(\.name), store: store)
+            return
+        }
+        let left = try Waiter(names: targets.map(\.name), quiet: true)
+            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: selection.timeout)
+        if !left.isEmpty {
+            for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+            throw ExitCode(1)
+        }
+        try report(targets.map(\.name), store: store)
+    }
+
+    func report(_ names: [String], store: Store) throws {
+        guard !selection.quiet else { return }
+        for name in names { print("\(name): \(try store.tunnel(name)?.state.rawValue ?? "down")") }
+    }
+}
+
+extension DownCommand: SelectsAllTunnels {
+    typealias Scope = NamesOrAll<DownCommand>
+    static var nameCompletion: CompletionKind { Completions.tunnelsToTakeDown }
+    static var allHelp: String { "Take every tunnel down." }
+    static var timeout: (seconds: Double, help: String) { (15, "Seconds to wait.") }
+}

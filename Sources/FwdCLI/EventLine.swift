@@ -1,0 +1,19 @@
+import Foundation
+import FwdCore
+
+/// An event as one line: how `fwd logs` prints the log and `fwd run` its tunnels' events as they come.
+enum EventLine {
+    static let formatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        return f
+    }()
+
+    static func print(_ e: Event) {
+        let subject = e.tunnel ?? e.host ?? "fwd"
+        let change = e.kind == .state ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
+        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(e.kind)\(change): \(e.message)")
+        fflush(nil)
+    }
+}

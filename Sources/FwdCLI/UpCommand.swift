@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import FwdCore
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Bring tunnels or groups up and wait until each passes its probe.",
+        discussion: """
+        Starts the supervisor in the background if none runs (it outlives this command and the terminal), \
+        asks it for the tunnels, and waits. Exits 0 when every tunnel is up; otherwise non-zero with each \
+        tunnel's reason, as soon as each has one (a failed probe, a refused login), without waiting out the \
+        timeout. Example: fwd up intranet-wiki work
+        """
+    )
+
+    @OptionGroup var selection: TunnelSelection<UpCommand>
+
+    func run() async throws {
+        let context = Context.current()
+        let config = try context.loadConfig()
+        let tunnels = try config.resolve(selection.names)
+        // The supervisor starts while this writes what it wants; its answer to `watch` reads that.
+        let starting = try Control.startSupervisor(context.paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
+        let store = try Store(path: context.paths.database)
+        try store.setDesired(.up, tunnels: tunnels)
+        try starting?.waitUntilReady()
+        let request = ControlRequest(op: .watch, config: config.path, names: tunnels.map(\.name), prompt: Waiter.canPrompt)
+        let client = try Waiter.watch(request, paths: context.paths, starting: true)
+        let outcome: [String]
+        do {
+            outcome = try Waiter(names: tunnels.map(\.name), quiet: selection.quiet)
+                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) }, timeout: selection.timeout)
+        } catch Waiter.Cancelled.atPrompt {
+            // Ctrl-C at a login question: this command's tunnels go down, as `fwd down` would take them.
+            try store.setDesired(.down, tunnels: tunnels)
+            _ = try? Control.request(ControlRequest(op: .reconcile, config: config.path), paths: context.paths)
+            FileHandle.standardError.write(Data("fwd up: cancelled at the login prompt; \(tunnels.map(\.name).joined(separator: ", ")) \(tunnels.count == 1 ? "is" : "are") down\n".utf8))
+            throw ExitCode(130)
+        }
+        if !outcome.isEmpty {
+            for line in outcome { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension UpCommand: SelectsTunnels {
+    typealias Scope = NamesOnly
+    static var timeout: (seconds: Double, help: String) { (30, "Seconds to wait for every tunnel to pass its probe.") }
+}
