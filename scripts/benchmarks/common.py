@@ -22,3 +22,12 @@ def fmt_s(s):
 
 def ms_list(xs):
     return ", ".join(f"{x * 1000:.0f}" for x in xs)
+
+
+def median_of_rounds(xs):
+    """The median over all rounds of a bounded wait, a round that saw nothing (None) counting as more than the
+    bound; None when half the rounds or more saw nothing."""
+    seen = [x for x in xs if x is not None]
+    if len(seen) * 2 <= len(xs):
+        return None
+    return median([x if x is not None else float("inf") for x in xs])

@@ -300,6 +300,34 @@ class Lab:
             time.sleep(0.005)
         self.reap()
 
+    def add_namespace_pair(self):
+        """A new client and server network namespace (the cleanup removes them if end_namespace_pair does not);
+        returns their names and those of the veth pair namespace_lab joins them with."""
+        tag = f"{random.randrange(16 ** 4):04x}"
+        cns, sns = f"fwdb{tag}c", f"fwdb{tag}s"
+        cif, sif = f"fwdb{tag}c0", f"fwdb{tag}s0"
+        for ns in (cns, sns):
+            self.run(["ip", "netns", "add", ns], check=True)
+            self.namespaces.append(ns)
+        return cns, sns, cif, sif
+
+    def started(self):
+        """The processes this run has started so far: the ones end_namespace_pair leaves running."""
+        return set(self.marked()) | {p.pid for p in self.children}
+
+    def end_namespace_pair(self, cns, sns, env, before):
+        """Stops fwd in the client namespace (when `env` is set), ends every process started since `before` (from
+        started()) and removes both namespaces."""
+        if env:
+            self.fwd_stop(env, ns=cns)
+        kids = children_map()
+        started = [p for p in self.children if p.pid not in before and p.poll() is None]
+        self.kill_pids([p for p in self.marked() if p not in before] +
+                       [d for p in started for d in [p.pid] + descendants(p.pid, kids)])
+        for ns in (cns, sns):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+            self.namespaces.remove(ns)
+
     def namespace_lab(self, cns, sns, cif, sif, client_address, name, promote=False):
         """A veth pair from the client namespace to the server namespace, an sshd on 198.18.0.1:22 and an HTTP
         server on :8080 in the server namespace, and the ssh_config files for host `nsbench`. Returns

@@ -4,10 +4,9 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import time
 
-from .common import CannotMeasure, fmt_s, median
+from .common import CannotMeasure, fmt_s, median_of_rounds
 from .procfs import alive, children_map, comm, descendants
 
 KEY = "4"
@@ -25,13 +24,8 @@ def run(lab, report):
     use_nft = not shutil.which("iptables")
     if use_nft and not shutil.which("nft"):
         raise CannotMeasure("neither iptables nor nft is installed")
-    tag = f"{random.randrange(16 ** 4):04x}"
-    cns, sns = f"fwdb{tag}c", f"fwdb{tag}s"
-    cif, sif = f"fwdb{tag}c0", f"fwdb{tag}s0"
-    for ns in (cns, sns):
-        lab.run(["ip", "netns", "add", ns], check=True)
-        lab.namespaces.append(ns)
-    procs_before = set(lab.marked()) | {p.pid for p in lab.children}
+    cns, sns, cif, sif = lab.add_namespace_pair()
+    procs_before = lab.started()
     env = None
     try:
         d, user_cfg, raw_cfg = lab.namespace_lab(cns, sns, cif, sif, "198.18.0.2", "ns")
@@ -100,25 +94,11 @@ def run(lab, report):
                 lab.kill_pids([proc.pid] + descendants(proc.pid))
             lab.run(exec_c + [lab.fwd, "down", "--all"], env=env, timeout=30)
     finally:
-        if env:
-            lab.fwd_stop(env, ns=cns)
-        kids = children_map()
-        started = [p for p in lab.children if p.pid not in procs_before and p.poll() is None]
-        lab.kill_pids([p for p in lab.marked() if p not in procs_before] +
-                      [d for p in started for d in [p.pid] + descendants(p.pid, kids)])
-        for ns in (cns, sns):
-            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-            lab.namespaces.remove(ns)
+        lab.end_namespace_pair(cns, sns, env, procs_before)
 
-    def med(xs):
-        seen = [x for x in xs if x is not None]
-        # An undetected loss counts as "more than the bound"; the median is over all rounds.
-        if len(seen) * 2 <= len(xs):
-            return None
-        return median([x if x is not None else float("inf") for x in xs])
-    f = med(res["fwd"])
+    f = median_of_rounds(res["fwd"])
     for key, label in (("autossh-tuned", "autossh -M 0, ServerAlive 5×3"), ("autossh", "autossh defaults")):
-        b = med(res[key])
+        b = median_of_rounds(res[key])
         report.row(f"4. Detection of a silent loss (DROP in the server's namespace) → fwd leaves `up` / ssh child exits (vs {label})",
                    fmt_s(f) if f is not None else f"> {bound:g} s",
                    fmt_s(b) if b is not None else f"> {bound:g} s (not noticed)",

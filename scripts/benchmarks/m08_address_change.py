@@ -7,9 +7,9 @@ import shutil
 import subprocess
 import time
 
-from .common import CannotMeasure, fmt_s, median
+from .common import CannotMeasure, fmt_s, median_of_rounds
 from .helpers import POLL
-from .procfs import children_map, descendants
+from .procfs import descendants
 
 KEY = "8"
 TITLE = "8. address change → page (network namespaces)"
@@ -26,13 +26,8 @@ def run(lab, report):
     for tool in ("ip", "autossh"):
         if not shutil.which(tool):
             raise CannotMeasure(f"{tool} is not installed")
-    tag = f"{random.randrange(16 ** 4):04x}"
-    cns, sns = f"fwdb{tag}c", f"fwdb{tag}s"
-    cif, sif = f"fwdb{tag}c0", f"fwdb{tag}s0"
-    for ns in (cns, sns):
-        lab.run(["ip", "netns", "add", ns], check=True)
-        lab.namespaces.append(ns)
-    procs_before = set(lab.marked()) | {p.pid for p in lab.children}
+    cns, sns, cif, sif = lab.add_namespace_pair()
+    procs_before = lab.started()
     env = None
     bound = lab.args.detect_bound
     addresses = ["198.18.0.2", "198.18.0.3"]
@@ -88,22 +83,9 @@ def run(lab, report):
         except ValueError:
             fwd_restarts = None
     finally:
-        if env:
-            lab.fwd_stop(env, ns=cns)
-        kids = children_map()
-        started = [p for p in lab.children if p.pid not in procs_before and p.poll() is None]
-        lab.kill_pids([p for p in lab.marked() if p not in procs_before] +
-                      [d for p in started for d in [p.pid] + descendants(p.pid, kids)])
-        for ns in (cns, sns):
-            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-            lab.namespaces.remove(ns)
+        lab.end_namespace_pair(cns, sns, env, procs_before)
 
-    def med(xs):
-        seen = [x for x in xs if x is not None]
-        if len(seen) * 2 <= len(xs):
-            return None
-        return median([x if x is not None else float("inf") for x in xs])
-    f, b = med(res["fwd"]), med(res["autossh-tuned"])
+    f, b = median_of_rounds(res["fwd"]), median_of_rounds(res["autossh-tuned"])
     report.row("8. Address change → page (new address added, old one deleted; vs autossh -M 0, ServerAlive 5×3)",
                fmt_s(f) if f is not None else f"> {bound:g} s",
                fmt_s(b) if b is not None else f"> {bound:g} s",
