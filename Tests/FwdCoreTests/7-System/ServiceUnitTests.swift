@@ -4,7 +4,7 @@ import Testing
 
 /// The systemd and launchd units `fwd service` renders from templates/.
 @Suite struct ServiceUnitTests {
-    static let templates = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let templates = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("templates").path
     let paths = FwdPaths(config: "/home/alice/.config/fwd/fwd.toml", stateDirectory: "/home/alice/.local/state/fwd",
                          userSSHConfig: "/home/alice/.ssh/config")
