@@ -57,14 +57,15 @@ struct Waiter {
         }
         while true {
             if answers.cancelled { throw Cancelled.atPrompt }
-            var pending: [String] = []
+            // Each tunnel not there yet, with its state: the lines are judged by the state, never by their text.
+            var pending: [(state: TunnelState, line: String)] = []
             var failed = false
             for name in names {
                 let row = rows[name]
                 let state = row?.state ?? .down
                 if done(state) { continue }
                 if failFast(state) { failed = true }
-                pending.append("\(name): \(state.rawValue)\(row?.lastError.map { " — \($0)" } ?? "")")
+                pending.append((state, "\(name): \(state.rawValue)\(row?.lastError.map { " — \($0)" } ?? "")"))
             }
             // The snapshot of every named tunnel arrives first: judge only once each has been heard of.
             let heard = names.allSatisfy { rows[$0] != nil }
@@ -75,13 +76,14 @@ struct Waiter {
                 return []
             }
             let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) }
-            if heard && failed && allSettled { return pending }
-            if let ending { return pending.map { "\($0) (\(ending))" } }
+            if heard && failed && allSettled { return pending.map(\.line) }
+            if let ending { return pending.map { "\($0.line) (\(ending))" } }
             // The time a person takes to answer does not count against the timeout.
             if desk.isAsking { deadline = max(deadline, Date().addingTimeInterval(timeout)) }
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else {
-                return pending.map { $0.contains(": failed") ? $0 : "\($0) (timed out after \(Int(timeout)) s)" }
+                // A failed tunnel's line already says why; the others ran out of time.
+                return pending.map { $0.state == .failed ? $0.line : "\($0.line) (timed out after \(Int(timeout)) s)" }
             }
             let reply: ControlReply?
             do {
