@@ -34,6 +34,11 @@ import FwdLab
 
         var g: Int { machine.generation }
 
+        /// A network-path trigger (from netlink) with `verdict` for the live master.
+        mutating func check(_ verdict: PathVerdict, mayRestore: Bool = true, token: Int?) -> [HostAction] {
+            send(.pathCheck(verdict, trigger: "netlink", mayRestore: mayRestore, token: token))
+        }
+
         /// Brings `tunnels` up: connect, ssh spawned, socket there, every forward added.
         mutating func up(_ tunnels: [Tunnel]) -> [HostAction] {
             _ = want(tunnels)
@@ -568,41 +573,11 @@ import FwdLab
     }
 }
 
+// MARK: network paths
+
 /// Network-path checks (`pathCheck`, `transportChecked`) driven through the machine: what it asks the executor,
 /// the lines a request gets, and how a master ended for its path comes back.
-@Suite struct HostMachinePathTests {
-    private static let wiki = Tunnel(name: "wiki", host: "office", forwards: [try! ForwardSpec.parse("8080:wiki.lan:80", kind: .local)])
-
-    private struct Drive {
-        var machine = HostMachine(host: "office", settings: .init(SupervisorOptions()), backoff: Backoff(), jitter: { 0 })
-        var now = 0.0
-        var token = 0
-        var g: Int { machine.generation }
-
-        mutating func send(_ event: HostMachine.Event, at time: Double? = nil) -> [HostAction] {
-            if let time { now = time }
-            return machine.handle(event, now: now)
-        }
-
-        mutating func want(_ tunnels: [Tunnel], retry: Set<String> = []) -> [HostAction] {
-            token += 1
-            return send(.update(tunnels, retry: retry, token: token))
-        }
-
-        /// Connects and adds every forward; with `asked`, the login needed that from a person.
-        mutating func up(asked: LoginPromptKind? = nil) {
-            _ = want([HostMachinePathTests.wiki], retry: ["wiki"])
-            _ = send(.spawned(generation: g, pid: 100))
-            if let asked { _ = send(.loginAsked(generation: g, asked)) }
-            _ = send(.masterReady(generation: g))
-            _ = send(.forwardAdded(generation: g, tunnel: "wiki", HostMachinePathTests.wiki.forwards[0], .added(allocatedPort: nil)))
-        }
-
-        mutating func check(_ verdict: PathVerdict, mayRestore: Bool = true, token: Int?) -> [HostAction] {
-            send(.pathCheck(verdict, trigger: "netlink", mayRestore: mayRestore, token: token))
-        }
-    }
-
+extension HostMachineTests {
     private static func answers(_ actions: [HostAction]) -> [HostAction] {
         actions.filter { if case .answered = $0 { true } else { false } }
     }
@@ -613,7 +588,7 @@ import FwdLab
 
     @Test func aLivePathIsCheckedOnceAndASecondReasonWaitsForThatCheck() {
         var d = Drive()
-        d.up()
+        _ = d.up([Self.wiki])
         let first = d.check(.check("address added"), token: 5)
         #expect(first == [.checkTransport(generation: d.g, reason: "address added")], "no line until the server has answered")
         #expect(d.check(.check("resumed"), token: 6).isEmpty, "one transport check at a time")
@@ -630,7 +605,7 @@ import FwdLab
 
     @Test func noAnswerRestartsTheMasterAndItsExitReconnectsAtOnce() {
         var d = Drive()
-        d.up()
+        _ = d.up([Self.wiki])
         _ = d.check(.check("`fwd reconnect` asked"), token: 9)
         let silent = d.send(.transportChecked(generation: d.g, answered: false, ms: 2000, reason: "`fwd reconnect` asked"))
         let reason = "`fwd reconnect` asked; no answer through the master within 2000 ms"
@@ -643,12 +618,12 @@ import FwdLab
         #expect(exit.contains(.record(.restart(tunnel: "wiki", reason: reason))))
         #expect(exit.contains { if case .record(.state("wiki", .starting, _, reason, "the network path changed; reconnecting")) = $0 { true } else { false } })
         #expect(exit.contains(.spawnMaster(generation: old + 1)), "no backoff wait")
-        #expect(!exit.contains { if case .waitToReconnect = $0 { true } else { false } })
+        #expect(Self.waits(exit).isEmpty)
     }
 
     @Test func aMasterThatGoesWhileItsPathIsCheckedAnswersTheRequestAndForgetsTheCheck() {
         var d = Drive()
-        d.up()
+        _ = d.up([Self.wiki])
         _ = d.check(.check("address added"), token: 3)
         _ = d.check(.check("resumed"), token: 4)
         let exit = d.send(.masterExited(generation: d.g, status: 255, stderr: "Broken pipe"), at: 10)
@@ -664,13 +639,12 @@ import FwdLab
 
     @Test func aPathLostUnderAMasterAPersonLoggedInWaitsForThatPerson() {
         var d = Drive()
-        d.up(asked: .password)
+        Self.upInteractively(&d, [Self.wiki])
         let gone = d.check(.restart("10.0.0.5 left wlan0"), token: nil)
         #expect(gone.last == .terminateMaster)
         let exit = d.send(.masterExited(generation: d.g, status: 255, stderr: ""), at: 5)
-        #expect(exit.contains { if case .record(.state("wiki", .needsAuth, _, let e?, _)) = $0 {
-            e.hasPrefix("the network path to office changed (10.0.0.5 left wlan0); logging in again needs a person")
-        } else { false } })
+        #expect(Self.states(exit) == ["wiki": .needsAuth])
+        #expect(Self.errors(exit).allSatisfy { $0.hasPrefix("the network path to office changed (10.0.0.5 left wlan0); logging in again needs a person") })
         #expect(!exit.contains { if case .spawnMaster = $0 { true } else { false } })
         #expect(d.check(.check("resumed"), token: 2) == [.answered(token: 2, "office: nothing to check (logging in again needs you: `fwd up` on a terminal)")])
     }
