@@ -81,7 +81,7 @@ package final class TinyHTTPServer: @unchecked Sendable {
         }
         self.port = listening.port
         // The accept thread's state owns the number; `stop` closes it once that thread has left.
-        let fd = listening.takeSocket().release()
+        let fd = listening.socket.release()
 
         let payload = Array(body.utf8)
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: \(payload.count)\r\nConnection: close\r\n\r\n"

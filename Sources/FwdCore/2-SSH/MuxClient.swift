@@ -103,7 +103,7 @@ struct MuxClient: ~Copyable {
         // The master ends the channel when its control connection closes (it serves `ssh -W`, which stays
         // connected): the channel keeps a duplicate of that connection.
         let duplicate = fcntl(socket.fd, F_DUPFD_CLOEXEC, 0)
-        guard duplicate >= 0 else { throw .protocolError("dup(): \(errorText(errno))") }
+        guard duplicate >= 0 else { throw .protocolError("dup(): \(Posix.errorText(errno))") }
         let channel = ProbeSocket(reading: oursIn, writing: oursOut, holding: Descriptor(duplicate))
         let id = takeRequestID()
         try await send(Self.packet(Message.newStdioForward, [.u32(id), .string(""), .string(host), .u32(UInt32(port))]), until: deadline)
@@ -334,7 +334,7 @@ struct MuxClient: ~Copyable {
                 case .closed: throw .noMaster("the control connection to \(path) was closed")
                 }
             }
-            throw .noMaster("passing a descriptor to the master on \(path) failed: \(errorText(code))")
+            throw .noMaster("passing a descriptor to the master on \(path) failed: \(Posix.errorText(code))")
         }
     }
 

@@ -15,7 +15,7 @@ import Glibc
         for _ in 0..<80 {
             let listening = try TCPListener.listen(host: "127.0.0.1", port: 0, backlog: 1)
             port = listening.port
-            fds.append(listening.takeSocket().release())
+            fds.append(listening.socket.release())
         }
         #expect(ProcessTable.holder(ofPort: port)?.hasSuffix("(pid \(getpid()))") == true)
         #expect(ProcessTable.listener(onPort: port)?.pid == getpid())

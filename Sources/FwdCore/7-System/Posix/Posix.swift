@@ -90,16 +90,6 @@ package enum Posix {
         send(fd, bytes.baseAddress, bytes.count, noSignal)
     }
 
-    static func closeRaw(_ fd: Int32) -> Int32 {
-        #if canImport(Glibc)
-        Glibc.close(fd)
-        #elseif canImport(Musl)
-        Musl.close(fd)
-        #else
-        Darwin.close(fd)
-        #endif
-    }
-
     static func connectRaw(_ fd: Int32, _ address: UnsafePointer<sockaddr>?, _ length: socklen_t) -> Int32 {
         #if canImport(Glibc)
         Glibc.connect(fd, address, length)

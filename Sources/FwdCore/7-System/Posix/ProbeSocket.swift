@@ -162,7 +162,7 @@ struct ProbeSocket: ~Copyable {
             var soError: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             guard getsockopt(sock.fd, SOL_SOCKET, SO_ERROR, &soError, &length) == 0 else {
-                throw .failed("getsockopt(SO_ERROR): \(errorText(errno))")
+                throw .failed("getsockopt(SO_ERROR): \(Posix.errorText(errno))")
             }
             if soError == 0 { return sock }
             throw connectFailure(soError, isUnix: isUnix)
@@ -171,12 +171,12 @@ struct ProbeSocket: ~Copyable {
 
     private static func connectFailure(_ code: Int32, isUnix: Bool) -> ConnectFailure {
         switch code {
-        case ECONNREFUSED: .refused(errorText(code))
-        case ENOENT where isUnix: .refused(errorText(code))
+        case ECONNREFUSED: .refused(Posix.errorText(code))
+        case ENOENT where isUnix: .refused(Posix.errorText(code))
         case ETIMEDOUT: .timedOut
         // A UNIX socket whose accept backlog is full: the listener exists but does not keep up.
         case EAGAIN where isUnix: .timedOut
-        default: .failed(errorText(code))
+        default: .failed(Posix.errorText(code))
         }
     }
 
@@ -197,7 +197,7 @@ struct ProbeSocket: ~Copyable {
                 case .ready: continue
                 }
             case ECONNRESET, ECONNABORTED, EPIPE: return .closed
-            case let code: return .failed(errorText(code))
+            case let code: return .failed(Posix.errorText(code))
             }
         }
     }
@@ -235,13 +235,10 @@ struct ProbeSocket: ~Copyable {
                 case .closed: return .closed
                 }
             case EPIPE, ECONNRESET: return .closed
-            case let code: return .failed(errorText(code))
+            case let code: return .failed(Posix.errorText(code))
             }
         }
         return .written
     }
 }
 
-func errorText(_ code: Int32) -> String {
-    Posix.errorText(code)
-}

@@ -9,12 +9,10 @@ import Darwin
 /// A listening TCP socket on a numeric address (or "localhost"), with SO_REUSEADDR so a port freed a moment
 /// ago binds again. The lab's servers and the tests' listeners use it.
 package enum TCPListener {
-    package struct Listening: ~Copyable {
+    /// Frozen, as `DescriptorPair` is, so an owner in another module can take the socket out.
+    @frozen package struct Listening: ~Copyable {
         package var socket: Descriptor
         package var port: Int
-
-        /// The socket, for an owner outside this module (a noncopyable value cannot be taken apart there).
-        package consuming func takeSocket() -> Descriptor { socket }
     }
 
     /// Listens on `host`:`port` (0: the kernel picks); returns the socket and the bound port.
