@@ -298,7 +298,7 @@ package enum ConfigLoader {
             entry.port = int(t, "port", at: at, range: 1...65535)
             if let v = string(t, "jump", at: at) {
                 let hops = v.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                if let p = hops.lazy.compactMap(Validation.hostProblem).first {
+                if let p = hops.lazy.compactMap(Validation.jumpHopProblem).first {
                     report(at + ["jump"], "jump: \(p) (a comma-separated list of hosts, like ssh's ProxyJump)")
                 } else {
                     entry.jump = v

@@ -20,6 +20,8 @@ package enum Validation {
 
     /// A host value: an ssh alias, a hostname, an IP address or `user@host[:port]`.
     /// Never starts with `-` (it would become an ssh option) and has no whitespace or control characters.
+    /// `%` only in an IPv6 zone inside brackets (`[fe80::1%eth0]`): ssh expands `%` tokens in HostName and in
+    /// the command it builds from ProxyJump (docs/architecture.md, "ssh_config quoting and % tokens").
     package static func hostProblem(_ value: String) -> String? {
         guard !value.isEmpty else { return "a host cannot be empty" }
         guard !value.hasPrefix("-") else { return "host \"\(printable(value))\" must not start with '-' (ssh would read it as an option)" }
@@ -28,7 +30,35 @@ package enum Validation {
         if let bad = value.utf8.first(where: { !allowed.contains($0) }) {
             return "host \"\(printable(value))\" contains \(describe(bad)); expected an alias, hostname, IP address or user@host[:port]"
         }
+        if value.contains("%"), !hasOnlyZonePercent(value) {
+            return "host \"\(printable(value))\" contains '%', which ssh expands as a token; '%' may only start an IPv6 zone in brackets, like [fe80::1%eth0]"
+        }
         return nil
+    }
+
+    /// One hop of `jump` (ssh's ProxyJump). ssh pastes each hop into a shell command and expands `%` tokens in
+    /// it (`%k` is the HostKeyAlias, `%h` the hostname), so no `%` at all: not even an IPv6 zone, which ssh
+    /// would also read as a token there.
+    package static func jumpHopProblem(_ value: String) -> String? {
+        if let p = hostProblem(value) { return p }
+        if value.contains("%") {
+            return "jump host \"\(printable(value))\" contains '%'; ssh expands '%' tokens in the command it builds from ProxyJump, so a jump host cannot have one (not even an IPv6 zone: use a hostname)"
+        }
+        return nil
+    }
+
+    /// `%` only as `[v6addr%zone]`: the zone after the address's hex digits and colons, letters, digits, '.',
+    /// '_' and '-' up to the closing bracket.
+    static func hasOnlyZonePercent(_ value: String) -> Bool {
+        var rest = Substring(value)
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        guard rest.hasPrefix("["), let close = rest.firstIndex(of: "]") else { return false }
+        let inside = rest[rest.index(after: rest.startIndex)..<close]
+        guard !rest[close...].contains("%"), let percent = inside.firstIndex(of: "%") else { return false }
+        let address = inside[..<percent], zone = inside[inside.index(after: percent)...]
+        let hex = Set("0123456789abcdefABCDEF:.".utf8)
+        return address.contains(":") && address.utf8.allSatisfy(hex.contains) && !zone.isEmpty
+            && zone.utf8.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
     /// A login name for `User`.
@@ -38,6 +68,10 @@ package enum Validation {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-$".utf8)
         if let bad = value.utf8.first(where: { !allowed.contains($0) }) {
             return "user \"\(printable(value))\" contains \(describe(bad)); expected a login name"
+        }
+        // `$` only ends a name (Samba machine accounts, `host$`): a shell reads `$NAME` where ssh pastes `%r`.
+        if let dollar = value.firstIndex(of: "$"), value.index(after: dollar) != value.endIndex {
+            return "user \"\(printable(value))\" has a '$' before its end; a '$' may only end a login name"
         }
         return nil
     }
@@ -52,62 +86,207 @@ package enum Validation {
         return nil
     }
 
-    /// Directives fwd will not pass through `options`: they run commands, load code, read other files,
-    /// start new blocks, weaken host-key checking, or belong to fwd itself.
-    static let forbiddenOptions: [String: String] = [
-        "proxycommand": "it runs a command; use `jump` for a jump host",
-        "localcommand": "it runs a command",
-        "permitlocalcommand": "it enables LocalCommand",
-        "remotecommand": "fwd tunnels run no remote command",
-        "knownhostscommand": "it runs a command",
-        "include": "it reads other files",
-        "match": "it starts a new block",
-        "host": "it starts a new block",
-        "pkcs11provider": "it loads a library",
-        "securitykeyprovider": "it loads a library",
-        "proxyusefdpass": "it belongs with ProxyCommand",
-        "controlmaster": "fwd manages the ControlMaster",
-        "controlpath": "fwd manages the ControlPath",
-        "controlpersist": "fwd manages the ControlMaster",
-        "localforward": "write forwards in a [tunnels.NAME] table",
-        "remoteforward": "write forwards in a [tunnels.NAME] table",
-        "dynamicforward": "write forwards in a [tunnels.NAME] table",
-        "stricthostkeychecking": "fwd never changes host-key checking",
-        "userknownhostsfile": "fwd never changes host-key checking; set it in ~/.ssh/config",
-        "globalknownhostsfile": "fwd never changes host-key checking; set it in ~/.ssh/config",
-        "checkhostip": "fwd never changes host-key checking",
-        "hostname": "use the `hostname` key",
-        "user": "use the `user` key",
-        "port": "use the `port` key",
-        "proxyjump": "use the `jump` key",
-        "identityfile": "use the `identity` key",
-        "forwardagent": "use the `forward_agent` key",
-        "forwardx11": "use the `forward_x11` key",
-        "batchmode": "fwd always runs ssh in batch mode",
-    ]
+    /// What an option's value may look like. Every kind is a strict character set, and none has a quote, a
+    /// backslash, `%`, `#`, `=`, or a shell character (`| & ; < > $ ( ) \``): nothing in `options` can reach a
+    /// shell through a command ssh builds, or split into a second directive.
+    enum ValueKind: Sendable, Equatable {
+        /// `yes` or `no`.
+        case yesNo
+        /// One of these words (compared without case).
+        case choice([String])
+        /// A decimal number in the range.
+        case number(ClosedRange<Int>)
+        /// A comma-separated list of algorithm or method names, optionally after a `+`, `-` or `^`.
+        case list
+        /// A name: letters, digits, '.', '_' and '-', starting with a letter or digit (HostKeyAlias, an interface).
+        case name
+        /// An IP address or host name (BindAddress).
+        case address
+        /// Words of letters and digits separated by single spaces (IPQoS, RekeyLimit).
+        case words
+        /// Environment variable names separated by spaces; `*` and `?` as ssh's patterns (SendEnv). The names
+        /// are matched by ssh against its own environment and never reach a shell.
+        case envNames
+        /// Domain names separated by spaces (CanonicalDomains).
+        case domains
+    }
+
+    /// The ssh_config keywords fwd passes through `options`, each reviewed against ssh_config(5) and readconf.c
+    /// of OpenSSH: none runs a command, loads code, reads or writes files of its choosing, weakens host-key
+    /// checking, or does what fwd does itself. docs/configuration.md ("options") lists them; the keys are
+    /// lowercased keywords, the values the spelling and the value kind.
+    static let allowedOptions: [String: (keyword: String, kind: ValueKind)] = {
+        let entries: [(String, ValueKind)] = [
+            ("AddKeysToAgent", .choice(["yes", "no", "ask", "confirm"])),
+            ("AddressFamily", .choice(["any", "inet", "inet6"])),
+            ("BindAddress", .address),
+            ("BindInterface", .name),
+            ("CanonicalDomains", .domains),
+            ("CanonicalizeFallbackLocal", .yesNo),
+            ("CanonicalizeHostname", .choice(["yes", "no", "always", "none"])),
+            ("CanonicalizeMaxDots", .number(0...16)),
+            ("CASignatureAlgorithms", .list),
+            ("Ciphers", .list),
+            ("Compression", .yesNo),
+            ("ConnectionAttempts", .number(1...100)),
+            ("ConnectTimeout", .number(1...600)),
+            ("FingerprintHash", .choice(["md5", "sha256"])),
+            ("ForwardX11Timeout", .number(0...2_147_483)),
+            ("ForwardX11Trusted", .yesNo),
+            ("GSSAPIAuthentication", .yesNo),
+            ("GSSAPIDelegateCredentials", .yesNo),
+            ("HashKnownHosts", .yesNo),
+            ("HostbasedAcceptedAlgorithms", .list),
+            ("HostbasedAuthentication", .yesNo),
+            ("HostKeyAlgorithms", .list),
+            ("HostKeyAlias", .name),
+            ("IdentitiesOnly", .yesNo),
+            ("IPQoS", .words),
+            ("KbdInteractiveAuthentication", .yesNo),
+            ("KbdInteractiveDevices", .list),
+            ("KexAlgorithms", .list),
+            ("LogLevel", .choice(["ERROR", "INFO", "VERBOSE", "DEBUG", "DEBUG1", "DEBUG2", "DEBUG3"])),
+            ("MACs", .list),
+            ("NumberOfPasswordPrompts", .number(1...10)),
+            ("PasswordAuthentication", .yesNo),
+            ("PreferredAuthentications", .list),
+            ("PubkeyAcceptedAlgorithms", .list),
+            ("PubkeyAuthentication", .choice(["yes", "no", "unbound", "host-bound"])),
+            ("RekeyLimit", .words),
+            ("RequiredRSASize", .number(1024...16384)),
+            ("SendEnv", .envNames),
+            ("ServerAliveCountMax", .number(1...100)),
+            ("ServerAliveInterval", .number(0...3600)),
+            ("TCPKeepAlive", .yesNo),
+        ]
+        return Dictionary(uniqueKeysWithValues: entries.map { ($0.0.lowercased(), (keyword: $0.0, kind: $0.1)) })
+    }()
+
+    /// Keywords that are refused with a reason and what to use instead. Any other keyword not in
+    /// `allowedOptions` is refused as unknown.
+    static let refusedOptions: [String: String] = {
+        let runs = "it runs a command"
+        let hostKeys = "it weakens or replaces host-key checking, which fwd never changes; set it in ~/.ssh/config if you must"
+        let fwds = "fwd sets it on every master itself"
+        let forwards = "write forwards in a [tunnels.NAME] table (local, remote, dynamic)"
+        let session = "fwd's masters run no session (ssh -N); `fwd ssh HOST` starts one when you need it"
+        let entries: [(String, String)] = [
+            ("ProxyCommand", "\(runs); use `jump` for a jump host"),
+            ("LocalCommand", runs),
+            ("PermitLocalCommand", "it enables LocalCommand, which runs a command"),
+            ("KnownHostsCommand", runs),
+            ("XAuthLocation", "ssh runs that program for X11 forwarding; use `forward_x11` with the system's xauth"),
+            ("RemoteCommand", session),
+            ("RequestTTY", session),
+            ("SessionType", session),
+            ("StdinNull", session),
+            ("EscapeChar", session),
+            ("EnableEscapeCommandline", session),
+            ("SetEnv", "\(session); SendEnv passes variables from your environment"),
+            ("PKCS11Provider", "it loads a library into ssh; set it in ~/.ssh/config"),
+            ("SecurityKeyProvider", "it loads a library into ssh; set it in ~/.ssh/config"),
+            ("SmartcardDevice", "it loads a library into ssh; set it in ~/.ssh/config"),
+            ("EnableSSHKeysign", "it runs ssh-keysign, and ssh reads it from /etc/ssh/ssh_config only"),
+            ("ProxyUseFdpass", "it belongs with ProxyCommand; use `jump` for a jump host"),
+            ("Include", "it reads other files into the config; put it in ~/.ssh/config"),
+            ("Match", "it starts a new block; fwd writes one Host block per host"),
+            ("Host", "it starts a new block; fwd writes one Host block per host"),
+            ("Tag", "it selects Match blocks; put it in ~/.ssh/config"),
+            ("IgnoreUnknown", "fwd passes only the options it knows"),
+            ("StrictHostKeyChecking", hostKeys),
+            ("UserKnownHostsFile", hostKeys),
+            ("GlobalKnownHostsFile", hostKeys),
+            ("CheckHostIP", hostKeys),
+            ("VerifyHostKeyDNS", hostKeys),
+            ("NoHostAuthenticationForLocalhost", hostKeys),
+            ("UpdateHostKeys", "it rewrites known_hosts with the keys a server offers; fwd never changes host keys, set it in ~/.ssh/config"),
+            ("RevokedHostKeys", "it names a file ssh reads; set it in ~/.ssh/config"),
+            ("ControlMaster", fwds),
+            ("ControlPath", fwds),
+            ("ControlPersist", fwds),
+            ("ExitOnForwardFailure", fwds),
+            ("StreamLocalBindMask", "\(fwds): UNIX-socket listeners are the user's own"),
+            ("StreamLocalBindUnlink", fwds),
+            ("ForkAfterAuthentication", "fwd keeps each master in the foreground to watch it"),
+            ("ClearAllForwardings", forwards),
+            ("LocalForward", forwards),
+            ("RemoteForward", forwards),
+            ("DynamicForward", forwards),
+            ("PermitRemoteOpen", "fwd does not restrict remote forwards' targets; write a plain remote forward"),
+            ("GatewayPorts", "write an explicit bind address in the forward and `public = true` instead"),
+            ("Tunnel", "fwd forwards ports, not tun devices"),
+            ("TunnelDevice", "fwd forwards ports, not tun devices"),
+            ("BatchMode", "fwd sets it on each ssh it runs: on for probes and mux commands, off for a master whose login may need a person"),
+            ("HostName", "use the `hostname` key"),
+            ("User", "use the `user` key"),
+            ("Port", "use the `port` key"),
+            ("ProxyJump", "use the `jump` key"),
+            ("IdentityFile", "use the `identity` key"),
+            ("CertificateFile", "it names a file ssh reads; set it in ~/.ssh/config (fwd copies it into the tunnel's block)"),
+            ("IdentityAgent", "it names a socket ssh connects to; set it in ~/.ssh/config (fwd copies it into the tunnel's block)"),
+            ("ForwardAgent", "use the `forward_agent` key"),
+            ("ForwardX11", "use the `forward_x11` key"),
+        ]
+        return Dictionary(uniqueKeysWithValues: entries.map { ($0.0.lowercased(), $0.1) })
+    }()
 
     package static func optionNameProblem(_ name: String) -> String? {
         let bytes = Array(name.utf8)
         guard let first = bytes.first, isAlpha(first), bytes.allSatisfy(isAlnum) else {
             return "option name \"\(printable(name))\" is not an ssh_config keyword (letters and digits only)"
         }
-        if let why = forbiddenOptions[name.lowercased()] {
+        if let why = refusedOptions[name.lowercased()] {
             return "option \(name) is not allowed in fwd's options: \(why)"
+        }
+        guard allowedOptions[name.lowercased()] != nil else {
+            return "option \(name) is not one of the options fwd passes through; docs/configuration.md (\"options\") lists them, and anything else goes in ~/.ssh/config"
         }
         return nil
     }
 
-    /// An option value: one line, no quotes or comment characters that would change how ssh splits it.
+    /// An option value: one line in the strict character set of the keyword's kind (`ValueKind`).
     package static func optionValueProblem(_ name: String, _ value: String) -> String? {
         guard !value.isEmpty else { return "option \(name) needs a value" }
-        guard !value.hasPrefix("-") else { return "option \(name) value \"\(printable(value))\" must not start with '-'" }
-        if let bad = value.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7f || $0 == "\"" || $0 == "'" || $0 == "#" || $0 == "\\" || $0 == "=" }) {
-            return "option \(name) value \"\(printable(value))\" contains \(describe(scalar: bad)); one plain value is expected"
+        guard let (keyword, kind) = allowedOptions[name.lowercased()] else { return optionNameProblem(name) }
+        let shown = "option \(keyword) value \"\(printable(value))\""
+        if let bad = value.unicodeScalars.first(where: { !($0.isASCII && (isAlnum(UInt8($0.value)) || " ,.@_+-^:*?".unicodeScalars.contains($0))) }) {
+            return "\(shown) contains \(describe(scalar: bad)); \(expected(kind))"
         }
         if value.contains("  ") || value.hasPrefix(" ") || value.hasSuffix(" ") {
-            return "option \(name) value \"\(printable(value))\" has stray spaces"
+            return "\(shown) has stray spaces; \(expected(kind))"
         }
-        return nil
+        let words = value.split(separator: " ").map(String.init)
+        let ok: Bool
+        switch kind {
+        case .yesNo: ok = ["yes", "no"].contains(value.lowercased())
+        case .choice(let options): ok = options.contains { $0.lowercased() == value.lowercased() }
+        case .number(let range): ok = value.utf8.count <= 9 && value.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } && Int(value).map(range.contains) == true
+        case .list:
+            let body = value.first.map { "+-^".contains($0) } == true ? value.dropFirst() : Substring(value)
+            ok = words.count == 1 && !body.isEmpty && body.split(separator: ",", omittingEmptySubsequences: false).allSatisfy { item in
+                !item.isEmpty && item.utf8.allSatisfy { isAlnum($0) || "@._-+".utf8.contains($0) }
+            }
+        case .name: ok = words.count == 1 && nameProblem(value) == nil
+        case .address: ok = words.count == 1 && !value.hasPrefix("-") && value.utf8.allSatisfy { isAlnum($0) || ".:_-".utf8.contains($0) }
+        case .words: ok = words.count <= 2 && value.utf8.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: " ") }
+        case .envNames: ok = words.allSatisfy { w in !w.hasPrefix("-") && w.utf8.allSatisfy { isAlnum($0) || "_*?".utf8.contains($0) } }
+        case .domains: ok = words.allSatisfy { domainProblem($0) == nil && !$0.contains("*") }
+        }
+        return ok ? nil : "\(shown) is not \(expected(kind))"
+    }
+
+    static func expected(_ kind: ValueKind) -> String {
+        switch kind {
+        case .yesNo: "expected yes or no"
+        case .choice(let options): "expected one of: \(options.joined(separator: ", "))"
+        case .number(let range): "expected a number from \(range.lowerBound) to \(range.upperBound)"
+        case .list: "expected a comma-separated list of names (letters, digits, '@', '.', '_', '-', '+'), optionally after '+', '-' or '^'"
+        case .name: "expected one name of letters, digits, '.', '_' and '-'"
+        case .address: "expected an IP address or host name"
+        case .words: "expected one or two words of letters and digits"
+        case .envNames: "expected environment variable names (letters, digits, '_', and '*' or '?' as patterns) separated by spaces"
+        case .domains: "expected domain names separated by spaces"
+        }
     }
 
     /// A name in a tunnel's `domains`: a DNS name (`wiki.example.com`), or `*.` and a DNS name for every name

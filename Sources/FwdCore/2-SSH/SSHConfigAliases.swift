@@ -50,6 +50,41 @@ package enum SSHConfigAliases {
         return (aliases, includes)
     }
 
+    /// Whether a `Host` line in one of `texts` matches `name` as ssh would (patterns with `*` and `?`, `!`
+    /// negation, no case), not counting a line whose only positive pattern is a bare `*` (defaults for every
+    /// host, not a host of the user's). `Match` blocks are not counted: they need ssh to evaluate.
+    package static func defines(_ name: String, in texts: [String]) -> Bool {
+        let name = name.lowercased()
+        for text in texts {
+            for line in text.split(whereSeparator: \.isNewline) {
+                var words = arguments(String(line))
+                guard !words.isEmpty, words.removeFirst().lowercased() == "host" else { continue }
+                let patterns = words.map { $0.lowercased() }
+                let positive = patterns.filter { !$0.hasPrefix("!") }
+                guard positive.contains(where: { $0 != "*" }) else { continue }
+                if patterns.contains(where: { $0.hasPrefix("!") && wildcardMatch(name, $0.dropFirst()) }) { continue }
+                if positive.contains(where: { $0 != "*" && wildcardMatch(name, Substring($0)) }) { return true }
+            }
+        }
+        return false
+    }
+
+    /// ssh's match_pattern: `*` any run, `?` one character.
+    static func wildcardMatch(_ name: String, _ pattern: Substring) -> Bool {
+        let s = Array(name.utf8), p = Array(pattern.utf8)
+        var memo = [Int: Bool]()
+        func match(_ i: Int, _ j: Int) -> Bool {
+            if let known = memo[i * (p.count + 1) + j] { return known }
+            let result: Bool
+            if j == p.count { result = i == s.count }
+            else if p[j] == UInt8(ascii: "*") { result = match(i, j + 1) || (i < s.count && match(i + 1, j)) }
+            else { result = i < s.count && (p[j] == UInt8(ascii: "?") || p[j] == s[i]) && match(i + 1, j + 1) }
+            memo[i * (p.count + 1) + j] = result
+            return result
+        }
+        return match(0, 0)
+    }
+
     /// Splits a config line as ssh does: `Keyword args` or `Keyword=args`, words split on blanks, double quotes
     /// group, `#` starts a comment.
     static func arguments(_ line: String) -> [String] {

@@ -49,12 +49,15 @@ package enum FileSystem {
     /// Writes `contents` to a temporary file beside `path` with `mode`, flushes it, then renames it over
     /// `path`: a crash leaves the old file or the new one, never a torn one.
     package static func writeAtomically(_ contents: String, to path: String, mode: mode_t = 0o600) throws(FileSystemError) {
+        try writeAtomically(Array(contents.utf8), to: path, mode: mode)
+    }
+
+    package static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(FileSystemError) {
         let dir = (path as NSString).deletingLastPathComponent
         // Unique per write, not just per process: two writes of one file at once must not share a temporary.
         let temp = "\(dir)/.\((path as NSString).lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .failed(path: temp, action: "create", errno: errno) }
-        let bytes = Array(contents.utf8)
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
@@ -94,6 +97,36 @@ package enum FileSystem {
             guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, UInt32(fields[1]) != nil else { continue }
             if !ProcessTable.isAlive(pid) { unlink("\(dir)/\(entry)") }
         }
+    }
+
+    /// Creates `path` with `bytes` only if nothing is there (O_EXCL, so two writers never share a name);
+    /// false when the name is taken.
+    package static func createNew(_ bytes: [UInt8], at path: String, mode: mode_t) throws(FileSystemError) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        if fd < 0 {
+            if errno == EEXIST { return false }
+            throw .failed(path: path, action: "create", errno: errno)
+        }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                unlink(path)
+                throw .failed(path: path, action: "write", errno: code)
+            }
+            offset += n
+        }
+        fchmod(fd, mode)
+        guard fsync(fd) == 0 else { throw .failed(path: path, action: "flush", errno: errno) }
+        return true
+    }
+
+    /// The file's bytes, as they are (no text decoding); nil when it cannot be read.
+    package static func readBytes(_ path: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: path).map { Array($0) }
     }
 
     package static func exists(_ path: String) -> Bool {

@@ -12,12 +12,12 @@ import Testing
         #expect(Validation.nameProblem(name) != nil)
     }
 
-    @Test(arguments: ["office", "a.example.com", "alice@a.example.com", "alice@a.example.com:2222", "[::1]:22", "192.0.2.1", "fe80::1%eth0"])
+    @Test(arguments: ["office", "a.example.com", "alice@a.example.com", "alice@a.example.com:2222", "[::1]:22", "192.0.2.1", "[fe80::1%eth0]", "alice@[fe80::1%eth0]:22"])
     func goodHosts(_ host: String) {
         #expect(Validation.hostProblem(host) == nil)
     }
 
-    @Test(arguments: ["-oProxyCommand=sh", "a b", "a\nProxyCommand sh", "a\tb", "a#b", "a\"b", "$(reboot)", "a;b", ""])
+    @Test(arguments: ["-oProxyCommand=sh", "a b", "a\nProxyCommand sh", "a\tb", "a#b", "a\"b", "$(reboot)", "a;b", "", "fe80::1%eth0", "j%k", "a%h", "[fe80::1%eth0]%k", "[a%b]"])
     func badHosts(_ host: String) {
         #expect(Validation.hostProblem(host) != nil)
     }
