@@ -108,6 +108,10 @@ struct AddCommand: AsyncParsableCommand {
         let edited = try ConfigEditor.appending(table, named: name, to: existing, path: path)
         try ConfigEditor.save(edited.text, to: path)
         print("Added tunnel \(name) to \(path). Bring it up with `fwd up \(name)`.")
+        // A name ssh already knows: said, not refused (docs/configuration.md, "Names fwd shares with ssh").
+        for clash in await Doctor(paths: paths).nameClashes([name]) {
+            FileHandle.standardError.write(Data("warning: \(clash.message)\n  fix: \(clash.fix ?? "")\n".utf8))
+        }
     }
 }
 

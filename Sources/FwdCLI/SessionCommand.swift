@@ -28,6 +28,9 @@ struct SessionCommand: AsyncParsableCommand {
         let command = SSHCommand.session(ssh: context.paths.ssh, config: context.paths.rootSSHConfig,
                                          socket: FileSystem.exists(socket) ? socket : nil,
                                          destination: destination, extra: arguments)
+        if let dir = command.workingDirectory, chdir(dir) != 0 {
+            throw CommandFailure("cannot enter \(dir): \(String(cString: strerror(errno)))")
+        }
         let argv = command.argv.map { strdup($0) } + [nil]
         execvp(command.executable, argv)
         throw CommandFailure("cannot run \(command.executable): \(String(cString: strerror(errno)))")

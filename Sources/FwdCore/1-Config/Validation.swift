@@ -40,11 +40,10 @@ package enum Validation {
     /// it (`%k` is the HostKeyAlias, `%h` the hostname), so no `%` at all: not even an IPv6 zone, which ssh
     /// would also read as a token there.
     package static func jumpHopProblem(_ value: String) -> String? {
-        if let p = hostProblem(value) { return p }
         if value.contains("%") {
-            return "jump host \"\(printable(value))\" contains '%'; ssh expands '%' tokens in the command it builds from ProxyJump, so a jump host cannot have one (not even an IPv6 zone: use a hostname)"
+            return "jump host \"\(printable(value))\" contains '%'; ssh expands '%' tokens in the shell command it builds from ProxyJump, so a jump host cannot have one (not even an IPv6 zone: use a hostname)"
         }
-        return nil
+        return hostProblem(value)
     }
 
     /// `%` only as `[v6addr%zone]`: the zone after the address's hex digits and colons, letters, digits, '.',
@@ -166,7 +165,7 @@ package enum Validation {
     /// `allowedOptions` is refused as unknown.
     static let refusedOptions: [String: String] = {
         let runs = "it runs a command"
-        let hostKeys = "it weakens or replaces host-key checking, which fwd never changes; set it in ~/.ssh/config if you must"
+        let hostKeys = "it weakens or replaces host-key checking, and fwd never does that; ssh's own checks against known_hosts stay in force"
         let fwds = "fwd sets it on every master itself"
         let forwards = "write forwards in a [tunnels.NAME] table (local, remote, dynamic)"
         let session = "fwd's masters run no session (ssh -N); `fwd ssh HOST` starts one when you need it"
@@ -205,7 +204,7 @@ package enum Validation {
             ("ControlPath", fwds),
             ("ControlPersist", fwds),
             ("ExitOnForwardFailure", fwds),
-            ("StreamLocalBindMask", "\(fwds): UNIX-socket listeners are the user's own"),
+            ("StreamLocalBindMask", "it sets the mode of the UNIX sockets a forward listens on; fwd keeps ssh's 0177, so only you can connect"),
             ("StreamLocalBindUnlink", fwds),
             ("ForkAfterAuthentication", "fwd keeps each master in the foreground to watch it"),
             ("ClearAllForwardings", forwards),
@@ -272,7 +271,7 @@ package enum Validation {
         case .envNames: ok = words.allSatisfy { w in !w.hasPrefix("-") && w.utf8.allSatisfy { isAlnum($0) || "_*?".utf8.contains($0) } }
         case .domains: ok = words.allSatisfy { domainProblem($0) == nil && !$0.contains("*") }
         }
-        return ok ? nil : "\(shown) is not \(expected(kind))"
+        return ok ? nil : "\(shown) is not allowed; \(expected(kind))"
     }
 
     static func expected(_ kind: ValueKind) -> String {

@@ -5,6 +5,8 @@ import Foundation
 package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
     package var executable: String
     package var arguments: [String]
+    /// Where the command runs; nil: fwd's own working directory. Set only by `withConfig`.
+    package var workingDirectory: String? = nil
 
     package var argv: [String] { [executable] + arguments }
 
@@ -48,8 +50,7 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
     /// code, a new host key): its prompts then go to `SSH_ASKPASS` (see `AskpassRelay`).
     package static func master(ssh: String = "ssh", config: String, destination: Destination, socket: String,
                               liveness: Liveness, batchMode: Bool = true) -> SSHCommand {
-        SSHCommand(executable: ssh, arguments: [
-            "-F", config,
+        withConfig(config, SSHCommand(executable: ssh, arguments: [
             "-N", "-M", "-S", socket,
             "-o", "ControlPersist=no",
             "-o", "ExitOnForwardFailure=yes",
@@ -58,7 +59,26 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
             "-o", "ServerAliveCountMax=\(liveness.aliveCount)",
             "-o", "ConnectTimeout=\(liveness.connectTimeout)",
             "-o", "StreamLocalBindUnlink=yes",
-        ] + destination.arguments)
+        ] + destination.arguments))
+    }
+
+    /// Characters a `-F` path may have as it is. ssh pastes the `-F` path unquoted into the command it builds
+    /// from ProxyJump, expands `%` tokens in it and runs it with the shell (ssh.c; docs/architecture.md,
+    /// "ssh_config quoting and % tokens"), so a space breaks every jump and a `$(…)` would run.
+    static let shellSafe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,:@=".utf8)
+
+    /// `command` with `-F config` in front. A config path outside `shellSafe` is given by its file name, and
+    /// the command runs in the file's directory: the jump's ssh inherits that directory and finds it the same way.
+    static func withConfig(_ config: String, _ command: SSHCommand) -> SSHCommand {
+        var command = command
+        guard config != "none", !config.utf8.allSatisfy(shellSafe.contains), config.hasPrefix("/") else {
+            command.arguments = ["-F", config] + command.arguments
+            return command
+        }
+        let name = (config as NSString).lastPathComponent
+        command.arguments = ["-F", name] + command.arguments
+        command.workingDirectory = (config as NSString).deletingLastPathComponent
+        return command
     }
 
     /// A mux command to a running master. `-F none` keeps ssh from also sending the forwards of the host's
@@ -79,17 +99,25 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
         SSHCommand(executable: ssh, arguments: ["-V"])
     }
 
+    /// `ssh-keygen -F NAME -f FILE` (beside `ssh`): prints `# Host NAME found` and the entries for NAME, hashed
+    /// ones included, and exits 0 when FILE has one.
+    package static func findKnownHost(ssh: String = "ssh", name: String, file: String) -> SSHCommand {
+        let beside = (ssh as NSString).deletingLastPathComponent + "/ssh-keygen"
+        let keygen = ssh.contains("/") && access(beside, X_OK) == 0 ? beside : "ssh-keygen"
+        return SSHCommand(executable: keygen, arguments: ["-F", name, "-f", file])
+    }
+
     /// Asks ssh how it would connect to `destination` with fwd's config.
     package static func resolve(ssh: String = "ssh", config: String, destination: Destination) -> SSHCommand {
-        SSHCommand(executable: ssh, arguments: ["-F", config, "-G", "-T"] + destination.arguments)
+        withConfig(config, SSHCommand(executable: ssh, arguments: ["-G", "-T"] + destination.arguments))
     }
 
     /// An interactive or command session that rides the host's master (`fwd ssh HOST -- ARGS`).
     package static func session(ssh: String = "ssh", config: String, socket: String?, destination: Destination,
                                extra: [String]) -> SSHCommand {
-        var arguments = ["-F", config]
+        var arguments: [String] = []
         if let socket { arguments += ["-S", socket] }
-        return SSHCommand(executable: ssh, arguments: arguments + destination.arguments + extra)
+        return withConfig(config, SSHCommand(executable: ssh, arguments: arguments + destination.arguments + extra))
     }
 
     package static func shellQuote(_ word: String) -> String {

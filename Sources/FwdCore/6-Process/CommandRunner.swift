@@ -35,7 +35,8 @@ package enum CommandRunner {
         let exit = Task<Int32, Never> {
             do {
                 let result = try await Subprocess.run(
-                    command.subprocessExecutable, arguments: Arguments(command.arguments), environment: env, platformOptions: options,
+                    command.subprocessExecutable, arguments: Arguments(command.arguments), environment: env,
+                    workingDirectory: command.workingDirectory.map { .init($0) }, platformOptions: options,
                     input: .none, output: .discarded, error: .fileDescriptor(.init(rawValue: fd), closeAfterSpawningProcess: true)
                 ) { execution in
                     pidSink.yield(execution.processIdentifier.value)
@@ -64,6 +65,7 @@ package enum CommandRunner {
                 let result = try await Subprocess.run(
                     command.subprocessExecutable,
                     arguments: Arguments(command.arguments),
+                    workingDirectory: command.workingDirectory.map { .init($0) },
                     input: .none,
                     output: .string(limit: 1 << 20),
                     error: .string(limit: 1 << 20)

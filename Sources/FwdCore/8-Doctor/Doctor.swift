@@ -15,7 +15,7 @@ package struct DoctorFinding: Sendable, Equatable, Encodable {
     }
 
     /// A stable name for the check: ssh, config, include, state-permissions, control-directory, stale-socket,
-    /// control-path, port, supervisor, tunnel.
+    /// control-path, names, port, supervisor, tunnel.
     package var check: String
     package var status: Status
     package var message: String
@@ -64,7 +64,11 @@ package struct Doctor: Sendable {
         let masters = Set((store.flatMap { try? $0.masters() } ?? []).map { Int32($0.pid) })
         let supervisor = Control.runningPID(paths)
         findings += supervisorHealth(pid: supervisor, rows: rows)
-        if let config { findings += ports(config, rows: supervisor == nil ? [] : rows, masters: masters) }
+        if let config {
+            let clashes = await nameClashes(config.hosts.keys.sorted() + config.tunnels.map(\.name))
+            findings += clashes.isEmpty ? [DoctorFinding("names", .ok, "no tunnel or host name is also a Host in your ssh_config, a host in known_hosts, or a name that resolves")] : clashes
+            findings += ports(config, rows: supervisor == nil ? [] : rows, masters: masters)
+        }
         if supervisor != nil { findings += tunnels(rows) }
         return findings
     }
@@ -203,6 +207,53 @@ package struct Doctor: Sendable {
         }
         let answering = live == 0 ? "" : "; \(live) master\(live == 1 ? " answers" : "s answer")"
         return findings.isEmpty ? [DoctorFinding("stale-socket", .ok, "no stale control sockets\(answering)")] : findings
+    }
+
+    // MARK: names
+
+    /// Where a tunnel or host name is also a name ssh knows: a Host in the user's ssh_config, a name that
+    /// resolves, or a host in known_hosts. A tunnel's Host block would redirect plain `ssh NAME` (and git, scp)
+    /// to the tunnel's server; fwd leaves out the blocks the user's ssh_config defines
+    /// (docs/configuration.md, "Names fwd shares with ssh") and warns about the others.
+    package func nameClashes(_ names: [String]) async -> [DoctorFinding] {
+        let files = SSHConfigAliases.walk(path: paths.userSSHConfig, home: FwdPaths.passwdHome(), skipping: [paths.fragment]).map(\.text)
+        var findings: [DoctorFinding] = []
+        for name in names {
+            if SSHConfigAliases.defines(name, in: files) {
+                findings.append(DoctorFinding("names", .warning, "\(name) is also a Host in \(paths.userSSHConfig); plain `ssh \(name)` keeps reaching your host, and fwd's block of that name is read by fwd's own ssh only",
+                                              fix: "rename it in fwd.toml (`fwd edit`) if you also want `ssh \(name)` to use fwd's settings"))
+                continue
+            }
+            if let file = await knownHostsFile(naming: name) {
+                findings.append(DoctorFinding("names", .warning, "\(name) is a host in \(file); with fwd's Include, plain `ssh \(name)` (and git, scp) would reach fwd's server for \(name) instead",
+                                              fix: "rename it in fwd.toml (`fwd edit`) to a name that is not a host, like \(name)-tunnel"))
+                continue
+            }
+            if !Resolver.isNumeric(name), let addresses = try? await Resolver.resolveOffPool(host: name, port: nil), let first = addresses.first?.numericHost {
+                findings.append(DoctorFinding("names", .warning, "\(name) resolves (to \(first)); with fwd's Include, plain `ssh \(name)` (and git, scp) would reach fwd's server for \(name) instead",
+                                              fix: "rename it in fwd.toml (`fwd edit`) to a name that does not resolve, like \(name)-tunnel"))
+            }
+        }
+        return findings
+    }
+
+    /// The known_hosts file that has an entry for `name` (port 22), found with `ssh-keygen -F`, which also
+    /// reads hashed entries. The files are those `ssh -G NAME` names with the user's ssh_config (or ssh's
+    /// defaults when that file does not exist).
+    func knownHostsFile(naming name: String) async -> String? {
+        let home = FwdPaths.passwdHome()
+        let config = FileSystem.exists(paths.userSSHConfig) ? paths.userSSHConfig : "none"
+        let resolved = try? await SSHResolver.resolve(Destination(host: name), paths: paths, config: config)
+        let listed = ["userknownhostsfile", "globalknownhostsfile"].flatMap { resolved?.values($0) ?? [] }
+            .flatMap { $0.split(separator: " ").map(String.init) }
+        let files = listed.isEmpty ? [home + "/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts"] : listed
+        for file in files.map({ $0.hasPrefix("~/") ? home + $0.dropFirst() : $0 }) where FileSystem.exists(file) {
+            let command = SSHCommand.findKnownHost(ssh: paths.ssh, name: name, file: file)
+            if let result = try? await CommandRunner.run(command, timeout: .seconds(5)), result.status == 0, result.stdout.contains("found") {
+                return file
+            }
+        }
+        return nil
     }
 
     // MARK: processes
