@@ -238,16 +238,18 @@ package struct Doctor: Sendable {
     }
 
     /// The known_hosts file that has an entry for `name` (port 22), found with `ssh-keygen -F`, which also
-    /// reads hashed entries. The files are those `ssh -G NAME` names with the user's ssh_config (or ssh's
-    /// defaults when that file does not exist).
+    /// reads hashed entries. The files are those `ssh -G NAME` names with the user's ssh_config, and ssh's
+    /// defaults.
     func knownHostsFile(naming name: String) async -> String? {
         let home = FwdPaths.passwdHome()
         let config = FileSystem.exists(paths.userSSHConfig) ? paths.userSSHConfig : "none"
         let resolved = try? await SSHResolver.resolve(Destination(host: name), paths: paths, config: config)
-        let listed = ["userknownhostsfile", "globalknownhostsfile"].flatMap { resolved?.values($0) ?? [] }
-            .flatMap { $0.split(separator: " ").map(String.init) }
-        let files = listed.isEmpty ? [home + "/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts"] : listed
-        for file in files.map({ $0.hasPrefix("~/") ? home + $0.dropFirst() : $0 }) where FileSystem.exists(file) {
+        let values: [String] = (resolved?.values("userknownhostsfile") ?? []) + (resolved?.values("globalknownhostsfile") ?? [])
+        let listed: [String] = values.flatMap { $0.split(separator: " ").map(String.init) }
+        let defaults = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2", "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"]
+        var seen = Set<String>()
+        let files = (listed + defaults).map { $0.hasPrefix("~/") ? home + $0.dropFirst() : $0 }.filter { seen.insert($0).inserted }
+        for file in files where FileSystem.exists(file) {
             let command = SSHCommand.findKnownHost(ssh: paths.ssh, name: name, file: file)
             if let result = try? await CommandRunner.run(command, timeout: .seconds(5)), result.status == 0, result.stdout.contains("found") {
                 return file
