@@ -394,3 +394,79 @@ struct FuzzRandom {
 
     mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
 }
+
+/// Option keys and values from a hostile alphabet, and jump hops: whatever validation accepts is rendered with
+/// SSHConfigFiles and read back by the real `ssh -G`, which must show ssh's defaults for every keyword that runs
+/// a command or loads code; a connect attempt through each accepted config must not create the canary file.
+/// FWD_OPTION_FUZZ_CASES sets the number of generated configs (default 20 000, of which a bounded number are
+/// accepted and run through ssh).
+@Suite struct OptionFuzzTests {
+    static let cases = Int(ProcessInfo.processInfo.environment["FWD_OPTION_FUZZ_CASES"] ?? "") ?? 20_000
+    static let commandKeywords = ["proxycommand", "localcommand", "knownhostscommand", "remotecommand", "xauthlocation",
+                                  "pkcs11provider", "securitykeyprovider", "permitlocalcommand", "proxyjump"]
+
+    @Test func noAcceptedOptionLetsSSHRunACommand() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-optfuzz-\(UUID().uuidString.prefix(8))").path
+        try FileSystem.makePrivateDirectory(dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let canary = dir + "/canary"
+        let paths = FwdPaths(config: dir + "/fwd.toml", stateDirectory: dir + "/state", userSSHConfig: dir + "/none", controlDirectory: dir + "/c")
+        let pieces = ["|", ">", "<", ";", "&", "$", "(", ")", "`", "'", "\"", "*", "?", "%", "%k", "%h", "%d", "${HOME}", "\\", "#", "=",
+                      " ", "  ", "\t", "\n", "\r", ",", "+", "-", "^", "@", ":", ".", "/", "~", "!", "{", "}", "[", "]",
+                      "touch \(canary)", "$(touch \(canary))", "`touch \(canary)`", "sh -c", "yes", "no", "ask", "22", "0",
+                      "aes128-ctr", "LC_*", "af21", "1G", "lab", "fe80::1%eth0", "a.example.com", "\u{7f}", "é"]
+        let keys = Validation.allowedOptions.values.map(\.keyword) + Validation.refusedOptions.keys.map { $0 } + ["Frobnicate", "Proxy Command", "PROXYCOMMAND"]
+        var rng = FuzzRandom(seed: FuzzTests.seed ^ 0x0971)
+        var accepted: [(config: FwdConfig, source: String)] = []
+        var rejected = 0
+        for _ in 0..<Self.cases where accepted.count < 250 {
+            let key = rng.pick(keys)
+            let value = (0..<(rng.chance(50) ? 1 : rng.int(2...4))).map { _ in rng.pick(pieces) }.joined()
+            let jump = rng.chance(20) ? (0..<rng.int(1...3)).map { _ in rng.pick(pieces) }.joined() : nil
+            func toml(_ s: String) -> String {
+                "\"" + s.unicodeScalars.map { c -> String in
+                    switch c {
+                    case "\"": return "\\\""
+                    case "\\": return "\\\\"
+                    case _ where c.value < 0x20 || c.value == 0x7f: return String(format: "\\u%04X", c.value)
+                    default: return String(c)
+                    }
+                }.joined() + "\""
+            }
+            let source = "[hosts.office]\nhostname = \"127.0.0.1\"\nport = 1\n" + (jump.map { "jump = \(toml($0))\n" } ?? "")
+                + "options = { \(toml(key)) = \(toml(value)) }\n[tunnels.t]\nhost = \"office\"\nlocal = \"1:127.0.0.1:1\"\n"
+            if let config = try? ConfigLoader.parse(source, path: paths.config) { accepted.append((config, source)) } else { rejected += 1 }
+        }
+        let defaults = try await SSHResolver.resolve(Destination(host: "office"), paths: paths, config: "none")
+        var connects = 0, refusedBySSH = 0
+        let start = ContinuousClock.now
+        for (i, item) in accepted.enumerated() {
+            let file = "\(dir)/case-\(i)"
+            try FileSystem.writeAtomically(SSHConfigFiles.fragment(item.config, paths: paths, resolved: [:]), to: file)
+            for host in ["office", "t"] {
+                let r: ResolvedHost
+                do {
+                    r = try await SSHResolver.resolve(Destination(host: host), paths: paths, config: file)
+                } catch {
+                    // Well-formed but not a value this ssh knows (an unknown cipher): ssh refuses the whole
+                    // file, which runs nothing either.
+                    refusedBySSH += 1
+                    continue
+                }
+                for keyword in Self.commandKeywords where keyword != "proxyjump" || item.config.hosts["office"]?.jump == nil {
+                    #expect(r.value(keyword) == defaults.value(keyword), "\(keyword) \(r.value(keyword) ?? "") from \(String(reflecting: item.source))")
+                }
+            }
+            // A bounded number of real connection attempts (port 1 refuses; a jump's own ssh fails to resolve).
+            if i % 5 == 0 {
+                connects += 1
+                let attempt = SSHCommand(executable: paths.ssh, arguments: ["-F", file, "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "office", "true"])
+                _ = try? await CommandRunner.run(attempt, timeout: .seconds(10))
+            }
+            #expect(!FileSystem.exists(canary), "a command ran from \(String(reflecting: item.source))")
+        }
+        print("fwd fuzz: options — \(accepted.count) accepted and checked with ssh -G (\(connects) connect attempts, \(refusedBySSH) host lookups refused by ssh as unknown values), \(rejected) rejected, \(ContinuousClock.now - start)")
+        #expect(accepted.count >= 50, "too few accepted to mean anything")
+        #expect(!FileSystem.exists(canary))
+    }
+}
