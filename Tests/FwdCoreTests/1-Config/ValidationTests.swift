@@ -40,6 +40,41 @@ import Testing
         #expect(Validation.optionValueProblem("Compression", value) != nil)
     }
 
+    /// The allow-list: reviewed keywords pass with a well-formed value; refused ones say why; others are unknown.
+    @Test func optionsAreAnAllowList() {
+        for (name, value) in [("Ciphers", "+aes128-ctr,chacha20-poly1305@openssh.com"), ("HostKeyAlias", "db.prod"), ("LogLevel", "verbose"),
+                              ("ServerAliveInterval", "5"), ("IPQoS", "af21 cs1"), ("SendEnv", "LANG LC_*"), ("BindAddress", "::1"),
+                              ("AddressFamily", "inet6"), ("RekeyLimit", "1G 1h"), ("IdentitiesOnly", "yes")] {
+            #expect(Validation.optionNameProblem(name) == nil, "\(name)")
+            #expect(Validation.optionValueProblem(name, value) == nil, "\(name) \(value)")
+        }
+        for name in ["XAuthLocation", "NoHostAuthenticationForLocalhost", "VerifyHostKeyDNS", "StreamLocalBindMask",
+                     "ForkAfterAuthentication", "UpdateHostKeys", "GatewayPorts", "SetEnv", "BatchMode", "ProxyCommand"] {
+            let problem = Validation.optionNameProblem(name)
+            #expect(problem?.hasPrefix("option \(name) is not allowed in fwd's options: ") == true, "\(problem ?? "accepted")")
+        }
+        #expect(Validation.optionNameProblem("BatchMode")?.contains("always") == false, "the old, untrue batchmode message")
+        #expect(Validation.optionNameProblem("Frobnicate")?.contains("not one of the options fwd passes through") == true)
+        #expect(Validation.optionNameProblem("Frobnicate")?.contains("docs/configuration.md") == true)
+    }
+
+    @Test(arguments: [("HostKeyAlias", "a|id>FILE"), ("HostKeyAlias", "%k"), ("Ciphers", "aes;id"), ("Ciphers", "$(id)"),
+                      ("SendEnv", "A`id`"), ("Compression", "maybe"), ("LogLevel", "QUIET"), ("ConnectTimeout", "99999"),
+                      ("IPQoS", "a b c"), ("BindAddress", "-x"), ("SendEnv", "%h"), ("RekeyLimit", "1G%"), ("Ciphers", "a,,b"),
+                      ("CanonicalDomains", "*.x"), ("HostKeyAlias", "a b"), ("ServerAliveInterval", "5s"), ("Ciphers", "é")])
+    func optionValuesHaveAStrictForm(_ name: String, _ value: String) {
+        #expect(Validation.optionValueProblem(name, value) != nil, "\(name) = \(value)")
+    }
+
+    @Test func percentOnlyInABracketedZoneAndNeverInAJump() {
+        #expect(Validation.jumpHopProblem("bastion") == nil)
+        #expect(Validation.jumpHopProblem("j%k")?.contains("ProxyJump") == true)
+        #expect(Validation.jumpHopProblem("[fe80::1%eth0]") != nil)
+        #expect(Validation.hostProblem("[fe80::1%eth0]:22") == nil)
+        #expect(Validation.userProblem("host$") == nil)
+        #expect(Validation.userProblem("a$HOME") != nil)
+    }
+
     @Test func injectionThroughConfigIsRejected() {
         let attempts = [
             // A newline inside a value would start a new ssh_config directive.

@@ -94,6 +94,76 @@ import Testing
         #expect(try SSHConfigFiles.uninstall(paths: p) == false)
     }
 
+    /// Installs in the same second never share a backup, and uninstall gives back every byte (CRLF, no final newline).
+    @Test func backupsNeverCollideAndUninstallIsByteExact() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-install-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = FwdPaths(config: dir + "/fwd.toml", stateDirectory: dir + "/state", userSSHConfig: dir + "/home/.ssh/config")
+        try FileSystem.makePrivateDirectory(dir + "/home/.ssh")
+        let original = Array("Host x\r\n\tUser me\r\n# no newline".utf8)
+        try FileSystem.writeAtomically(original, to: p.userSSHConfig)
+        let now = Date(timeIntervalSince1970: 0)
+        var backups: [String] = []
+        for _ in 0..<3 {
+            guard case .installed(let backup?) = try SSHConfigFiles.install(paths: p, now: now) else { Issue.record("not installed"); return }
+            backups.append(backup)
+            #expect(try SSHConfigFiles.uninstall(paths: p))
+            #expect(FileSystem.readBytes(p.userSSHConfig) == original)
+        }
+        let stem = p.userSSHConfig + ".fwd-backup-19700101T000000Z"
+        #expect(backups == [stem, stem + "-2", stem + "-3"])
+        for b in backups { #expect(FileSystem.readBytes(b) == original) }
+    }
+
+    @Test func readOnlyConfigIsRefusedAndUntouched() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-install-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = FwdPaths(config: dir + "/fwd.toml", stateDirectory: dir + "/state", userSSHConfig: dir + "/home/.ssh/config")
+        try FileSystem.makePrivateDirectory(dir + "/home/.ssh")
+        try FileSystem.writeAtomically("Host x\n", to: p.userSSHConfig, mode: 0o444)
+        #expect(throws: SSHConfigFiles.InstallRefused.self) { try SSHConfigFiles.install(paths: p) }
+        #expect(FileSystem.read(p.userSSHConfig) == "Host x\n")
+        #expect((try FileManager.default.contentsOfDirectory(atPath: dir + "/home/.ssh")) == ["config"])
+    }
+
+    /// Paths with a space are quoted; those ssh_config cannot hold as written are refused; the config path in
+    /// the comment cannot start a line.
+    @Test func pathsAreQuotedOrRefused() throws {
+        let spaced = FwdPaths(config: "/c/a\nProxyCommand x/fwd.toml", stateDirectory: "/s p", userSSHConfig: "/h/my config", controlDirectory: "/tmp/fwd 0")
+        #expect(SSHConfigFiles.pathProblem(spaced) == nil)
+        #expect(SSHConfigFiles.includeLine(paths: spaced) == "Include \"/s p/ssh_config.fwd\"")
+        #expect(SSHConfigFiles.rootConfig(paths: spaced).contains("Include \"/h/my config\"\n"))
+        var config = try config()
+        config.path = spaced.config
+        let fragment = SSHConfigFiles.fragment(config, paths: spaced, resolved: [:])
+        #expect(fragment.contains("    ControlPath \"/tmp/fwd 0/office\"\n"))
+        #expect(fragment.contains("# Source: /c/a\\nProxyCommand x/fwd.toml\n"))
+        #expect(!fragment.split(separator: "\n").contains { $0.hasPrefix("ProxyCommand") })
+        for bad in ["/s\"q", "/s\\b", "/s%h", "/s${HOME}", "/s*", "/s\nHost *"] {
+            #expect(SSHConfigFiles.pathProblem(FwdPaths(config: "/c", stateDirectory: bad, userSSHConfig: "/h")) != nil, "\(bad)")
+        }
+    }
+
+    /// A name the user's ssh_config defines gets no block in the fragment; the root config has it, first.
+    @Test func blocksTheUserDefinesGoToTheRootConfigOnly() throws {
+        let c = try config()
+        let fragment = SSHConfigFiles.fragment(c, paths: paths, resolved: [:], userHosts: ["wiki"])
+        #expect(fragment.contains("Host office\n") && !fragment.contains("Host wiki\n"))
+        let own = SSHConfigFiles.tunnelBlocks(c, paths: paths, resolved: [:], only: { $0 == "wiki" })
+        let root = SSHConfigFiles.rootConfig(paths: paths, ownBlocks: own)
+        #expect(root.contains("Host wiki\n"))
+        let lines = root.split(separator: "\n")
+        #expect(lines.firstIndex(of: "Host wiki")! < lines.firstIndex(of: "Match all")!)
+        #expect(lines.firstIndex(of: "Match all")! < lines.firstIndex(of: "Include /s/ssh_config.fwd")!)
+
+        #expect(SSHConfigAliases.defines("db", in: ["Host db\n"]))
+        #expect(SSHConfigAliases.defines("DB", in: ["host mirror* db\n"]))
+        #expect(SSHConfigAliases.defines("mirror1", in: ["Host mirror?\n"]))
+        #expect(!SSHConfigAliases.defines("db", in: ["Host *\n    User x\n"]))
+        #expect(!SSHConfigAliases.defines("db", in: ["Host * !db\n", "Host d*b !db\n"]))
+        #expect(!SSHConfigAliases.defines("db", in: ["# Host db\nHost dbx\n"]))
+    }
+
     @Test func installCreatesAMissingConfigPrivately() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-install-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
