@@ -58,24 +58,10 @@ package enum FileSystem {
         let temp = "\(dir)/.\((path as NSString).lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .failed(path: temp, action: "create", errno: errno) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                close(fd)
-                unlink(temp)
-                throw .failed(path: temp, action: "write", errno: code)
-            }
-            offset += n
-        }
-        fchmod(fd, mode)
-        if fsync(fd) != 0 {
-            let code = errno
+        if let failure = writeAndFlush(bytes, to: fd, path: temp, mode: mode) {
             close(fd)
             unlink(temp)
-            throw .failed(path: temp, action: "flush", errno: code)
+            throw failure
         }
         close(fd)
         if rename(temp, path) != 0 {
@@ -108,20 +94,26 @@ package enum FileSystem {
             throw .failed(path: path, action: "create", errno: errno)
         }
         defer { close(fd) }
+        if let failure = writeAndFlush(bytes, to: fd, path: path, mode: mode) {
+            unlink(path)
+            throw failure
+        }
+        return true
+    }
+
+    /// Writes all of `bytes` to `fd`, sets `mode` and flushes; the error, naming `path`, when one step fails.
+    private static func writeAndFlush(_ bytes: [UInt8], to fd: Int32, path: String, mode: mode_t) -> FileSystemError? {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let code = errno
-                unlink(path)
-                throw .failed(path: path, action: "write", errno: code)
+                return .failed(path: path, action: "write", errno: errno)
             }
             offset += n
         }
         fchmod(fd, mode)
-        guard fsync(fd) == 0 else { throw .failed(path: path, action: "flush", errno: errno) }
-        return true
+        return fsync(fd) == 0 ? nil : .failed(path: path, action: "flush", errno: errno)
     }
 
     /// The file's bytes, as they are (no text decoding); nil when it cannot be read.
