@@ -71,17 +71,22 @@ def echo(conn):
         conn.sendall(data)
 
 
+def _get_status(s):
+    """Sends one GET on the connected socket s; True when an HTTP status line came back."""
+    s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+    data = b""
+    while len(data) < 12:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.startswith(b"HTTP/1.")
+
+
 def http_get(host, port, timeout=2.0):
     """One GET; True when an HTTP status line came back."""
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
-        data = b""
-        while len(data) < 12:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.startswith(b"HTTP/1.")
+        return _get_status(s)
 
 
 def socks_get(proxy_port, target_port, timeout=2.0):
@@ -99,14 +104,7 @@ def socks_get(proxy_port, target_port, timeout=2.0):
             reply += chunk
         if reply[1] != 0:
             return False
-        s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
-        data = b""
-        while len(data) < 12:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.startswith(b"HTTP/1.")
+        return _get_status(s)
 
 
 def wait_usable(check, timeout):

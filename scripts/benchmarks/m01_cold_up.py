@@ -11,6 +11,20 @@ KEY = "1"
 TITLE = "1. cold up"
 
 
+def timed_cold_up(lab, env, wait, what, label=""):
+    """Runs `fwd up t1 -q` and then wait() (a perf_counter() time or None). Returns (wall clock at the start,
+    start, `fwd up`'s return, wait()'s time); raises CannotMeasure when either failed."""
+    wall0 = time.time()
+    t0 = time.perf_counter()
+    p = lab.run([lab.fwd, "up", "t1", "-q"], env=env, timeout=60)
+    t1 = time.perf_counter()
+    ok = wait()
+    if p.returncode != 0 or ok is None:
+        raise CannotMeasure(f"{label}`fwd up` exited {p.returncode} / {what if ok else 'never ' + what}: "
+                            f"{p.stderr.decode(errors='replace').strip()[-400:]}")
+    return wall0, t0, t1, ok
+
+
 def run(lab, report):
     runs = lab.args.runs
     fwd_t, raw_t, fwd_cmd_t, raw_cmd_t, phases = [], [], [], [], []
@@ -23,14 +37,7 @@ def run(lab, report):
             if who == "fwd":
                 lab.write_fwd_config(config, [("t1", "bench0", spec, "http")])
                 env = lab.fwd_env(f"cold{i}", config, lab.user_ssh_config)
-                wall0 = time.time()
-                t0 = time.perf_counter()
-                p = lab.run([lab.fwd, "up", "t1", "-q"], env=env, timeout=60)
-                t1 = time.perf_counter()
-                ok = wait_page(port, 30)
-                if p.returncode != 0 or ok is None:
-                    raise CannotMeasure(f"`fwd up` exited {p.returncode} / page {'ok' if ok else 'never loaded'}: "
-                                        f"{p.stderr.decode(errors='replace').strip()[-400:]}")
+                wall0, t0, t1, ok = timed_cold_up(lab, env, lambda: wait_page(port, 30), "page loaded")
                 if i:
                     fwd_t.append(ok - t0)
                     fwd_cmd_t.append(t1 - t0)

@@ -5,7 +5,7 @@ import time
 
 from .common import CannotMeasure, fmt_ms, median, ms_list
 from .helpers import wait_usable
-from .m01_cold_up import cold_phases, phase_table
+from .m01_cold_up import cold_phases, phase_table, timed_cold_up
 
 KEY = "9"
 TITLE = "9. cold up per forward type"
@@ -30,14 +30,7 @@ def run(lab, report):
                 if who in ("fwd", "first"):
                     lab.write_typed_config(config, [("t1", "bench0", kind, spec)])
                     env = lab.fwd_env(f"cold-{kind}" if who == "fwd" else f"cold-{kind}-first{i}", config, lab.user_ssh_config)
-                    wall0 = time.time()
-                    t0 = time.perf_counter()
-                    p = lab.run([lab.fwd, "up", "t1", "-q"], env=env, timeout=60)
-                    t1 = time.perf_counter()
-                    ok = wait_usable(usable, 30)
-                    if p.returncode != 0 or ok is None:
-                        raise CannotMeasure(f"{kind}: `fwd up` exited {p.returncode} / {'usable' if ok else 'never usable'}: "
-                                            f"{p.stderr.decode(errors='replace').strip()[-400:]}")
+                    wall0, t0, t1, ok = timed_cold_up(lab, env, lambda: wait_usable(usable, 30), "usable", f"{kind}: ")
                     if i:
                         times[who].append(max(ok, t1) - t0)
                         if who == "fwd":
