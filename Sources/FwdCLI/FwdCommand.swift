@@ -40,6 +40,7 @@ struct Context {
 /// pick ParsableCommand's synchronous overload).
 package enum FwdMain {
     package static func run() async -> Never {
+        Posix.forbidCoreDumps()
         // ssh runs SSH_ASKPASS with the prompt as the only argument: answer before any parsing or setup.
         if let prompt = AskpassCommand.promptFromSSH(CommandLine.arguments, environment: ProcessInfo.processInfo.environment) {
             let code = AskpassCommand.relay(prompt: prompt)

@@ -65,7 +65,7 @@ import Testing
             #expect(json["hostname"] as? String == "127.0.0.1")
             #expect(json["port"] as? String == "\(f.sshd.port)")
             let controlPath = try #require(json["control_path"] as? String)
-            #expect(controlPath.hasPrefix(FwdPaths.controlDirectory(forState: f.stateDir) + "/"))
+            #expect(controlPath.hasPrefix(f.paths.controlDirectory + "/"))
             #expect(controlPath.utf8.count + 17 <= 90)
             let commands = try #require(json["commands"] as? [String: [[String]]])
             #expect(commands["add"]?.first?.suffix(4) == ["forward", "-L", "127.0.0.1:18080:127.0.0.1:\(f.web.port)", "fwd-mux"])

@@ -189,7 +189,7 @@ struct RemoteProbeLab {
         try await FwdFixture.with { f in
             try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
             // Short: the master binds SOCK + 17 characters, and a ControlPath may be at most ~90 bytes.
-            try FileSystem.makeOwnedDirectory(f.paths.controlDirectory)
+            try FileSystem.makeSocketDirectory(f.paths.controlDirectory)
             let socket = f.paths.controlDirectory + "/rp.sock"
             let master = try await ControlMaster.spawn(
                 SSHCommand(executable: "ssh", arguments: masterArguments + ["-F", f.userSSHConfig, "-N", "-M", "-S", socket, "-o", "ControlPersist=no", "lab"]),

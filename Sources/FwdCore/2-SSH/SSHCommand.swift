@@ -58,7 +58,6 @@ package struct SSHCommand: Sendable, Equatable, CustomStringConvertible {
             "-o", "ServerAliveInterval=\(liveness.aliveInterval)",
             "-o", "ServerAliveCountMax=\(liveness.aliveCount)",
             "-o", "ConnectTimeout=\(liveness.connectTimeout)",
-            "-o", "StreamLocalBindUnlink=yes",
         ] + destination.arguments))
     }
 

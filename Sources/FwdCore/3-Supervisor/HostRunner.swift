@@ -446,7 +446,7 @@ actor HostRunner {
             // fwd names the socket (FwdPaths.controlSocket), so the master starts without a `ssh -G` first.
             let socket = paths.controlSocket(for: host)
             do {
-                try FileSystem.makeOwnedDirectory(paths.controlDirectory)
+                try FileSystem.makeSocketDirectory(paths.controlDirectory)
                 try FileSystem.makePrivateDirectory(paths.logDirectory)
             } catch {
                 return .failed(SSHFailure(failureClass: .fatal, evidence: "\(error)", advice: "fix the directory, then `fwd up` again"))
@@ -539,6 +539,9 @@ actor HostRunner {
     /// without starting an ssh process per forward.
     private static func add(_ f: ForwardSpec, socket: String) async -> HostMachine.MuxOutcome {
         let failure: MuxClient.Failure
+        if f.kind == .local, case .unix(let path) = f.listen, UnixSocket.removeStale(path) == .otherFile {
+            return .refused("cannot bind \(path): Address already in use", holder: "a file that is not a socket, which fwd never deletes")
+        }
         let start = ContinuousClock.now
         do {
             let port = try await muxForward(f, cancel: false, socket: socket)

@@ -7,21 +7,22 @@ import Darwin
 
 package enum FileSystemError: Error, Sendable, CustomStringConvertible {
     case failed(path: String, action: String, errno: Int32)
-    case unsafeDirectory(path: String, reason: String)
+    case unsafeDirectory(path: String, reason: String, fix: String)
 
     package var description: String {
         switch self {
         case .failed(let path, let action, let code):
             return "cannot \(action) \(path): \(String(cString: strerror(code)))"
-        case .unsafeDirectory(let path, let reason):
-            return "\(path) \(reason); remove it or fix its owner and mode (chmod 700), then try again"
+        case .unsafeDirectory(let path, let reason, let fix):
+            return "cannot keep sockets in \(path): it \(reason); \(fix)"
         }
     }
 }
 
 /// File operations with the modes fwd promises: directories 0700, state files 0600, atomic replacement.
 package enum FileSystem {
-    /// Creates `path` (and parents) as 0700 directories; an existing directory is tightened to 0700.
+    /// Creates `path` and its missing parents as 0700 directories. A directory that exists keeps its mode:
+    /// fwd never re-modes a directory it did not create (with the config in `$HOME`, that would be `$HOME`).
     package static func makePrivateDirectory(_ path: String) throws(FileSystemError) {
         var components: [String] = []
         var current = path
@@ -29,21 +30,72 @@ package enum FileSystem {
             components.insert(current, at: 0)
             current = (current as NSString).deletingLastPathComponent
         }
-        for dir in components where mkdir(dir, 0o700) != 0 && errno != EEXIST {
-            throw .failed(path: dir, action: "create directory", errno: errno)
+        for dir in components {
+            if mkdir(dir, 0o700) == 0 {
+                // Ours, just made: the umask may have taken bits a directory of ours needs (u+rwx).
+                if chmod(dir, 0o700) != 0 { throw .failed(path: dir, action: "set mode 0700 on", errno: errno) }
+            } else if errno != EEXIST {
+                throw .failed(path: dir, action: "create directory", errno: errno)
+            }
         }
-        if chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
     }
 
-    /// A directory in a shared place like /tmp: must be a real directory owned by us with mode 0700,
-    /// or someone else could read or replace the control sockets.
-    package static func makeOwnedDirectory(_ path: String) throws(FileSystemError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .failed(path: path, action: "create directory", errno: errno) }
+    /// A real directory (not a symlink) of this user's that no one else can enter.
+    package static func isPrivateDirectory(_ path: String) -> Bool {
         var st = stat()
-        guard lstat(path, &st) == 0 else { throw .failed(path: path, action: "inspect", errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .unsafeDirectory(path: path, reason: "is not a directory") }
-        guard st.st_uid == geteuid() else { throw .unsafeDirectory(path: path, reason: "belongs to another user") }
-        if st.st_mode & 0o077 != 0, chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_uid == geteuid() && st.st_mode & 0o077 == 0
+    }
+
+    /// The directory of fwd's sockets, made if missing (with its missing parents, 0700), then checked: it must
+    /// be a real directory of this user's with mode 0700, in a parent that no other user can rename it out of.
+    /// Plain ssh trusts whatever answers at a ControlPath (docs/architecture.md, "Where the sockets live"), so a
+    /// directory that fails is not used, not repaired: fwd did not make it, and a fix names what the user can do.
+    package static func makeSocketDirectory(_ path: String) throws(FileSystemError) {
+        let parent = (path as NSString).deletingLastPathComponent
+        if !exists(path) {
+            if let problem = socketDirectoryProblem(path), case .unsafeDirectory = problem { throw problem }
+            try makePrivateDirectory(parent)
+            if mkdir(path, 0o700) == 0 {
+                if chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
+            } else if errno != EEXIST {
+                throw .failed(path: path, action: "create directory", errno: errno)
+            }
+        }
+        if let problem = socketDirectoryProblem(path) { throw problem }
+    }
+
+    /// Why `path` may not hold fwd's sockets, with a fix; nil when it may.
+    package static func socketDirectoryProblem(_ path: String) -> FileSystemError? {
+        let longest = path.utf8.count + 1 + FwdPaths.hashedNameLength
+        guard longest <= FwdPaths.controlPathLimit else {
+            return .unsafeDirectory(path: path, reason: "is too long: a ControlPath in it needs \(longest) bytes, and a socket address holds \(FwdPaths.controlPathLimit)",
+                                    fix: "set FWD_RUNTIME_DIR to a shorter directory only you can enter")
+        }
+        let moveAside = "move it aside (`mv \(path) \(path).old`) or set FWD_RUNTIME_DIR to a directory only you can enter"
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return .failed(path: path, action: "inspect", errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFDIR else { return .unsafeDirectory(path: path, reason: "is not a directory", fix: moveAside) }
+        guard st.st_uid == geteuid() else {
+            return .unsafeDirectory(path: path, reason: "belongs to uid \(st.st_uid), who could answer in place of your ssh masters", fix: moveAside)
+        }
+        guard st.st_mode & 0o077 == 0 else {
+            return .unsafeDirectory(path: path, reason: "has mode \(String(st.st_mode & 0o7777, radix: 8)), so other users can enter it",
+                                    fix: "`chmod 700 \(path)` if it is yours to change, or \(moveAside)")
+        }
+        // Each directory above must be one that only this user or root can change; others may write a sticky
+        // directory (/tmp) without being able to rename what is ours in it.
+        var ancestor = (path as NSString).deletingLastPathComponent
+        while !ancestor.isEmpty {
+            var up = stat()
+            guard stat(ancestor, &up) == 0 else { return .failed(path: ancestor, action: "inspect", errno: errno) }
+            if (up.st_uid != geteuid() && up.st_uid != 0) || (up.st_mode & 0o022 != 0 && up.st_mode & S_ISVTX == 0) {
+                return .unsafeDirectory(path: path, reason: "is inside \(ancestor), which another user can change (and so replace it)",
+                                        fix: "set FWD_RUNTIME_DIR (or FWD_STATE_DIR) to a directory only you can change")
+            }
+            if ancestor == "/" { break }
+            ancestor = (ancestor as NSString).deletingLastPathComponent
+        }
+        return nil
     }
 
     /// Writes `contents` to a temporary file beside `path` with `mode`, flushes it, then renames it over

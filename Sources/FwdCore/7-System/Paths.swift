@@ -15,7 +15,8 @@ package struct FwdPaths: Sendable, Equatable {
     /// ssh finds `~/.ssh/config` through the passwd entry, not $HOME (docs/architecture.md, "Home directory"),
     /// so that is the default.
     package var userSSHConfig: String
-    /// Directory of the ControlMaster sockets; short, see `controlDirectory(forState:)`.
+    /// Directory of every socket fwd listens on or names: the ControlMasters', the supervisor's, the askpass
+    /// relays'. Private to this user, see `controlDirectory(forState:environment:)`.
     package var controlDirectory: String
     /// The ssh client fwd runs.
     package var ssh: String
@@ -28,16 +29,18 @@ package struct FwdPaths: Sendable, Equatable {
     package var database: String { stateDirectory + "/fwd.db" }
     package var logDirectory: String { stateDirectory + "/logs" }
 
-    package init(config: String, stateDirectory: String, userSSHConfig: String, controlDirectory: String? = nil, ssh: String = "ssh") {
+    package init(config: String, stateDirectory: String, userSSHConfig: String, controlDirectory: String? = nil, ssh: String = "ssh",
+                 environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.config = config
         self.stateDirectory = stateDirectory
         self.userSSHConfig = userSSHConfig
-        self.controlDirectory = controlDirectory ?? FwdPaths.controlDirectory(forState: stateDirectory)
+        self.controlDirectory = controlDirectory ?? FwdPaths.controlDirectory(forState: stateDirectory, environment: environment)
         self.ssh = ssh
     }
 
     /// `$FWD_CONFIG`, else `$XDG_CONFIG_HOME/fwd/fwd.toml`, else `~/.config/fwd/fwd.toml`; state in `$FWD_STATE_DIR`,
-    /// else `$XDG_STATE_HOME/fwd`, else `~/.local/state/fwd`; `$FWD_SSH_CONFIG` overrides the user's ssh_config.
+    /// else `$XDG_STATE_HOME/fwd`, else `~/.local/state/fwd`; `$FWD_SSH_CONFIG` overrides the user's ssh_config;
+    /// sockets as `controlDirectory(forState:environment:)` says.
     package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> FwdPaths {
         let home = nonEmpty(env["HOME"]) ?? passwdHome()
         let config = nonEmpty(env["FWD_CONFIG"])
@@ -46,7 +49,7 @@ package struct FwdPaths: Sendable, Equatable {
             ?? (nonEmpty(env["XDG_STATE_HOME"]).map { $0 + "/fwd" } ?? home + "/.local/state/fwd")
         let userSSH = nonEmpty(env["FWD_SSH_CONFIG"]) ?? passwdHome() + "/.ssh/config"
         return FwdPaths(config: absolute(config), stateDirectory: absolute(state), userSSHConfig: absolute(userSSH),
-                        ssh: nonEmpty(env["FWD_SSH"]) ?? which("ssh", path: env["PATH"]) ?? "ssh")
+                        ssh: nonEmpty(env["FWD_SSH"]) ?? which("ssh", path: env["PATH"]) ?? "ssh", environment: env)
     }
 
     /// The absolute path of `name` on PATH, looked up once: given a bare name, every spawn would try each PATH
@@ -59,21 +62,34 @@ package struct FwdPaths: Sendable, Equatable {
         return nil
     }
 
-    /// A ControlPath must fit in a UNIX socket address, and the master first binds `PATH.` plus 16 random
-    /// characters: at most 90 bytes on Linux, about 86 on macOS (docs/architecture.md,
-    /// "ControlPath and stale sockets"). A socket name is at most 40
-    /// bytes (`controlSocket`), so the directory gets `/tmp/fwd-UID-HASH` (≤ 28 bytes): 28 + 1 + 40 + 17 = 86.
-    /// The hash of the state directory keeps separate fwd instances (tests, other state dirs) apart.
-    package static func controlDirectory(forState state: String) -> String {
-        "/tmp/fwd-\(geteuid())-\(String(fnv1a32(state), radix: 16))"
+    /// Where the sockets go: a directory no other user can create, enter or replace first, because plain
+    /// `ssh HOST` hands its terminal to whatever answers at the ControlPath (docs/architecture.md, "Where the
+    /// sockets live"). `$FWD_RUNTIME_DIR` if set; else `fwd-HASH` in `$XDG_RUNTIME_DIR` when that is a
+    /// directory of this user's that nobody else can enter (after `su` or `sudo` it may be another user's);
+    /// else `run` in the state directory. The hash of the state directory keeps separate fwd instances apart.
+    package static func controlDirectory(forState state: String, environment env: [String: String]) -> String {
+        if let dir = nonEmpty(env["FWD_RUNTIME_DIR"]) { return absolute(dir) }
+        if let runtime = nonEmpty(env["XDG_RUNTIME_DIR"]), runtime.hasPrefix("/"), FileSystem.isPrivateDirectory(runtime) {
+            return "\(runtime)/fwd-\(String(fnv1a32(state), radix: 16))"
+        }
+        return state + "/run"
     }
+
+    /// The longest ControlPath: the master first binds `PATH.` plus 16 random characters, and that must fit in
+    /// a socket address (90 bytes on Linux, 86 on macOS; docs/architecture.md, "ControlPath and stale sockets").
+    package static var controlPathLimit: Int { UnixSocket.pathLimit - 17 }
+
+    /// A hashed socket name: `@` and 16 hex digits.
+    package static let hashedNameLength = 17
 
     /// The supervisor's control socket, beside the masters' sockets: in the short control directory, because a
     /// UNIX socket path must fit in about 104 bytes and a state directory can be long.
     package var supervisorSocket: String { controlDirectory + "/fwd.sock" }
 
-    /// The longest socket name `controlSocket` returns.
-    package static let socketNameLimit = 40
+    /// The longest socket name `controlSocket` returns: 40 bytes, less where the directory is long.
+    package var socketNameLimit: Int {
+        max(Self.hashedNameLength, min(40, Self.controlPathLimit - controlDirectory.utf8.count - 1))
+    }
 
     /// The ControlMaster socket for `host` as written in fwd.toml (a `[hosts]` name, an ssh alias or
     /// user@host[:port]): the name itself when it is short and plain, else `@` and a hash of it. fwd names the
@@ -81,7 +97,7 @@ package struct FwdPaths: Sendable, Equatable {
     /// goes, and two aliases of one server (same `%C`) get a master each, each with its own settings. The Host
     /// blocks fwd generates carry the same path, so `ssh HOST` and `ssh TUNNEL` ride that master.
     package func controlSocket(for host: String) -> String {
-        let plain = host.utf8.count <= Self.socketNameLimit && !host.hasPrefix(".")
+        let plain = host.utf8.count <= socketNameLimit && !host.hasPrefix(".") && !host.hasPrefix(AskpassRelay.socketPrefix)
             && host.utf8.allSatisfy { $0 < 0x80 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")) }
         if plain && "\(controlDirectory)/\(host)" != supervisorSocket { return "\(controlDirectory)/\(host)" }
         let hash = String(Self.fnv1a64(host), radix: 16)
@@ -105,12 +121,12 @@ package struct FwdPaths: Sendable, Equatable {
         return NSHomeDirectory()
     }
 
-    private static func nonEmpty(_ s: String?) -> String? {
+    static func nonEmpty(_ s: String?) -> String? {
         guard let s, !s.isEmpty else { return nil }
         return s
     }
 
-    private static func absolute(_ path: String) -> String {
+    static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
     }
 }

@@ -159,31 +159,25 @@ package struct Doctor: Sendable {
         return findings.isEmpty ? [DoctorFinding("state-permissions", .ok, "\(dir) is 0700 and its files are private")] : findings
     }
 
-    /// The socket directory sits in /tmp: it must be ours and private, or another user could hijack a master.
+    /// The socket directory must be a private directory of this user's in a place no one else can change, or
+    /// another user could answer in place of a master (docs/architecture.md, "Where the sockets live").
     func controlDirectory() -> [DoctorFinding] {
         let dir = paths.controlDirectory
-        guard let st = Self.status(dir) else { return [] }
-        let fix = "`rm -r \(SSHCommand.shellQuote(dir))`; fwd recreates it"
-        if st.st_mode & S_IFMT != S_IFDIR || st.st_uid != geteuid() {
-            return [DoctorFinding("control-directory", .problem, "\(dir) is not a directory of yours", fix: fix)]
-        }
-        if st.st_mode & 0o077 != 0 {
-            return [DoctorFinding("control-directory", .problem, "\(dir) has mode \(Self.octal(st.st_mode & 0o7777)); others could use fwd's masters",
-                                  fix: "`chmod 700 \(SSHCommand.shellQuote(dir))`")]
-        }
-        return []
+        guard FileSystem.exists(dir), let problem = FileSystem.socketDirectoryProblem(dir) else { return [] }
+        return [DoctorFinding("control-directory", .problem, "\(problem)")]
     }
 
-    /// The master binds `PATH.` plus 16 random characters and a socket name is at most 40 characters: 58 bytes
-    /// beyond the directory, within the 90 a socket address holds on Linux
-    /// (docs/architecture.md, "ControlPath and stale sockets").
+    /// The master binds `PATH.` plus 16 random characters; names longer than the directory leaves room for are
+    /// hashed, so what must fit is a hashed one (docs/architecture.md, "ControlPath and stale sockets").
     func controlPathLength() -> DoctorFinding {
-        let length = paths.controlDirectory.utf8.count + 1 + FwdPaths.socketNameLimit + 17
-        guard length <= 90 else {
-            return DoctorFinding("control-path", .problem, "ControlPaths in \(paths.controlDirectory) need up to \(length) bytes; a socket path holds at most 90",
-                                 fix: "run fwd with a shorter temporary directory (the sockets live in /tmp)")
+        let dir = paths.controlDirectory
+        let longest = dir.utf8.count + 1 + paths.socketNameLimit
+        let limit = FwdPaths.controlPathLimit
+        guard longest <= limit else {
+            return DoctorFinding("control-path", .problem, "ControlPaths in \(dir) need \(longest) bytes; a socket address holds \(limit)",
+                                 fix: "set FWD_RUNTIME_DIR to a shorter directory only you can enter")
         }
-        return DoctorFinding("control-path", .ok, "ControlPaths in \(paths.controlDirectory) fit (at most \(length) of 90 bytes)")
+        return DoctorFinding("control-path", .ok, "ControlPaths in \(dir) fit (at most \(longest) of \(limit) bytes)")
     }
 
     /// A socket no master answers is left by a master that was killed; ssh then refuses to bind there and

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FwdCore
 
@@ -11,7 +12,7 @@ import Testing
             "ssh", "-F", "/s/ssh_config", "-N", "-M", "-S", sock,
             "-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
             "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "-o", "ConnectTimeout=5",
-            "-o", "StreamLocalBindUnlink=yes", "--", "office",
+            "--", "office",
         ])
     }
 
@@ -53,17 +54,36 @@ import Testing
         ])
     }
 
-    @Test func controlPathFitsTheSocketLimit() {
-        // The master binds PATH + "." + 16 random characters. Linux allows 90 bytes (the longest state dir
-        // hashes to the same short directory), macOS about 86.
-        let state = "/home/someone-with-a-long-name/.local/state/fwd/" + String(repeating: "x", count: 200)
-        let paths = FwdPaths(config: "/c", stateDirectory: state, userSSHConfig: "/u")
-        for host in ["lab", "bob@very-long-host-name.example.com:2222", String(repeating: "h", count: 200), "a%C", "ünï", ".hidden"] {
-            let socket = paths.controlSocket(for: host)
-            #expect(socket.hasPrefix(paths.controlDirectory + "/"))
-            #expect(socket.utf8.count + 17 <= 86, "\(socket)")
+    @Test func controlPathFitsTheSocketLimit() throws {
+        // The master binds PATH + "." + 16 random characters (90 bytes on Linux, about 86 on macOS). Names are
+        // hashed where the directory leaves less than 40 bytes; a directory too long even for a hash is refused.
+        for state in ["/home/someone-with-a-long-name/.local/state/fwd", "/s/" + String(repeating: "x", count: 60)] {
+            let paths = FwdPaths(config: "/c", stateDirectory: state, userSSHConfig: "/u", environment: [:])
+            #expect(paths.controlDirectory == state + "/run")
+            for host in ["lab", "bob@very-long-host-name.example.com:2222", String(repeating: "h", count: 200), "a%C", "ünï", ".hidden", "ask-x"] {
+                let socket = paths.controlSocket(for: host)
+                #expect(socket.hasPrefix(paths.controlDirectory + "/"))
+                #expect(socket.utf8.count <= FwdPaths.controlPathLimit, "\(socket)")
+                #expect(!socket.dropFirst(paths.controlDirectory.count + 1).hasPrefix(AskpassRelay.socketPrefix))
+            }
         }
-        #expect(FwdPaths.controlDirectory(forState: "/a") != FwdPaths.controlDirectory(forState: "/b"))
+        let long = FwdPaths(config: "/c", stateDirectory: "/s/" + String(repeating: "x", count: 200), userSSHConfig: "/u", environment: [:])
+        #expect("\(FileSystem.socketDirectoryProblem(long.controlDirectory).map { "\($0)" } ?? "")".contains("FWD_RUNTIME_DIR"))
+    }
+
+    @Test func socketDirectoryIsPrivateRuntimeDirectoryOrStateRun() throws {
+        let dir = NSTemporaryDirectory() + "fwd-rt-\(UUID().uuidString.prefix(6))"
+        try FileSystem.makePrivateDirectory(dir + "/runtime")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let runtime = ["XDG_RUNTIME_DIR": dir + "/runtime"]
+        let a = FwdPaths.controlDirectory(forState: "/a", environment: runtime)
+        #expect(a.hasPrefix(dir + "/runtime/fwd-"))
+        #expect(a != FwdPaths.controlDirectory(forState: "/b", environment: runtime))
+        // A runtime directory others can enter (or another user's, after su) is not used.
+        chmod(dir + "/runtime", 0o755)
+        #expect(FwdPaths.controlDirectory(forState: "/a", environment: runtime) == "/a/run")
+        #expect(FwdPaths.controlDirectory(forState: "/a", environment: ["XDG_RUNTIME_DIR": "relative"]) == "/a/run")
+        #expect(FwdPaths.controlDirectory(forState: "/a", environment: ["FWD_RUNTIME_DIR": "/r", "XDG_RUNTIME_DIR": dir]) == "/r")
     }
 
     @Test func socketNamesAreReadableWhenPlainAndDistinctPerHost() {

@@ -10,8 +10,8 @@ import Testing
         #expect(held.error(tunnel: "wiki") == "local port 8080 is already in use (held by pid 7 (nc)): stop that program or change the port in wiki's local forward")
         #expect(held.summary == "cannot listen on local port 8080")
         let unix = TunnelFailure.localPortTaken(socket, holder: nil)
-        #expect(unix.error(tunnel: "wiki") == "the local socket is already in use: stop that program or change the port in wiki's local forward")
-        #expect(unix.summary == "cannot listen on the local socket")
+        #expect(unix.error(tunnel: "wiki") == "/tmp/wiki.sock is already taken: move it, or change the path in wiki's local forward")
+        #expect(unix.summary == "cannot listen on /tmp/wiki.sock")
         #expect(TunnelFailure.remoteListenerHeld(evidence: "e", retries: 6).summary == "gave up after 6 retries")
     }
 

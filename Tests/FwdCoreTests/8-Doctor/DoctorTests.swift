@@ -14,7 +14,7 @@ import Testing
     @Test func controlPathLengthFitsForTheDefaultDirectory() {
         let paths = FwdPaths(config: "/c", stateDirectory: "/home/someone-with-a-long-name/.local/state/fwd", userSSHConfig: "/u")
         #expect(Doctor(paths: paths).controlPathLength().status == .ok)
-        let long = FwdPaths(config: "/c", stateDirectory: "/s", userSSHConfig: "/u", controlDirectory: "/tmp/" + String(repeating: "x", count: 40))
+        let long = FwdPaths(config: "/c", stateDirectory: "/s", userSSHConfig: "/u", controlDirectory: "/tmp/" + String(repeating: "x", count: 80))
         #expect(Doctor(paths: long).controlPathLength().status == .problem)
     }
 }

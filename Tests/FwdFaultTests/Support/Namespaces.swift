@@ -217,7 +217,7 @@ final class Topology: @unchecked Sendable {
         let tmp = NSTemporaryDirectory()
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where isStale(entry) {
             let dir = (tmp as NSString).appendingPathComponent(entry)
-            try? FileManager.default.removeItem(atPath: FwdPaths.controlDirectory(forState: dir + "/state"))
+            try? FileManager.default.removeItem(atPath: FwdPaths.controlDirectory(forState: dir + "/state", environment: ProcessInfo.processInfo.environment))
             try? FileManager.default.removeItem(atPath: dir)
         }
     }

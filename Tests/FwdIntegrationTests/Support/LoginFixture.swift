@@ -99,7 +99,7 @@ final class LoginFixture: @unchecked Sendable {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-login-\(UUID().uuidString.prefix(8))").path
         socketDirectory = "/tmp/fwd-l-\(UUID().uuidString.prefix(6).lowercased())"
         try FileSystem.makePrivateDirectory(dir)
-        try FileSystem.makeOwnedDirectory(socketDirectory)
+        try FileSystem.makeSocketDirectory(socketDirectory)
         knownHosts = dir + "/client_known_hosts"
         clientConfig = dir + "/ssh_config"
 

@@ -17,7 +17,7 @@ final class ControlServer: Sendable {
 
     init(paths: FwdPaths, handler: @escaping Handler) throws {
         path = paths.supervisorSocket
-        try FileSystem.makeOwnedDirectory(paths.controlDirectory)
+        try FileSystem.makeSocketDirectory(paths.controlDirectory)
         // Only a process holding the supervisor lock gets here, so an existing socket file is stale.
         unlink(path)
         let listener: Descriptor
@@ -31,15 +31,14 @@ final class ControlServer: Sendable {
         acceptor = Locked(Task { await Self.acceptLoop(Descriptor(raw), handler: handler) })
     }
 
+    /// Connections being served; at `UnixSocket.connectionLimit` accepting pauses until one closes.
+    private static let open = Locked(0)
+
     private static func acceptLoop(_ listener: consuming Descriptor, handler: @escaping Handler) async {
-        while true {
-            switch await Reactor.shared.wait(listener.raw, for: .read) {
-            case .ready, .timedOut: break
-            case .cancelled, .closed, .failed: return
-            }
-            while let client = Posix.accept(listener.raw, nonBlocking: true) {
-                ControlConnection.start(client, handler: handler)
-            }
+        await UnixSocket.acceptLoop(listener, room: { open.withLock { $0 } < UnixSocket.connectionLimit }) { client in
+            open.withLock { $0 += 1 }
+            ControlConnection.start(client, handler: handler).onClose { open.withLock { $0 -= 1 } }
+            return true
         }
     }
 
@@ -76,7 +75,8 @@ final class ControlConnection: Sendable {
     private let lines: AsyncStream<Data>
     private let lineSink: AsyncStream<Data>.Continuation
 
-    static func start(_ client: consuming Descriptor, handler: @escaping ControlServer.Handler) {
+    @discardableResult
+    static func start(_ client: consuming Descriptor, handler: @escaping ControlServer.Handler) -> ControlConnection {
         let connection = ControlConnection(fd: client.raw, handler: handler)
         let raw = client.release()
         let reader = Task {
@@ -96,6 +96,7 @@ final class ControlConnection: Sendable {
             $0.reader = reader
             $0.timer = timer
         }
+        return connection
     }
 
     private init(fd: Int32, handler: @escaping ControlServer.Handler) {

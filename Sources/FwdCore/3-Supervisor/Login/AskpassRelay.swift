@@ -70,7 +70,7 @@ package final class AskpassRelay: @unchecked Sendable {
     /// Listens on a fresh socket in `directory` (created 0700 and owned by this user if missing; keep it short,
     /// e.g. the control directory). `askpassProgram` is the fwd executable (`/proc/self/exe`).
     package init(directory: String, askpassProgram: String) throws {
-        try FileSystem.makeOwnedDirectory(directory)
+        try FileSystem.makeSocketDirectory(directory)
         let path = "\(directory)/\(Self.socketPrefix)\(UUID().uuidString.prefix(8).lowercased())"
         guard path.utf8.count <= UnixSocket.pathLimit else { throw AskpassRelayError.socketPathTooLong(path) }
         socketPath = path
@@ -167,26 +167,19 @@ package final class AskpassRelay: @unchecked Sendable {
 
     private static func acceptLoop(_ listener: consuming Descriptor, relay: AskpassRelay?) async {
         weak let relay = relay
-        while true {
-            switch await Reactor.shared.wait(listener.raw, for: .read) {
-            case .ready: break
-            case .timedOut: continue
-            case .cancelled, .closed, .failed: return
-            }
-            while let client = Posix.accept(listener.raw, nonBlocking: true) {
-                guard let relay else { return }
-                relay.admit(client)
-            }
+        await UnixSocket.acceptLoop(listener, room: { relay?.hasRoom ?? true }, refused: { relay?.state.withLock { $0.refused += 1 } }) { client in
+            guard let relay else { return false }
+            relay.admit(client)
+            return true
         }
     }
 
-    /// A new askpass connection: refused unless it comes from this user; otherwise served by a task of its own.
+    private var hasRoom: Bool { state.withLock { $0.connections.count } < UnixSocket.connectionLimit }
+
+    /// A new askpass connection (from this user: `UnixSocket.acceptLoop` checked), served by a task of its own.
     private func admit(_ client: consuming Descriptor) {
         let fd = client.raw
-        guard let peer = UnixSocket.peer(of: fd), peer.uid == geteuid() else {
-            state.withLock { $0.refused += 1 }
-            return
-        }
+        guard let peer = UnixSocket.peer(of: fd) else { return }
         let accepted: Bool = state.withLock { state in
             guard !state.closed else { return false }
             state.connections[fd] = Connection(peer: peer)

@@ -39,6 +39,9 @@ enum TunnelFailure: Sendable, Equatable {
         switch self {
         case .localPortTaken(let spec, let holder):
             let held = holder.map { " (held by \($0))" } ?? ""
+            if case .unix = spec.listen {
+                return "\(Self.port(spec)) is already taken\(held): move it, or change the path in \(name)'s \(spec.kind.rawValue) forward"
+            }
             return "\(Self.port(spec)) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward"
         case .remoteListenerHeld(let evidence, _):
             return "\(evidence) — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up \(name)`"
@@ -54,7 +57,8 @@ enum TunnelFailure: Sendable, Equatable {
     }
 
     private static func port(_ spec: ForwardSpec) -> String {
-        spec.listenPort.map { "local port \($0)" } ?? "the local socket"
+        if case .unix(let path) = spec.listen { return path }
+        return spec.listenPort.map { "local port \($0)" } ?? "the local socket"
     }
 }
 

@@ -21,6 +21,23 @@ package enum Posix {
 
     package static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
+    /// No core file and no ptrace by other processes of this user: a fwd process may hold a typed password or
+    /// one-time code in memory (the prompter, the supervisor's relay, the askpass helper). Children such as
+    /// ssh inherit the zero core limit; exec resets their dumpable flag, and ssh sets its own.
+    package static func forbidCoreDumps() {
+        var none = rlimit(rlim_cur: 0, rlim_max: 0)
+        #if canImport(Glibc)
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &none)
+        // prctl is variadic in <sys/prctl.h>, which the Glibc module does not import; PR_SET_DUMPABLE is 4.
+        if let sym = dlsym(nil, "prctl") {
+            let prctl = unsafeBitCast(sym, to: (@convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32).self)
+            _ = prctl(4, 0, 0, 0, 0)
+        }
+        #else
+        _ = setrlimit(RLIMIT_CORE, &none)
+        #endif
+    }
+
     /// A stream socket that is close-on-exec (children such as ssh and sshd never inherit it), never raises
     /// SIGPIPE, and is non-blocking when asked.
     package static func streamSocket(family: Int32, nonBlocking: Bool) throws(PosixError) -> Descriptor {
@@ -115,8 +132,9 @@ package enum Posix {
     }
 
     /// Accepts one connection: a close-on-exec descriptor (non-blocking when asked), nil when none is waiting
-    /// (EAGAIN) or the one that was went away before it could be taken.
-    package static func accept(_ listener: Int32, nonBlocking: Bool) -> Descriptor? {
+    /// (EAGAIN) or the one that was went away before it could be taken; throws when accept itself fails
+    /// (EMFILE, ENFILE: out of descriptors).
+    package static func accept(_ listener: Int32, nonBlocking: Bool) throws(PosixError) -> Descriptor? {
         while true {
             let fd = acceptRaw(listener)
             if fd >= 0 {
@@ -124,8 +142,11 @@ package enum Posix {
                 guard (try? configure(fd, nonBlocking: nonBlocking)) != nil else { return nil }
                 return descriptor
             }
-            if errno == EINTR || errno == ECONNABORTED { continue }
-            return nil
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN, EWOULDBLOCK, EPROTO: return nil
+            default: throw PosixError("accept()", errno)
+            }
         }
     }
 }

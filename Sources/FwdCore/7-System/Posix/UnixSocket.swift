@@ -41,15 +41,16 @@ package enum UnixSocket {
         }
     }
 
-    /// Listens on `path`, a socket only this user can connect to: it is 0600 from the moment it exists (umask),
-    /// and chmod repeats that for systems that ignore the umask on sockets. An existing file at `path` is an
-    /// error (EADDRINUSE); callers that own the directory remove stale sockets first.
+    /// Listens on `path`, a socket only this user can connect to. Linux gives the socket file the mode of the
+    /// socket's inode less the umask, so a fchmod before bind makes it 0600 from the moment it exists without
+    /// touching the process-wide umask (which other threads' spawns inherit); chmod repeats that for systems
+    /// that ignore it. Its directory is private anyway (`FileSystem.makeSocketDirectory`). An existing file at
+    /// `path` is an error (EADDRINUSE); callers that own the directory remove stale sockets first.
     package static func listen(path: String, backlog: Int32, nonBlocking: Bool) throws(PosixError) -> Descriptor {
         let socket = try Posix.streamSocket(family: AF_UNIX, nonBlocking: nonBlocking)
-        let oldMask = umask(0o177)
+        _ = fchmod(socket.raw, 0o600)
         let bound = withAddress(path) { bind(socket.raw, $0, $1) }
         let bindError = errno
-        umask(oldMask)
         guard let bound else { throw PosixError("bind(\(path))", ENAMETOOLONG) }
         guard bound == 0 else { throw PosixError("bind(\(path))", bindError) }
         guard chmod(path, 0o600) == 0, Posix.listenRaw(socket.raw, backlog) == 0 else {
@@ -58,6 +59,68 @@ package enum UnixSocket {
             throw PosixError("listen(\(path))", code)
         }
         return socket
+    }
+
+    /// Most connections a listener serves at once; more wait in its backlog.
+    package static let connectionLimit = 64
+
+    /// Accepts on `listener` until the task is cancelled, the listener fails, or `admit` returns false. A
+    /// connection from another user is closed unread (the directory already keeps them out; this is the second
+    /// lock) and counted by `refused`. While `room()` is false, or accept fails for want of descriptors
+    /// (EMFILE, ENFILE), accepting pauses: a level-triggered listener would otherwise wake at once, forever.
+    package static func acceptLoop(_ listener: borrowing Descriptor, room: @Sendable () -> Bool = { true }, refused: @Sendable () -> Void = {},
+                                   admit: (consuming Descriptor) -> Bool) async {
+        while !Task.isCancelled {
+            guard room() else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            switch await Reactor.shared.wait(listener.raw, for: .read) {
+            case .ready, .timedOut: break
+            case .cancelled, .closed, .failed: return
+            }
+            while room() {
+                let client: Descriptor?
+                do {
+                    client = try Posix.accept(listener.raw, nonBlocking: true)
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    break
+                }
+                guard let client else { break }
+                guard let peer = peer(of: client.raw), peer.uid == geteuid() else {
+                    refused()
+                    continue
+                }
+                if !admit(client) { return }
+            }
+        }
+    }
+
+    /// What is at a path a listener is about to bind.
+    package enum Occupant: Equatable, Sendable {
+        case nothing
+        /// A socket nobody listens on (its listener died); removed.
+        case staleSocket
+        /// A socket a live listener answers on.
+        case liveSocket
+        /// Not a socket: someone's file, which fwd never deletes.
+        case otherFile
+    }
+
+    /// Clears `path` for a new listener: removes a socket nobody answers on, and nothing else. Without ssh's
+    /// StreamLocalBindUnlink, which unlinks whatever is there (docs/architecture.md, "ControlPath and stale
+    /// sockets"). The connect does not block: a full backlog (EAGAIN) is a live listener too.
+    @discardableResult
+    package static func removeStale(_ path: String) -> Occupant {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return .nothing }
+        guard st.st_mode & S_IFMT == S_IFSOCK else { return .otherFile }
+        guard let socket = try? Posix.streamSocket(family: AF_UNIX, nonBlocking: true) else { return .liveSocket }
+        let rc = withAddress(path) { Posix.connectRaw(socket.raw, $0, $1) }
+        guard rc == -1, errno == ECONNREFUSED else { return .liveSocket }
+        unlink(path)
+        return .staleSocket
     }
 
     /// A blocking connect; for the CLI's requests and the askpass client.
