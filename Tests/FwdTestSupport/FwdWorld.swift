@@ -65,3 +65,19 @@ extension FwdWorld {
         }
     }
 }
+
+extension ProcessTable {
+    /// User plus system CPU time `pid` has used, from /proc/PID/stat (fields 14 and 15).
+    package static func cpuSeconds(of pid: Int32) -> Double? {
+        guard let stat = FileSystem.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// The real uid of `pid`, from /proc/PID/status.
+    package static func uid(of pid: Int32) -> UInt32? {
+        let line = FileSystem.read("/proc/\(pid)/status")?.split(separator: "\n").first { $0.hasPrefix("Uid:") }
+        return line?.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
+    }
+}
