@@ -8,7 +8,9 @@ struct PACCommand: AsyncParsableCommand {
         discussion: """
         A dynamic tunnel lists the names it carries: domains = ["*.corp.lan", "wiki.example.com"]. Those names \
         go to SOCKS5 127.0.0.1:PORT and are resolved on the far side; everything else goes DIRECT. \
-        Example: fwd pac > ~/.config/fwd/proxy.pac, then chromium --proxy-pac-url=file://$HOME/.config/fwd/proxy.pac
+        Example: chromium --proxy-pac-url="data:application/x-ns-proxy-autoconfig;base64,$(fwd pac | base64 -w0)" \
+        (Chromium ignores file:// PAC URLs; Firefox takes file:///PATH after fwd pac > PATH). \
+        docs/scenarios.md says how to serve it over http without exposing the config directory.
         """
     )
 

@@ -32,7 +32,7 @@ struct ServiceCommand: AsyncParsableCommand {
             discussion: """
             systemd: $XDG_CONFIG_HOME/systemd/user/fwd.service (default ~/.config/…); launchd: \
             ~/Library/LaunchAgents/dev.fwd.daemon.plist. The unit runs this fwd binary and pins FWD_CONFIG, \
-            FWD_STATE_DIR and FWD_SSH_CONFIG when they (or the XDG variables) are set. Running it again rewrites it.
+            FWD_STATE_DIR, FWD_SSH_CONFIG and FWD_RUNTIME_DIR when they (or the XDG variables) are set. Running it again rewrites it.
             """
         )
 

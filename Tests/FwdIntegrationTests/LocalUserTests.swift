@@ -154,6 +154,8 @@ import Glibc
             #expect(second.ok, "\(second.stdout)\(second.stderr)")
             let page = try f.run(["curl", "-s", "--max-time", "5", "--unix-socket", path, "http://x/"])
             #expect(page.stdout.contains(f.pageBody), "\(page.stderr)")
+            // Only its user can connect (the README's Security table says so): ssh binds it 0600.
+            #expect(FileSystem.mode(of: path) == 0o600)
             _ = try f.fwd("down", "--all")
         }
     }

@@ -103,6 +103,7 @@ package struct ServiceUnit: Sendable, Equatable {
         // The service's PATH is not the shell's (launchd: /usr/bin:/bin…): an ssh chosen with FWD_SSH stays chosen.
         if isSet("FWD_SSH") { vars.append(Variable(name: "FWD_SSH", value: paths.ssh)) }
         if isSet("FWD_STATE_DIR") || isSet("XDG_STATE_HOME") { vars.append(Variable(name: "FWD_STATE_DIR", value: paths.stateDirectory)) }
+        if isSet("FWD_RUNTIME_DIR") { vars.append(Variable(name: "FWD_RUNTIME_DIR", value: paths.controlDirectory)) }
         self.environment = vars
     }
 
