@@ -173,13 +173,13 @@ _fwd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    up|down|status|logs|check|list|show|pac|add|rm|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|help)
+    up|down|status|logs|check|list|show|pac|add|rm|reload|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|help)
         # Offer subcommand argument completions
         "_fwd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm run daemon ssh demo reconnect config templates edit doctor service help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm reload run daemon ssh demo reconnect config templates edit doctor service help' -- "${cur}"))
         ;;
     esac
 }
@@ -235,11 +235,11 @@ _fwd_status() {
     non_repeating_flags=(--json --watch -w --version -h --help)
     repeating_options=()
     non_repeating_options=()
-    __fwd_offer_flags_options 1
+    __fwd_offer_flags_options -1
 
     # Offer positional completions
     case "${positional_number}" in
-    1)
+    *)
         __fwd_add_completions -W "$(__fwd_custom_complete ---completion status -- positional@0 "${COMP_CWORD}" "$(__fwd_cursor_index_in_current_word)")"
         return
         ;;
@@ -395,6 +395,14 @@ _fwd_rm() {
         return
         ;;
     esac
+}
+
+_fwd_reload() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options 0
 }
 
 _fwd_run() {

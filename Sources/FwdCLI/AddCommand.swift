@@ -107,6 +107,7 @@ struct AddCommand: AsyncParsableCommand {
         // A TOML file that cannot tell us where our error is: report against a name the user recognises.
         let edited = try ConfigEditor.appending(table, named: name, to: existing, path: path)
         try ConfigEditor.save(edited.text, to: path)
+        await Context.current().refreshSSHConfig()
         print("Added tunnel \(name) to \(path). Bring it up with `fwd up \(name)`.")
         // A name ssh already knows: said, not refused (docs/configuration.md, "Names fwd shares with ssh").
         for clash in await Doctor(paths: paths).nameClashes([name]) {
@@ -118,7 +119,7 @@ struct AddCommand: AsyncParsableCommand {
 struct RemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm",
-        abstract: "Remove a tunnel's table from the config.",
+        abstract: "Remove a tunnel's table from the config; a running tunnel is taken down first.",
         discussion: "Example: fwd rm intranet-wiki. Refused while a group still lists the tunnel."
     )
 
@@ -126,12 +127,25 @@ struct RemoveCommand: AsyncParsableCommand {
     var name: String
 
     func run() async throws {
-        let path = Context.current().paths.config
+        let context = Context.current()
+        let path = context.paths.config
         guard let existing = FileSystem.read(path) else {
             throw ConfigError.io(path: path, reason: "no config file; nothing to remove")
         }
         let edited = try ConfigEditor.removing(name, from: existing, path: path)
+        // Down before the table goes, so no forward outlives its definition; the row goes with the table.
+        let store = try Store(path: context.paths.database)
+        if let row = try store.tunnel(name), row.desired == .up || row.state != .down {
+            let left = try DownCommand.takeDown([row], context: context, timeout: 15)
+            guard left.isEmpty else {
+                for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+                throw CommandFailure("\(name) did not go down, so it stays in \(path); try `fwd down \(name)`, then `fwd rm \(name)` again")
+            }
+            print("\(name): down")
+        }
         try ConfigEditor.save(edited, to: path)
+        try store.remove(name)
+        await context.refreshSSHConfig()
         print("Removed tunnel \(name) from \(path).")
     }
 }

@@ -24,7 +24,7 @@ struct CheckCommand: AsyncParsableCommand {
         try Control.request(ControlRequest(op: .check, names: selected), paths: context.paths)
         let rows = try selected.compactMap { try store.tunnel($0) }
         if json {
-            print(try JSONOutput.encode(rows.map(StatusJSON.init)))
+            print(try JSONOutput.encode(rows.map { StatusJSON($0) }))
         } else {
             let terminal = Terminal()
             for r in rows {

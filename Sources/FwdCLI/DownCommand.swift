@@ -14,34 +14,50 @@ struct DownCommand: AsyncParsableCommand {
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
-        let targets: [TunnelStatus]
-        if selection.all {
-            targets = try store.tunnels()
-        } else {
-            let config = try context.loadConfig()
-            let wanted = try config.resolve(selection.names)
-            let known = try store.tunnels(named: wanted.map(\.name))
-            // A tunnel never brought up has no row yet; it gets one, recorded down.
-            targets = wanted.map { t in
-                known[t.name] ?? TunnelStatus(name: t.name, host: t.host, desired: .down, state: .down, since: Date(),
-                                              forwards: ForwardStatus.initial(for: t), updatedAt: Date())
-            }
-        }
-        try store.setDesired(.down, recorded: targets)
-        guard let client = try? Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: targets.map(\.name)),
-                                             paths: context.paths, starting: false) else {
-            // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
-            for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
-            try report(targets.map(\.name), store: store)
-            return
-        }
-        let left = try Waiter(names: targets.map(\.name), quiet: true)
-            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: selection.timeout)
+        let targets = selection.all ? try store.tunnels() : try Self.targets(selection.names, context: context, store: store)
+        let left = try Self.takeDown(targets, context: context, timeout: selection.timeout)
         if !left.isEmpty {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
         }
         try report(targets.map(\.name), store: store)
+    }
+
+    /// The rows `names` mean: tunnels and groups of the config, and any tunnel the store still has (one the
+    /// file no longer lists may still run). A tunnel never brought up has no row yet; it gets one, down.
+    static func targets(_ names: [String], context: Context, store: Store) throws -> [TunnelStatus] {
+        let config = Result { try context.loadConfig() }
+        var targets: [TunnelStatus] = []
+        for name in names {
+            if let wanted = try? config.get().resolve([name]) {
+                let known = try store.tunnels(named: wanted.map(\.name))
+                targets += wanted.map { t in
+                    known[t.name] ?? TunnelStatus(name: t.name, host: t.host, desired: .down, state: .down, since: Date(),
+                                                  forwards: ForwardStatus.initial(for: t), updatedAt: Date())
+                }
+            } else if let row = try store.tunnel(name) {
+                targets.append(row)
+            } else {
+                // Not in the store either: the config's own error (a typo's suggestion, or why it does not parse).
+                _ = try config.get().resolve([name])
+            }
+        }
+        return targets.reduce(into: []) { unique, t in if !unique.contains(where: { $0.name == t.name }) { unique.append(t) } }
+    }
+
+    /// Wants `targets` down and waits up to `timeout` seconds for the supervisor to take them down; the lines
+    /// of those that did not get there.
+    static func takeDown(_ targets: [TunnelStatus], context: Context, timeout: Double) throws -> [String] {
+        let store = try Store(path: context.paths.database)
+        try store.setDesired(.down, recorded: targets)
+        guard let client = try? Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: targets.map(\.name)),
+                                             paths: context.paths, starting: false) else {
+            // Nothing supervises: nothing can be running. Say so in the state rather than leave stale rows.
+            for t in targets { try store.transition(t.name, to: .down, pid: nil, error: nil, message: "taken down") }
+            return []
+        }
+        return try Waiter(names: targets.map(\.name), quiet: true)
+            .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: timeout)
     }
 
     func report(_ names: [String], store: Store) throws {

@@ -56,7 +56,8 @@ struct EditCommand: AsyncParsableCommand {
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 if isatty(STDIN_FILENO) == 1, Self.ask("Edit again? [Y/n] ") { continue }
-                throw ConfigError.refused("\(path) is unchanged; the broken edit was discarded")
+                keepCopy = true
+                throw ConfigError.refused("\(path) is unchanged; your edit is kept in \(copy)")
             }
             // Someone (`fwd add`, another editor) changed the file meanwhile: keep both rather than lose theirs.
             if FileSystem.read(path) != original {
@@ -64,6 +65,7 @@ struct EditCommand: AsyncParsableCommand {
                 throw ConfigError.refused("\(path) changed while you were editing; it is left as it is, and your version is in \(copy)")
             }
             try ConfigEditor.save(text, to: path)
+            await Context.current().refreshSSHConfig()
             print("Saved \(path) (\(config.tunnels.count) tunnels, \(config.groups.count) groups).")
             return
         }

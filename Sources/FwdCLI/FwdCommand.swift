@@ -14,7 +14,7 @@ package struct FwdCommand: AsyncParsableCommand {
         version: FwdVersion.current,
         subcommands: [
             UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
-            ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self,
+            ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self, ReloadCommand.self,
             RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self, ReconnectCommand.self,
             ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,
             AskpassCommand.self,
@@ -31,6 +31,17 @@ struct Context {
     static func current() -> Context { Context(paths: FwdPaths.fromEnvironment()) }
 
     func loadConfig() throws -> FwdConfig { try ConfigLoader.load(path: paths.config) }
+
+    /// Rewrites the ssh_config files from fwd.toml as it now is, so plain `ssh NEW` knows a tunnel the moment
+    /// a command adds it (a running supervisor does the same within a second of any save). A failure is said,
+    /// not fatal: the config is already saved.
+    func refreshSSHConfig() async {
+        do {
+            try await SSHConfigFiles.write(try loadConfig(), paths: paths)
+        } catch {
+            FileHandle.standardError.write(Data("warning: fwd's ssh_config was not updated, so plain ssh may not know this change yet: \(error)\n".utf8))
+        }
+    }
 
     /// fwd's templates/ folder, found from this binary's real path (argv[0] is just "fwd" when run from PATH).
     static func templates() throws -> String { try Presets.directory(executable: Executable.path) }

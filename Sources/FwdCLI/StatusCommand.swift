@@ -12,8 +12,9 @@ struct StatusCommand: AsyncParsableCommand {
         """
     )
 
-    @Argument(help: "Only this tunnel.", completion: Completions.tunnels)
-    var name: String?
+    @Argument(help: "Only these tunnels or groups (default: every tunnel in the config, and any still running).",
+              completion: Completions.tunnelsAndGroups)
+    var names: [String] = []
 
     @Flag(help: "Print a JSON array.")
     var json = false
@@ -29,7 +30,8 @@ struct StatusCommand: AsyncParsableCommand {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
         if json {
-            print(try JSONOutput.encode(try rows(store, paths: context.paths).rows.map(StatusJSON.init)))
+            let shown = try rows(store, paths: context.paths)
+            print(try JSONOutput.encode(shown.rows.map { StatusJSON($0, config: shown.config[$0.name]) }))
             return
         }
         let terminal = Terminal()
@@ -56,12 +58,74 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    /// The rows to show; with no supervisor nothing runs, and the rows say so.
-    func rows(_ store: Store, paths: FwdPaths) throws -> (rows: [TunnelStatus], supervisor: Int32?) {
-        var rows = try store.tunnels()
-        if let name {
-            rows = rows.filter { $0.name == name }
-            if rows.isEmpty { throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: try store.tunnels().map(\.name))) }
+    /// How a row stands against fwd.toml.
+    enum ConfigMatch: String {
+        /// Runs as the file says (or is down, and shown as the file says).
+        case same
+        /// Runs with a definition the file no longer has: the file changed and has not been applied (a
+        /// supervisor applies a save within a second; a file that does not parse is not applied).
+        case changed
+        /// Still runs, but the file no longer has it.
+        case removed
+    }
+
+    struct Shown {
+        var rows: [TunnelStatus]
+        var config: [String: ConfigMatch]
+        var supervisor: Int32?
+    }
+
+    /// The file is the truth for what exists: every tunnel in it is shown (from the store, or `down` when never
+    /// brought up, with the file's forwards while it is down), and so is any tunnel the store still has
+    /// running that the file no longer lists. A file that does not parse leaves the store's rows, with a
+    /// warning. With no supervisor nothing runs, and the rows say so.
+    func rows(_ store: Store, paths: FwdPaths) throws -> Shown {
+        let recorded = try store.tunnels()
+        var config: FwdConfig?
+        do {
+            config = try ConfigLoader.load(path: paths.config)
+        } catch {
+            FileHandle.standardError.write(Data("warning: \(error)\n  (showing what the supervisor last recorded)\n".utf8))
+        }
+        var rows: [TunnelStatus] = []
+        var match: [String: ConfigMatch] = [:]
+        if let config {
+            let byName = Dictionary(recorded.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for tunnel in config.tunnels {
+                let written = ForwardStatus.initial(for: tunnel)
+                guard var row = byName[tunnel.name] else {
+                    rows.append(TunnelStatus(name: tunnel.name, host: tunnel.host, desired: .down, state: .down, since: Date(),
+                                             forwards: written, updatedAt: Date()))
+                    match[tunnel.name] = .same
+                    continue
+                }
+                let same = row.host == tunnel.host && row.forwards.map { "\($0.kind)\($0.spec)" } == written.map { "\($0.kind)\($0.spec)" }
+                if !same && row.state == .down && row.desired == .down {
+                    (row.host, row.forwards) = (tunnel.host, written)
+                }
+                match[tunnel.name] = same || row.state == .down ? .same : .changed
+                rows.append(row)
+            }
+            for row in recorded where config.tunnel(named: row.name) == nil && row.state != .down {
+                rows.append(row)
+                match[row.name] = .removed
+            }
+        } else {
+            rows = recorded
+        }
+        if !names.isEmpty {
+            var selected: Set<String> = []
+            for name in names {
+                if let members = try? config?.resolve([name]) {
+                    selected.formUnion(members.map(\.name))
+                } else if rows.contains(where: { $0.name == name }) {
+                    selected.insert(name)
+                } else {
+                    let known = rows.map(\.name) + (config?.groups.map(\.name) ?? [])
+                    throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: known))
+                }
+            }
+            rows = rows.filter { selected.contains($0.name) }
         }
         // Rows say what the supervisor last saw; with no supervisor nothing runs, and the output says so.
         let supervisor = Control.runningPID(paths)
@@ -75,13 +139,23 @@ struct StatusCommand: AsyncParsableCommand {
                 return r
             }
         }
-        return (rows, supervisor)
+        return Shown(rows: rows, config: match, supervisor: supervisor)
+    }
+
+    /// What the LAST ERROR column says of a row that does not run as the file says.
+    static func note(_ match: ConfigMatch?, name: String) -> String? {
+        switch match {
+        case .changed: "edited in the config, not applied yet (`fwd reload`)"
+        case .removed: "removed from the config (`fwd down \(name)` stops it)"
+        case .same, nil: nil
+        }
     }
 
     func render(_ store: Store, paths: FwdPaths, terminal: Terminal) throws -> String {
-        let (rows, supervisor) = try rows(store, paths: paths)
+        let shown = try rows(store, paths: paths)
+        let (rows, supervisor) = (shown.rows, shown.supervisor)
         if rows.isEmpty {
-            return "No tunnels have been brought up. `fwd list` shows the configured ones; `fwd up NAME` starts one.\n"
+            return "No tunnels are configured in \(paths.config). `fwd add NAME --host HOST -L PORT:TARGET:PORT` adds one.\n"
         }
         let now = Date()
         var table = [["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE", "LAST ERROR"]]
@@ -90,7 +164,8 @@ struct StatusCommand: AsyncParsableCommand {
             table.append([
                 r.name, terminal.label(r.state), forwards.joined(separator: ", "),
                 r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
-                String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-", r.lastError ?? "",
+                String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-",
+                [Self.note(shown.config[r.name], name: r.name), r.lastError].compactMap { $0 }.joined(separator: "; "),
             ])
         }
         var text = Table.render(table) { row, column, cell in

@@ -13,6 +13,9 @@ struct StatusJSON: Encodable {
     var restarts: Int
     @JSONNull var probe_ms: Double?
     @JSONNull var last_error: String?
+    /// "same", "changed" (runs with a definition the file no longer has) or "removed" (the file no longer has
+    /// the tunnel); null where the file was not read (`fwd check`, or a file that does not parse).
+    @JSONNull var config: String?
 
     struct ForwardJSON: Encodable {
         var kind: String
@@ -31,7 +34,8 @@ struct StatusJSON: Encodable {
     /// (scripts/bench measure 7b).
     static let timestamp = Date.ISO8601FormatStyle()
 
-    init(_ r: TunnelStatus) {
+    init(_ r: TunnelStatus, config match: StatusCommand.ConfigMatch? = nil) {
+        config = match?.rawValue
         name = r.name
         state = r.state.rawValue
         desired = r.desired.rawValue

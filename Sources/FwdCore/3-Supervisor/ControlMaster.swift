@@ -66,26 +66,11 @@ package final class ControlMaster: Sendable {
 
     /// Returns once `path` exists, or when the task is cancelled.
     private static func appearance(of path: String) async {
-        #if os(Linux)
-        let raw = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        let directory = (path as NSString).deletingLastPathComponent
-        if raw >= 0 {
-            let watch = Descriptor(raw)
-            if inotify_add_watch(watch.raw, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0 {
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                // Checked after the watch is in place, so a socket linked in between is not missed.
-                while !FileSystem.exists(path) {
-                    switch await Reactor.shared.wait(watch.raw, for: .read) {
-                    case .ready, .timedOut:
-                        while read(watch.raw, &buffer, buffer.count) > 0 {}
-                    case .cancelled, .closed, .failed:
-                        return
-                    }
-                }
-                return
-            }
+        // Checked once the watch is in place (the first call), so a socket linked in between is not missed.
+        let watched = await DirectoryWatch.watch((path as NSString).deletingLastPathComponent, for: [.created, .movedIn]) { _ in
+            !FileSystem.exists(path)
         }
-        #endif
+        if watched { return }
         // Elsewhere (or without inotify): poll, finely while a normal login completes, then coarser.
         let start = Date()
         while !Task.isCancelled, !FileSystem.exists(path) {

@@ -63,6 +63,10 @@ package final class SupervisorService: Sendable {
         let server = try ControlServer(paths: paths) { request, connection in await router.route(request, connection) }
         let watch = Self.startNetworkWatch(supervisor)
         defer { watch.stop() }
+        // The file is the truth: a save is applied by itself, as `fwd reload` would (docs/usage.md, "Reload").
+        let configPath = paths.config
+        let follower = Task { await Self.follow(configPath) { await router.reload(trigger: "the config was saved") } }
+        defer { follower.cancel() }
         if let prompter, case .foreground(let names) = mode {
             Self.registerTerminal(supervisor.logins, names: Set(names), prompter: prompter) { stopSink.yield("the login was cancelled at the prompt") }
         }
@@ -139,6 +143,27 @@ package final class SupervisorService: Sendable {
         await router.stopped()
     }
 
+    /// Calls `changed` after each change of the file at `path`: a write, a rename over it (how editors save),
+    /// a removal. The directory is watched (inotify), so a replaced file stays watched; a burst of events
+    /// (write, rename, chmod) is one change, taken 100 ms after it starts. Without inotify, or while the
+    /// directory does not exist, the file's identity is compared every second.
+    static func follow(_ path: String, changed: @Sendable () async -> Void) async {
+        let directory = (path as NSString).deletingLastPathComponent, name = (path as NSString).lastPathComponent
+        while !Task.isCancelled {
+            let watched = await DirectoryWatch.watch(directory, for: .anyChange) { names in
+                guard names.contains(name) else { return true }
+                try? await Task.sleep(for: .milliseconds(100))
+                if !Task.isCancelled { await changed() }
+                return true
+            }
+            if watched { return }
+            // No watch (no inotify, or the directory does not exist yet): compare, then try the watch again.
+            let seen = FileSystem.identity(path)
+            try? await Task.sleep(for: .seconds(1))
+            if !Task.isCancelled, FileSystem.identity(path) != seen { await changed() }
+        }
+    }
+
     /// Network changes and resumes from sleep reach every master at once (issue 13). Without a monitor (the
     /// socket refused) resumes are still watched, and ServerAlive still catches a dead path, only later.
     static func startNetworkWatch(_ supervisor: Supervisor) -> NetworkWatch {
@@ -194,18 +219,19 @@ package final class SupervisorService: Sendable {
                     supervisor.writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot mark the autostart tunnels wanted: \(error)"))
                 }
             }
+            // A tunnel the file no longer has goes down (it is not handed to its runner) and its row, once down,
+            // is forgotten on the next reconcile: the file is the truth for what exists.
             let desired = try store.desiredUp()
-            var list: [Tunnel] = []
-            for status in desired {
-                if let t = config.tunnel(named: status.name) {
-                    list.append(t)
-                } else {
-                    supervisor.writer.enqueue(.state(tunnel: status.name, .failed, pid: nil,
-                                                     error: "tunnel \(status.name) is no longer in \(configPath)",
-                                                     message: "removed from the config; `fwd down \(status.name)` forgets it"))
+            let removed = desired.filter { config.tunnel(named: $0.name) == nil }
+            if !removed.isEmpty {
+                try store.setDesired(.down, recorded: removed)
+                for status in removed {
+                    supervisor.writer.enqueue(.log(.daemon, tunnel: status.name, host: status.host,
+                                                   message: "removed from \(configPath): taken down"))
                 }
             }
-            wanted = list
+            try store.forgetDown(keeping: Set(config.tunnels.map(\.name)))
+            wanted = desired.compactMap { config.tunnel(named: $0.name) }
         }
         return await supervisor.apply(config, wanted: wanted, retry: retry)
     }

@@ -409,6 +409,18 @@ package final class Store: Sendable {
         _ = try database.write { db in try TunnelRow.deleteOne(db, key: tunnel) }
     }
 
+    /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
+    /// from the config, once nothing of them runs.
+    package func forgetDown(keeping: Set<String>) throws {
+        try database.write { db in
+            let rows = try TunnelRow.fetchAll(db)
+            for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
+                && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
+                _ = try TunnelRow.deleteOne(db, key: row.name)
+            }
+        }
+    }
+
     // MARK: Reads
 
     /// All tunnels, ordered by name.

@@ -182,6 +182,23 @@ package enum FileSystem {
         try? String(contentsOfFile: path, encoding: .utf8)
     }
 
+    /// What tells one version of a file from another without reading it: device, inode, size and change
+    /// time (nil when there is no file).
+    package struct Identity: Equatable, Sendable {
+        var device: UInt64, inode: UInt64, size: Int64, changed: Int
+    }
+
+    package static func identity(_ path: String) -> Identity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        #if canImport(Darwin)
+        let changed = Int(st.st_ctimespec.tv_sec) * 1_000_000_000 + Int(st.st_ctimespec.tv_nsec)
+        #else
+        let changed = Int(st.st_ctim.tv_sec) * 1_000_000_000 + Int(st.st_ctim.tv_nsec)
+        #endif
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size), changed: changed)
+    }
+
     package static func mode(of path: String) -> mode_t? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }

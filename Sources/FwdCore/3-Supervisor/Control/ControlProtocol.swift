@@ -17,6 +17,9 @@ package struct ControlRequest: Codable, Sendable, Equatable {
         case follow
         /// Check the masters of the named tunnels (all when nil) now; restart those whose path is gone.
         case reconnect
+        /// Apply the config file as it now is (`fwd reload`): what changed is changed on the live masters,
+        /// removed tunnels go down, the rest is not touched.
+        case reload
     }
 
     package var op: Op

@@ -71,6 +71,8 @@ final class ControlRouter: Sendable {
             connection.onClose { writer.unsubscribe(id) }
         case .reconnect:
             connection.finish(.lines(await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init))))
+        case .reload:
+            connection.finish((await reload(trigger: "fwd reload")).map(ControlReply.failed) ?? .done)
         case .stop:
             await stopReplies.enter()
             requestStop("a stop request")
@@ -79,6 +81,20 @@ final class ControlRouter: Sendable {
             await connection.finishWritten(.done)
             await stopReplies.leave()
         }
+    }
+
+    /// Applies the config file as it now is, for a save the supervisor saw or for `fwd reload`, and logs what
+    /// came of it. A file that does not parse changes nothing: the running tunnels stay as they are, and the
+    /// error (file:line:col) is logged and returned.
+    func reload(trigger: String) async -> ControlFailure? {
+        let failure = await reconcile(config: paths.config, retry: [])
+        await idle?.arm(when: supervisor.isIdle)
+        if let failure {
+            supervisor.writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "\(trigger), but nothing was changed: \(failure)"))
+        } else {
+            supervisor.writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "\(trigger): applied \(paths.config)"))
+        }
+        return failure
     }
 
     /// Reads the config and the wanted tunnels and hands them to the runners (in `serially`), then waits for
