@@ -13,7 +13,19 @@ struct DownCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context.current()
-        let store = try Store(path: context.paths.database)
+        let store: Store
+        do {
+            store = try Store(path: context.paths.database)
+        } catch let error as StoreError where error.isUnusableDatabase && selection.all {
+            // Everything goes down, so no row is needed to know what: see `Control.stopWithoutStore`.
+            let done = await Control.stopWithoutStore(context.paths)
+            if !selection.quiet {
+                done.forEach { print($0) }
+                print(done.isEmpty ? "nothing was running" : "every tunnel is down")
+            }
+            FileHandle.standardError.write(Data("fwd down: \(error.problem); nothing was recorded. To use fwd again: \(error.advice ?? "")\n".utf8))
+            return
+        }
         let targets: [TunnelStatus]
         if selection.all {
             targets = try store.tunnels()
