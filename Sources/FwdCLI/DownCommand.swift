@@ -17,18 +17,18 @@ struct DownCommand: AsyncParsableCommand {
         do {
             store = try Store(path: context.paths.database)
         } catch let error as StoreError where error.isUnusableDatabase && selection.all {
-            // Everything goes down, so no row is needed to know what: see `Control.stopWithoutStore`.
-            let done = await Control.stopWithoutStore(context.paths)
-            if !selection.quiet {
-                done.forEach { print($0) }
-                print(done.isEmpty ? "nothing was running" : "every tunnel is down")
-            }
-            FileHandle.standardError.write(Data("fwd down: \(error.problem); nothing was recorded. To use fwd again: \(error.advice ?? "")\n".utf8))
+            try await downWithoutRows(context.paths, because: "\(error.problem); nothing was recorded. To use fwd again: \(error.advice ?? "")")
             return
         }
         let targets: [TunnelStatus]
         if selection.all {
-            targets = try store.tunnels()
+            do {
+                targets = try store.tunnels()
+            } catch {
+                // A row this fwd cannot read (a newer fwd's) must not keep anything up.
+                try await downWithoutRows(context.paths, because: "\(error)")
+                return
+            }
         } else {
             let config = try context.loadConfig()
             let wanted = try config.resolve(selection.names)
@@ -54,6 +54,18 @@ struct DownCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         try report(targets.map(\.name), store: store)
+    }
+
+    /// Everything goes down, so no row is needed to know what (`Control.stopWithoutStore`,
+    /// docs/reliability.md, "State database").
+    func downWithoutRows(_ paths: FwdPaths, because why: String) async throws {
+        let (done, failed) = await Control.stopWithoutStore(paths)
+        if !selection.quiet {
+            done.forEach { print($0) }
+            print(done.isEmpty ? "nothing was running" : "every tunnel is down")
+        }
+        FileHandle.standardError.write(Data("fwd down: \(why)\n".utf8))
+        if failed { throw ExitCode(1) }
     }
 
     func report(_ names: [String], store: Store) throws {

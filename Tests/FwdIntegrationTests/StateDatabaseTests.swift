@@ -139,4 +139,22 @@ import Glibc
             #expect(FileSystem.read(database(f))?.hasPrefix("this is not a database") == true, "down --all leaves the file as it was")
         }
     }
+
+    /// A row this fwd cannot read (a state a newer fwd added) in a database that opens: `fwd down --all` does
+    /// not need it either.
+    @Test func anUnreadableRowDoesNotKeepAnythingUp() async throws {
+        try await FwdFixture.with { f in
+            let port = try setUp(f)
+            #expect(try f.fwd("up", "wiki").ok)
+            let sqlite = try f.run(["sqlite3", database(f), "UPDATE tunnel SET state = 'hovering'"])
+            #expect(sqlite.ok, "\(sqlite.stderr)")
+            let status = try f.fwd("status")
+            #expect(status.status == .exited(1))
+            #expect(status.stderr.contains("cannot read the tunnel row \"wiki\""), "\(status.stderr)")
+            let down = try f.fwd("down", "--all")
+            #expect(down.ok, "\(down.stdout)\(down.stderr)")
+            #expect(f.supervisorProcesses().isEmpty && f.masters().isEmpty)
+            #expect(!LocalPort.isAccepting(port: port))
+        }
+    }
 }

@@ -11,9 +11,11 @@ extension Control {
     /// down; then each master fwd started that is still listening in the control directory (left by a
     /// supervisor that was killed) is told to exit. A master is fwd's when its command line binds that very
     /// socket with `-S`: a plain `ssh HOST` that became a master through the fragment's `ControlMaster auto` is
-    /// the user's session, and is left alone. Returns one line per thing stopped.
-    package static func stopWithoutStore(_ paths: FwdPaths) async -> [String] {
+    /// the user's session, and is left alone. Returns one line per thing stopped, and whether the supervisor
+    /// refused to stop.
+    package static func stopWithoutStore(_ paths: FwdPaths) async -> (lines: [String], failed: Bool) {
         var done: [String] = []
+        var failed = false
         if let pid = runningPID(paths) {
             // The supervisor answers once its masters are down and its lock is released.
             do {
@@ -21,11 +23,12 @@ extension Control {
                 done.append("stopped the supervisor (pid \(pid)) and its masters")
             } catch {
                 done.append("the supervisor (pid \(pid)) did not stop: \(error)")
+                failed = true
             }
         }
         let dir = paths.controlDirectory
         var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid() else { return done }
+        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid() else { return (done, failed) }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
         for name in names where "\(dir)/\(name)" != paths.supervisorSocket && !name.hasPrefix(AskpassRelay.socketPrefix) {
             let socket = "\(dir)/\(name)"
@@ -39,7 +42,7 @@ extension Control {
                 done.append("stopped the ssh master (pid \(pid)) on \(socket)")
             }
         }
-        return done
+        return (done, failed)
     }
 
     /// The pid `ssh -O check` reports ("Master running (pid=1234)"), or nil when nothing answers.
