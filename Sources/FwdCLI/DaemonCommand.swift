@@ -28,6 +28,17 @@ struct DaemonCommand: AsyncParsableCommand {
             try Control.request(ControlRequest(op: .stop), paths: paths, timeout: 60)
             return
         }
-        try await SupervisorService(paths: paths, mode: .daemon, options: .withAskpass(), onDemand: onDemand, readyFD: readyFd).run()
+        do {
+            try await SupervisorService(paths: paths, mode: .daemon, options: .withAskpass(), onDemand: onDemand, readyFD: readyFd).run()
+        } catch let error as StoreError where error.isUnusableDatabase {
+            // Starting again cannot help until the user moves the database aside: the service unit does not
+            // restart on this status (docs/reliability.md, "State database").
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(Self.unusableDatabaseStatus)
+        }
     }
+
+    /// EX_CONFIG from sysexits.h: the supervisor's own state cannot be used. fwd.service has
+    /// RestartPreventExitStatus=78.
+    static let unusableDatabaseStatus: Int32 = 78
 }

@@ -13,8 +13,25 @@ struct DownCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = Context.current()
-        let store = try Store(path: context.paths.database)
-        let targets = selection.all ? try store.tunnels() : try Self.targets(selection.names, context: context, store: store)
+        let store: Store
+        do {
+            store = try Store(path: context.paths.database)
+        } catch let error as StoreError where error.isUnusableDatabase && selection.all {
+            try await downWithoutRows(context.paths, because: "\(error.problem); nothing was recorded. To use fwd again: \(error.advice ?? "")")
+            return
+        }
+        let targets: [TunnelStatus]
+        if selection.all {
+            do {
+                targets = try store.tunnels()
+            } catch {
+                // A row this fwd cannot read (a newer fwd's) must not keep anything up.
+                try await downWithoutRows(context.paths, because: "\(error)")
+                return
+            }
+        } else {
+            targets = try Self.targets(selection.names, context: context, store: store)
+        }
         let left = try Self.takeDown(targets, context: context, timeout: selection.timeout)
         if !left.isEmpty {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
@@ -58,6 +75,18 @@ struct DownCommand: AsyncParsableCommand {
         }
         return try Waiter(names: targets.map(\.name), quiet: true)
             .wait(client, until: { $0 == .down || $0 == .failed }, failFast: { _ in false }, timeout: timeout)
+    }
+
+    /// Everything goes down, so no row is needed to know what (`Control.stopWithoutStore`,
+    /// docs/reliability.md, "State database").
+    func downWithoutRows(_ paths: FwdPaths, because why: String) async throws {
+        let (done, failed) = await Control.stopWithoutStore(paths)
+        if !selection.quiet {
+            done.forEach { print($0) }
+            print(done.isEmpty ? "nothing was running" : "every tunnel is down")
+        }
+        FileHandle.standardError.write(Data("fwd down: \(why)\n".utf8))
+        if failed { throw ExitCode(1) }
     }
 
     func report(_ names: [String], store: Store) throws {

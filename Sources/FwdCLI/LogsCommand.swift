@@ -36,8 +36,10 @@ struct LogsCommand: AsyncParsableCommand {
         }
         events.forEach(EventLine.print)
         if let name, let host = try store.tunnel(name)?.host {
-            let log = "\(context.paths.logDirectory)/\(host).log"
-            if let text = FileSystem.read(log), !text.isEmpty {
+            let log = context.paths.sshLog(host: host)
+            // The end only: the log may hold a MiB (LogFile.cap), and 20 lines are shown.
+            let text = LogFile.tail(log)
+            if !text.isEmpty {
                 Swift.print("--- ssh messages for \(host) (\(log)), latest last:")
                 text.split(separator: "\n").suffix(20).forEach { Swift.print($0) }
             }

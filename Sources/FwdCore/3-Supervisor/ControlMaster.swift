@@ -13,6 +13,8 @@ package final class ControlMaster: Sendable {
     package let logPath: String
     /// Where this run's stderr starts in the log, so classification reads only this run's lines.
     package let logOffset: UInt64
+    /// Where this run's lines start now: `logOffset`, or 0 once `capLog` truncated the file under the running ssh.
+    private let runStart: Locked<UInt64>
     package let pid: Int32
     package let startedAt: Date
     private let exit: Task<Int32, Never>
@@ -22,6 +24,7 @@ package final class ControlMaster: Sendable {
         self.socket = socket
         self.logPath = logPath
         self.logOffset = logOffset
+        self.runStart = Locked(logOffset)
         self.pid = pid
         self.startedAt = Date()
         self.exit = exit
@@ -32,6 +35,7 @@ package final class ControlMaster: Sendable {
     /// runs in a session of its own, with no controlling terminal: ssh never reads the user's terminal itself.
     package static func spawn(_ command: SSHCommand, socket: String, logPath: String,
                              environment: [String: String] = [:]) async throws -> ControlMaster {
+        LogFile.rotateIfFull(logPath)
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError.failed(path: logPath, action: "open", errno: errno) }
         fchmod(fd, 0o600)
@@ -78,12 +82,18 @@ package final class ControlMaster: Sendable {
         }
     }
 
-    /// ssh's stderr from this run.
+    /// The end of ssh's stderr from this run (at most `LogFile.tailLimit` bytes): never a line of an earlier run,
+    /// never the whole file.
     package func stderr() -> String {
-        guard let handle = FileHandle(forReadingAtPath: logPath) else { return "" }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: logOffset)
-        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+        runStart.withLock { LogFile.tail(logPath, from: $0) }
+    }
+
+    /// Keeps the log within `LogFile.cap` while this ssh writes to it (docs/reliability.md, "Per-host ssh logs");
+    /// cheap when it is not full (one lstat). Called at each probe round.
+    package func capLog() {
+        runStart.withLock { start in
+            if LogFile.truncateIfFull(logPath) { start = 0 }
+        }
     }
 
     /// SIGTERM; the supervisor awaits `waitExit`. The process is our unreaped child until then, so the pid

@@ -439,7 +439,7 @@ actor HostRunner {
             paths = runner.paths
             writer = runner.writer
             relayProgram = runner.logins == nil ? nil : runner.askpass
-            logPath = "\(runner.paths.logDirectory)/\(runner.host.replacingOccurrences(of: "/", with: "_")).log"
+            logPath = runner.paths.sshLog(host: runner.host)
         }
 
         func launch() async -> Launch {
@@ -578,7 +578,10 @@ actor HostRunner {
         // One per live master: its dynamic forwards share one transport round trip.
         let master = probeContext(pid: pid, socket: socket)
         let targets = Dictionary(uniqueKeysWithValues: tunnels.map { ($0.name, $0.probeTarget) })
+        // A degraded forward makes the master log a line per probe: the log is kept in bounds at the same pace.
+        let live = self.master.flatMap { $0.generation == g ? $0.process : nil }
         track(generation: g) { [weak self] in
+            live?.capLog()
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
                 for job in jobs {
                     let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master)

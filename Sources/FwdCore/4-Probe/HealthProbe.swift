@@ -224,12 +224,17 @@ package struct HealthProbe: Sendable {
         }
         var received: [UInt8] = []
         while true {
-            switch await socket.read(upTo: 4096, until: deadline) {
+            switch await socket.read(upTo: min(4096, ProtocolCheck.receiveLimit - received.count), until: deadline) {
             case .bytes(let more):
                 received += more
                 switch check.judge(received) {
                 case .matches: return .up
-                case .needMore: continue
+                case .needMore:
+                    // A service that keeps sending without ever completing an answer is judged on what came, not buffered.
+                    guard received.count < ProtocolCheck.receiveLimit else {
+                        return .targetDown("\(place) sent \(ProtocolCheck.receiveLimit / 1024) KiB without a complete \(check.name) answer: \(Self.excerpt(received))")
+                    }
+                    continue
                 case .refuses(let why): return .targetDown("\(place): \(why)")
                 case .otherProtocol: return .targetDown(Self.notAs(check, place: place, received))
                 }

@@ -12,6 +12,10 @@ struct ProtocolCheck: Sendable {
         case otherProtocol
     }
 
+    /// The most a probe reads of one answer (docs/reliability.md, "Bounded reads"): every check decides within
+    /// its first few hundred bytes, so more than this is a service that never completes an answer.
+    static let receiveLimit = 64 * 1024
+
     /// How the protocol is called in messages ("answered, but not as PostgreSQL").
     var name: String
     var request: [UInt8]?

@@ -143,8 +143,65 @@ package enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case unknownForward(tunnel: String, spec: String)
     /// A row this version of fwd cannot read, e.g. written by a newer fwd.
     case unreadable(table: String, key: String)
+    /// The file at `path` is not an SQLite database, or a damaged one; `detail` is SQLite's word for it.
+    case damaged(path: String, detail: String)
+    /// The database at `path` has migrations this fwd does not know: a newer fwd wrote it.
+    case newerSchema(path: String, found: Int, known: Int)
+
+    /// Whether the database as a whole cannot be used (rather than one request failing): commands that need
+    /// rows stop with `description`; `fwd down --all` and `fwd doctor` carry on without them.
+    package var isUnusableDatabase: Bool {
+        switch self {
+        case .damaged, .newerSchema: return true
+        case .unknownTunnel, .unknownForward, .unreadable: return false
+        }
+    }
+
+    /// What is wrong, without the advice.
+    package var problem: String {
+        switch self {
+        case .damaged(let path, let detail):
+            return "the state database \(path) cannot be read: it is not an SQLite database, or a damaged one (\(detail))"
+        case .newerSchema(let path, let found, let known):
+            return "the state database \(path) was written by a newer fwd (schema \(found) > \(known), the newest this fwd knows)"
+        default:
+            return description
+        }
+    }
+
+    /// How to get going again. The database holds only what fwd recorded (wanted and observed states, events);
+    /// the tunnels live in fwd.toml, so moving the file aside loses no configuration (docs/reliability.md,
+    /// "State database").
+    package var advice: String? {
+        switch self {
+        case .damaged(let path, _):
+            return "the tunnels are configured in fwd.toml, which this does not touch: move the database aside and fwd starts a new one with `fwd down --all; \(Self.moveAside(path))`, then `fwd up NAME…`"
+        case .newerSchema(let path, _, _):
+            return "upgrade fwd to the version that wrote it, or move the database aside (fwd.toml stays as it is; the recorded states and events stay in the moved file): `fwd down --all; \(Self.moveAside(path))`, then `fwd up NAME…`"
+        default:
+            return nil
+        }
+    }
+
+    /// The shell command that moves the database and the WAL files SQLite keeps beside it out of the way, so a
+    /// new database does not pick up the old one's write-ahead log.
+    static func moveAside(_ path: String) -> String {
+        let bad = path + ".bad"
+        var moves = ["mv \(SSHCommand.shellQuote(path)) \(SSHCommand.shellQuote(bad))"]
+        for suffix in ["-wal", "-shm"] where FileSystem.exists(path + suffix) {
+            moves.append("mv \(SSHCommand.shellQuote(path + suffix)) \(SSHCommand.shellQuote(bad + suffix))")
+        }
+        return moves.joined(separator: " && ")
+    }
+
+    /// SQLite's "not a database" and "malformed" as `damaged`; anything else unchanged.
+    static func translating(_ error: any Error, path: String) -> any Error {
+        guard let error = error as? DatabaseError, error.resultCode == .SQLITE_NOTADB || error.resultCode == .SQLITE_CORRUPT else { return error }
+        return StoreError.damaged(path: path, detail: error.message ?? "\(error.resultCode)")
+    }
 
     package var description: String {
+        if isUnusableDatabase, let advice { return "\(problem); \(advice)" }
         switch self {
         case .unknownTunnel(let name):
             return "no recorded state for tunnel \"\(Validation.printable(name))\"; run `fwd up \(Validation.printable(name))` to start it"
@@ -152,6 +209,8 @@ package enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             return "tunnel \"\(Validation.printable(tunnel))\" has no forward \(Validation.printable(spec)); `fwd status` lists its forwards"
         case .unreadable(let table, let key):
             return "cannot read the \(table) row \"\(Validation.printable(key))\" in the state database; was it written by a newer fwd? Upgrade fwd, or run `fwd down` and remove the database"
+        case .damaged, .newerSchema:
+            return problem
         }
     }
 }
@@ -160,6 +219,8 @@ package enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 /// state, all at once. The only code that opens the database.
 package final class Store: Sendable {
     let database: any DatabaseWriter
+    /// The file, for messages; nil in memory.
+    let path: String?
     private let now: @Sendable () -> Date
     /// How many of the newest events the log keeps; older ones are pruned as new ones arrive.
     let eventRetention: Int64
@@ -168,8 +229,9 @@ package final class Store: Sendable {
     /// link and a few MB, where an unpruned log would grow for as long as fwd runs.
     package static let defaultEventRetention: Int64 = 50_000
 
-    private init(database: any DatabaseWriter, now: @escaping @Sendable () -> Date, eventRetention: Int64) {
+    private init(database: any DatabaseWriter, path: String?, now: @escaping @Sendable () -> Date, eventRetention: Int64) {
         self.database = database
+        self.path = path
         self.now = now
         self.eventRetention = max(1, eventRetention)
     }
@@ -187,15 +249,24 @@ package final class Store: Sendable {
             // The default fails at once with SQLITE_BUSY when another process writes (13 % of writes, measured).
             configuration.busyMode = .timeout(5)
             configuration.label = "fwd.db"
-            let pool = try DatabasePool(path: path, configuration: configuration)
-            try StoreSchema.migrator.migrate(pool)
+            let pool: DatabasePool
+            do {
+                pool = try DatabasePool(path: path, configuration: configuration)
+                // A newer fwd's database is refused rather than used: its rows may mean what this fwd cannot know.
+                if let found = try pool.read({ try StoreSchema.newerVersion(in: $0) }) {
+                    throw StoreError.newerSchema(path: path, found: found, known: StoreSchema.version)
+                }
+                try StoreSchema.migrator.migrate(pool)
+            } catch {
+                throw StoreError.translating(error, path: path)
+            }
             // SQLite gives -wal/-shm the main file's mode; enforce it anyway for files left by older runs.
             for file in [path + "-wal", path + "-shm"] where FileSystem.exists(file) {
                 if chmod(file, 0o600) != 0 { throw FileSystemError.failed(path: file, action: "set mode 0600 on", errno: errno) }
             }
             return pool
         }
-        self.init(database: pool, now: now, eventRetention: Store.defaultEventRetention)
+        self.init(database: pool, path: path, now: now, eventRetention: Store.defaultEventRetention)
     }
 
     /// For shell completion: each tunnel's observed state, read without creating, migrating or locking anything
@@ -220,7 +291,29 @@ package final class Store: Sendable {
         configuration.readonly = true
         configuration.busyMode = .immediateError
         guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return nil }
-        return Store(database: queue, now: { Date() }, eventRetention: defaultEventRetention)
+        return Store(database: queue, path: path, now: { Date() }, eventRetention: defaultEventRetention)
+    }
+
+    /// Why the database at `path` cannot be used, found without creating, migrating, locking or waiting on a
+    /// writer (`fwd doctor`): a damaged file, or a newer fwd's schema. nil when it reads, or does not exist.
+    package static func diagnose(path: String) -> StoreError? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .immediateError
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            return try queue.read { db -> StoreError? in
+                if let found = try StoreSchema.newerVersion(in: db) {
+                    return .newerSchema(path: path, found: found, known: StoreSchema.version)
+                }
+                // The first problem only, and no page twice: the database is small, and this reads each page once.
+                let check = try String.fetchOne(db, sql: "PRAGMA quick_check(1)") ?? "ok"
+                return check == "ok" ? nil : .damaged(path: path, detail: check)
+            }
+        } catch {
+            return StoreError.translating(error, path: path) as? StoreError
+        }
     }
 
     /// A private in-memory database, for tests.
@@ -228,7 +321,7 @@ package final class Store: Sendable {
                                 eventRetention: Int64 = Store.defaultEventRetention) throws -> Store {
         let queue = try DatabaseQueue()
         try StoreSchema.migrator.migrate(queue)
-        return Store(database: queue, now: now, eventRetention: eventRetention)
+        return Store(database: queue, path: nil, now: now, eventRetention: eventRetention)
     }
 
     // MARK: Desired state (CLI)
@@ -246,7 +339,7 @@ package final class Store: Sendable {
 
     private func setDesired(_ desired: DesiredState, _ tunnels: [(name: String, host: String, forwards: [ForwardStatus])]) throws {
         let time = now().timeIntervalSince1970
-        try database.write { db in
+        try writing { db in
             for tunnel in tunnels {
                 let previous: String?
                 if var row = try TunnelRow.fetchOne(db, key: tunnel.name) {
@@ -269,7 +362,7 @@ package final class Store: Sendable {
     }
 
     package func desiredUp() throws -> [TunnelStatus] {
-        try database.read { db in
+        try reading { db in
             try TunnelRow.filter(Column("desired") == DesiredState.up.rawValue).order(Column("name")).fetchAll(db).map { try $0.status() }
         }
     }
@@ -281,13 +374,13 @@ package final class Store: Sendable {
     @discardableResult
     package func transition(_ tunnel: String, to state: TunnelState, pid: Int?, error: String?, message: String) throws -> Bool {
         let time = now().timeIntervalSince1970
-        return try database.write { db in try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message) }
+        return try writing { db in try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message) }
     }
 
     /// Appends a free-form event.
     package func log(_ kind: EventKind, tunnel: String?, host: String?, message: String) throws {
         let time = now().timeIntervalSince1970
-        try database.write { db in
+        try writing { db in
             try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
         }
     }
@@ -300,13 +393,13 @@ package final class Store: Sendable {
     func apply(_ writes: [StoreWrite]) -> [(write: StoreWrite, error: any Error)] {
         guard writes.count > 1 else {
             return writes.compactMap { write in
-                do { try database.write { db in try apply(write, db) } } catch { return (write, error) }
+                do { try writing { db in try apply(write, db) } } catch { return (write, error) }
                 return nil
             }
         }
         var failed: [(write: StoreWrite, error: any Error)] = []
         do {
-            try database.write { db in
+            try writing { db in
                 for write in writes {
                     do {
                         try db.inSavepoint {
@@ -406,7 +499,7 @@ package final class Store: Sendable {
 
     /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.
     package func remove(_ tunnel: String) throws {
-        _ = try database.write { db in try TunnelRow.deleteOne(db, key: tunnel) }
+        _ = try writing { db in try TunnelRow.deleteOne(db, key: tunnel) }
     }
 
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
@@ -425,23 +518,23 @@ package final class Store: Sendable {
 
     /// All tunnels, ordered by name.
     package func tunnels() throws -> [TunnelStatus] {
-        try database.read { db in try TunnelRow.order(Column("name")).fetchAll(db).map { try $0.status() } }
+        try reading { db in try TunnelRow.order(Column("name")).fetchAll(db).map { try $0.status() } }
     }
 
     /// The named tunnels that have a row, read in one transaction.
     package func tunnels(named names: [String]) throws -> [String: TunnelStatus] {
-        try database.read { db in
+        try reading { db in
             try Dictionary(uniqueKeysWithValues: TunnelRow.fetchAll(db, keys: names).map { try ($0.name, $0.status()) })
         }
     }
 
     package func tunnel(_ name: String) throws -> TunnelStatus? {
-        try database.read { db in try TunnelRow.fetchOne(db, key: name)?.status() }
+        try reading { db in try TunnelRow.fetchOne(db, key: name)?.status() }
     }
 
     /// Events with an id above `after`, oldest first; pass the last id seen to follow the log.
     package func events(tunnel: String? = nil, after id: Int64 = 0, limit: Int = 1000) throws -> [Event] {
-        try database.read { db in
+        try reading { db in
             var request = EventRow.filter(Column("id") > id)
             if let tunnel { request = request.filter(Column("tunnel") == tunnel) }
             return try request.order(Column("id")).limit(limit).fetchAll(db).map { try $0.event() }
@@ -452,28 +545,37 @@ package final class Store: Sendable {
 
     /// Remembers a running ControlMaster, so a supervisor restarted after SIGKILL can find it.
     package func saveMaster(_ m: MasterRecord) throws {
-        try database.write { db in try MasterRow(m).save(db) }
+        try writing { db in try MasterRow(m).save(db) }
     }
 
     package func removeMaster(host: String) throws {
-        _ = try database.write { db in try MasterRow.deleteOne(db, key: host) }
+        _ = try writing { db in try MasterRow.deleteOne(db, key: host) }
     }
 
     package func masters() throws -> [MasterRecord] {
-        try database.read { db in try MasterRow.order(Column("host")).fetchAll(db).map(\.record) }
+        try reading { db in try MasterRow.order(Column("host")).fetchAll(db).map(\.record) }
     }
 
     // MARK: Inspection (tests, diagnostics)
 
     func journalMode() throws -> String {
-        try database.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+        try reading { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
     }
 
     func appliedMigrations() throws -> [String] {
-        try database.read { db in try StoreSchema.migrator.appliedMigrations(db) }
+        try reading { db in try StoreSchema.migrator.appliedMigrations(db) }
     }
 
     // MARK: Helpers
+
+    /// `database.read` and `database.write`, with a database found damaged on the way reported as such.
+    private func reading<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try database.read(body) } catch { throw path.map { StoreError.translating(error, path: $0) } ?? error }
+    }
+
+    private func writing<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try database.write(body) } catch { throw path.map { StoreError.translating(error, path: $0) } ?? error }
+    }
 
     private func existing(_ db: Database, _ tunnel: String) throws -> TunnelRow {
         guard let row = try TunnelRow.fetchOne(db, key: tunnel) else { throw StoreError.unknownTunnel(tunnel) }

@@ -42,6 +42,24 @@ enum StoreSchema {
         }
         return migrator
     }
+
+    /// The schema version this fwd writes: the number of its last migration ("v1", "v2-…").
+    static let version = migrator.migrations.compactMap(number).max() ?? 0
+
+    /// The version of a database that has migrations this fwd does not know (a newer fwd migrated it), or nil.
+    static func newerVersion(in db: Database) throws -> Int? {
+        guard try migrator.hasBeenSuperseded(db) else { return nil }
+        let known = Set(migrator.migrations)
+        let unknown = try migrator.appliedIdentifiers(db).subtracting(known)
+        // A name without a number is still a migration this fwd lacks: at least one version above its own.
+        return max(version + 1, unknown.compactMap(number).max() ?? 0)
+    }
+
+    /// "v12-event-index" → 12.
+    private static func number(_ identifier: String) -> Int? {
+        guard identifier.hasPrefix("v") else { return nil }
+        return Int(identifier.dropFirst().prefix { $0.isNumber })
+    }
 }
 
 /// Row of `tunnel`. Dates are seconds since 1970 and `forwards` is JSON text, so the file reads plainly

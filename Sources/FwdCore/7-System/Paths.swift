@@ -28,6 +28,8 @@ package struct FwdPaths: Sendable, Equatable {
     package var rootSSHConfig: String { stateDirectory + "/ssh_config" }
     package var database: String { stateDirectory + "/fwd.db" }
     package var logDirectory: String { stateDirectory + "/logs" }
+    /// The log of `host`'s master: ssh's stderr, capped with one older generation (`LogFile`).
+    package func sshLog(host: String) -> String { "\(logDirectory)/\(host.replacingOccurrences(of: "/", with: "_")).log" }
 
     package init(config: String, stateDirectory: String, userSSHConfig: String, controlDirectory: String? = nil, ssh: String = "ssh",
                  environment: [String: String] = ProcessInfo.processInfo.environment) {

@@ -14,7 +14,7 @@ package struct DoctorFinding: Sendable, Equatable, Encodable {
         case problem
     }
 
-    /// A stable name for the check: ssh, config, include, state-permissions, control-directory, stale-socket,
+    /// A stable name for the check: ssh, config, include, state-permissions, database, control-directory, stale-socket,
     /// control-path, names, port, supervisor, tunnel.
     package var check: String
     package var status: Status
@@ -57,7 +57,12 @@ package struct Doctor: Sendable {
         findings += controlDirectory()
         findings.append(controlPathLength())
         findings += await staleSockets()
-        let safeToOpen = !permissions.contains { $0.status == .problem } && FileSystem.exists(paths.database)
+        var safeToOpen = !permissions.contains { $0.status == .problem } && FileSystem.exists(paths.database)
+        if safeToOpen {
+            let finding = database()
+            findings.append(finding)
+            safeToOpen = finding.status == .ok
+        }
         // Read-only: doctor only looks (no lock file, no migration, no mode change).
         let store = safeToOpen ? Store.readOnly(path: paths.database) : nil
         let rows = store.flatMap { try? $0.tunnels() } ?? []
@@ -157,6 +162,15 @@ package struct Doctor: Sendable {
                                           fix: "`chmod -R go-rwx \(SSHCommand.shellQuote(dir))` (files 0600, directories 0700)"))
         }
         return findings.isEmpty ? [DoctorFinding("state-permissions", .ok, "\(dir) is 0700 and its files are private")] : findings
+    }
+
+    /// The state database must be an SQLite file of a schema this fwd knows; if not, every command that reads it
+    /// stops with the same message and advice as this finding.
+    func database() -> DoctorFinding {
+        guard let error = Store.diagnose(path: paths.database) else {
+            return DoctorFinding("database", .ok, "\(paths.database) reads")
+        }
+        return DoctorFinding("database", .problem, error.problem, fix: error.advice)
     }
 
     /// The socket directory must be a private directory of this user's in a place no one else can change, or

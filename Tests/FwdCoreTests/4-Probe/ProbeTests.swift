@@ -301,6 +301,20 @@ import Darwin
         }
     }
 
+    /// A Redis error line that never ends: the probe reads at most `receiveLimit` bytes and judges from those,
+    /// long before its timeout, instead of buffering the whole answer (docs/reliability.md, "Bounded reads").
+    @Test func aHugeAnswerIsJudgedFromTheFirst64KiB() async throws {
+        let total = 64 << 20
+        let server = try FakeServer(.flood(head: Array("-".utf8), filler: UInt8(ascii: "x"), count: total))
+        let start = ContinuousClock.now
+        let result = await HealthProbe(kind: .redis, timeout: 60).run(local(port: server.port))
+        let elapsed = ContinuousClock.now - start
+        #expect(result.outcome == .targetDown("127.0.0.1:\(server.port) sent 64 KiB without a complete Redis answer: \"-\(String(repeating: "x", count: 39))\""))
+        #expect(elapsed < .seconds(30), "judged when the limit was reached, not at the timeout: \(elapsed)")
+        server.stop()  // waits for the handler, which ends once the probe's close fails its send
+        #expect(server.sent < total, "the probe stopped reading; the server could not send all \(total) bytes (sent \(server.sent))")
+    }
+
     @Test func redisThatWantsAPasswordIsUp() async throws {
         let server = try FakeServer(.respond(readFirst: true, answer: Array("-NOAUTH Authentication required.\r\n".utf8)))
         defer { server.stop() }
@@ -459,6 +473,9 @@ private final class FakeServer: @unchecked Sendable {
         /// Reads one request first when `readFirst` (what the client sends arrives in one piece on loopback),
         /// then writes `answer` and keeps the connection.
         case respond(readFirst: Bool, answer: [UInt8])
+        /// Reads one request, then sends `head` and `count` bytes of `filler` in 64 KiB writes, until the client
+        /// stops taking them; `sent` says how many went out.
+        case flood(head: [UInt8], filler: UInt8, count: Int)
     }
 
     let port: Int
@@ -472,6 +489,10 @@ private final class FakeServer: @unchecked Sendable {
     private var requests: [[UInt8]] = []
     private let finished = DispatchSemaphore(value: 0)
     private let handlers = DispatchGroup()
+
+    private var floodSent = 0
+    /// For `.flood`: the bytes the server got out before the client closed or stopped reading.
+    var sent: Int { lock.withLock { floodSent } }
 
     /// What each connection sent (the HTTP request head, or the SOCKS CONNECT request).
     var received: [[UInt8]] { lock.withLock { requests } }
@@ -589,6 +610,22 @@ private final class FakeServer: @unchecked Sendable {
             }
             write(connection, answer)
             return true
+        case .flood(let head, let filler, let count):
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            guard buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, 4096, 0) }) > 0 else { return false }
+            // A client that stops reading leaves this send blocked: give up after 1 s.
+            var limit = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            write(connection, head)
+            let chunk = [UInt8](repeating: filler, count: 64 * 1024)
+            var total = 0
+            while total < count {
+                let n = chunk.withUnsafeBytes { send(connection, $0.baseAddress, min($0.count, count - total), noSignal) }
+                guard n > 0 else { break }
+                total += n
+                lock.withLock { floodSent = total }
+            }
+            return false
         case .socksCloseAfterGreeting:
             guard read(connection, 3) == [5, 1, 0] else { return false }
             write(connection, [5, 0])

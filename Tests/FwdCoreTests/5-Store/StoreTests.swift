@@ -379,4 +379,39 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             #expect(try store.events().count == 10)
         }
     }
+
+    // MARK: Databases fwd cannot use (docs/reliability.md, "State database")
+
+    @Test func aFileThatIsNotADatabaseIsDamagedAndNamed() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/fwd.db"
+            try FileSystem.writeAtomically(String(repeating: "garbage ", count: 1000), to: path)
+            #expect(throws: StoreError.damaged(path: path, detail: "file is not a database")) { try Store(path: path) }
+            #expect(Store.diagnose(path: path) == .damaged(path: path, detail: "file is not a database"))
+            let error = StoreError.damaged(path: path, detail: "file is not a database")
+            #expect(error.isUnusableDatabase)
+            #expect(error.description.contains("mv \(path) \(path).bad"))
+            #expect(FileSystem.read(path)?.hasPrefix("garbage") == true, "the file is left as it was")
+        }
+    }
+
+    @Test func aNewerSchemaIsRefusedWithBothVersions() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/fwd.db"
+            let store = try Store(path: path)
+            try store.database.write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v7-later'), ('unnumbered')") }
+            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 1)) { try Store(path: path) }
+            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 1))
+            #expect(StoreSchema.version == 1)
+        }
+    }
+
+    @Test func aHealthyDatabaseDiagnosesClean() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/fwd.db"
+            #expect(Store.diagnose(path: path) == nil, "no file yet")
+            _ = try Store(path: path)
+            #expect(Store.diagnose(path: path) == nil)
+        }
+    }
 }

@@ -22,6 +22,7 @@ import Testing
         ExecStart=/usr/local/bin/fwd daemon
         Restart=on-failure
         RestartSec=5
+        RestartPreventExitStatus=78
 
         [Install]
         WantedBy=default.target
@@ -47,6 +48,7 @@ import Testing
         Environment="FWD_STATE_DIR=/srv/state \\"x\\""
         Restart=on-failure
         RestartSec=5
+        RestartPreventExitStatus=78
 
         [Install]
         WantedBy=default.target

@@ -298,15 +298,13 @@ package final class LogCursor: @unchecked Sendable {
         self.offset = offset
     }
 
-    /// The text appended since the previous call (or since `offset`).
+    /// The text appended since the previous call (or since `offset`): its last `LogFile.tailLimit` bytes at most,
+    /// and all of the file when it was truncated meanwhile (`LogFile.truncateIfFull`).
     package func takeNew() -> String {
         lock.withLock {
-            guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-            defer { try? handle.close() }
-            try? handle.seek(toOffset: offset)
-            let data = (try? handle.readToEnd()) ?? Data()
-            offset += UInt64(data.count)
-            return String(decoding: data, as: UTF8.self)
+            let (text, end) = LogFile.tailAndEnd(path, from: offset)
+            offset = end
+            return text
         }
     }
 }
