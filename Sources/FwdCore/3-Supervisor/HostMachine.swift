@@ -494,7 +494,8 @@ struct HostMachine {
             for (index, f) in t.forwards.enumerated() {
                 guard let result = probed.results[index] else { continue }
                 statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: forwards.allocated[f],
-                                              probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
+                                              probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up,
+                                              shared: result.shared))
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
             if recordedProbes[t.name] != statuses {
@@ -508,6 +509,10 @@ struct HostMachine {
             case .targetDown(let why):
                 forwards.probeAnswered(t.name)
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
+            case .notShared(let gap):
+                // Usable through the server, but not by the clients the user shared it with: not up.
+                forwards.probeAnswered(t.name)
+                note(t.name, .degraded, error: gap.error, gap.summary, &out)
             case .listenerDown(let why):
                 // Our listener vanished while the master lives (someone cancelled it, or the server lost it): put
                 // it back. Cancel first: re-adding a forward the master still lists is a no-op (a -R listener
@@ -530,9 +535,10 @@ struct HostMachine {
     private static func severity(_ o: ProbeOutcome) -> Int {
         switch o {
         case .up: 0
-        case .targetDown: 1
-        case .noAnswer: 2
-        case .listenerDown: 3
+        case .notShared: 1
+        case .targetDown: 2
+        case .noAnswer: 3
+        case .listenerDown: 4
         }
     }
 

@@ -22,7 +22,7 @@ final class NamespacedSSHD: @unchecked Sendable {
     private var child: ChildProcess?
 
     init(dir: String, namespace: String, address: String = Topology.serverAddress, ports: [Int] = [22],
-         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3) throws {
+         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3, gatewayPorts: String = "no") throws {
         self.dir = dir
         self.namespace = namespace
         self.address = address
@@ -60,7 +60,8 @@ final class NamespacedSSHD: @unchecked Sendable {
             "ClientAliveCountMax \(clientAliveCountMax)",
             "PermitRootLogin prohibit-password",
             "AllowTcpForwarding yes",
-            "GatewayPorts no",
+            // A stock sshd's default: -R listeners stay on the server's loopback whatever the client asks.
+            "GatewayPorts \(gatewayPorts)",
             "MaxStartups 100",
             "LogLevel VERBOSE",
         ]
@@ -69,6 +70,14 @@ final class NamespacedSSHD: @unchecked Sendable {
     }
 
     deinit { kill() }
+
+    /// Rewrites the `GatewayPorts` line; a running sshd reads it at its next start (`kill`, then `start`).
+    func setGatewayPorts(_ value: String) throws {
+        let lines = (FileSystem.read(configPath) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("GatewayPorts ") ? "GatewayPorts \(value)" : String($0) }
+        try FileSystem.writeAtomically(lines.joined(separator: "\n"), to: configPath)
+        try run(["/usr/sbin/sshd", "-t", "-f", configPath])
+    }
 
     var pid: Int32? { lock.withLock { child?.isRunning == true ? child?.pid : nil } }
 
