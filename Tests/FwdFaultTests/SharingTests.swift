@@ -84,6 +84,31 @@ struct SharingTests {
         }
     }
 
+    /// A -R bound to the server's own address fares the same under `GatewayPorts no`: sshd binds loopback, so
+    /// the address asked for refuses. It is degraded with the same reason, not taken for a lost listener that
+    /// fwd would re-add round after round.
+    @Test func publicRemoteForwardOnTheServersAddressKeptOnLoopbackIsDegradedNotReAdded() async throws {
+        try await FaultFixture.with(gatewayPorts: "no") { f in
+            let service = try inNamespace(f.topology.c) { try TinyHTTPServer(host: "127.0.0.1", port: Self.servicePort, body: Self.serviceBody) }
+            defer { service.stop() }
+            try f.write(config: """
+            [tunnels.pubrev]
+            host = "lab"
+            remote = "\(Topology.serverAddress):\(Self.listenPort):127.0.0.1:\(Self.servicePort)"
+            public = true
+
+            """)
+            let up = try f.fwd("up", "pubrev", "--timeout", "20")
+            #expect(up.stderr.contains("pubrev: degraded — \(Self.gatewayReason)"), "\(up.stderr)\n\(f.diagnostics())")
+            let first = f.events().last?.id ?? 0
+            try await Task.sleep(for: .seconds(2))  // four probe rounds
+            let readded = f.events("pubrev", kind: .state).filter { $0.id > first && $0.message.contains("adding it again") }
+            #expect(readded.isEmpty, "\(readded.map(\.message))")
+            #expect(f.state("pubrev") == .degraded)
+            #expect(Self.page(f.topology.a, "127.0.0.1", Self.listenPort) == Self.serviceBody)
+        }
+    }
+
     /// With `GatewayPorts clientspecified` the same tunnel is up, `fwd up` says where it is shared, and a client in
     /// a third namespace (B) loads the page at the server's address.
     @Test func publicRemoteForwardHonouredByTheServerIsUpAndReachable() async throws {
