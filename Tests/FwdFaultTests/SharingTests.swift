@@ -109,14 +109,17 @@ struct SharingTests {
         }
     }
 
-    /// With `GatewayPorts clientspecified` the same tunnel is up, `fwd up` says where it is shared, and a client in
-    /// a third namespace (B) loads the page at the server's address.
+    /// With `GatewayPorts clientspecified` the same tunnel, added with the `publish-web` preset, is up, `fwd up`
+    /// says where it is shared, and a client in a third namespace (B) loads the page at the server's address.
     @Test func publicRemoteForwardHonouredByTheServerIsUpAndReachable() async throws {
         try await FaultFixture.with(gatewayPorts: "clientspecified") { f in
             let service = try inNamespace(f.topology.c) { try TinyHTTPServer(host: "127.0.0.1", port: Self.servicePort, body: Self.serviceBody) }
             defer { service.stop() }
             try Self.routeBToServerAddress(f)
-            try f.write(config: Self.publicReverse)
+            try f.write(config: "")
+            let add = try f.fwd("add", "pubrev", "--template", "publish-web", "--host", "lab", "--target", "127.0.0.1",
+                                "--port", "\(Self.listenPort)", "--target-port", "\(Self.servicePort)")
+            try #require(add.ok, "\(add.stderr)")
 
             let up = try f.fwd("up", "pubrev", "--timeout", "20")
             try #require(up.ok, "\(up.stderr)\n\(f.diagnostics())")
@@ -166,6 +169,19 @@ struct SharingTests {
             let json = try f.fwd("status", "--json")
             #expect(Self.shared(inJSON: json.stdout) == [place], "\(json.stdout)")
             #expect(f.state("lansocks") == .up)
+
+            // The lan-socks preset takes every address of C: D reaches it on the LAN, and status lists both of C's.
+            let every = 11081
+            let add = try f.fwd("add", "anysocks", "--template", "lan-socks", "--host", "lab", "--port", "\(every)")
+            try #require(add.ok, "\(add.stderr)")
+            let upAll = try f.fwd("up", "anysocks", "--timeout", "20")
+            try #require(upAll.ok, "\(upAll.stderr)\n\(f.diagnostics())")
+            let both = ["\(Topology.clientAddress):\(every)", "\(Topology.lanClientSide):\(every)"]
+            #expect(Set(f.status("anysocks")?.forwards.first?.shared ?? []) == Set(both))
+            #expect(upAll.stdout.contains("shared on "), "\(upAll.stdout)")
+            let viaAll = try ChildProcess.run(f.topology.exec(f.topology.d, ["curl", "-sS", "--max-time", "10", "-x", "socks5h://\(Topology.lanClientSide):\(every)",
+                                                                            "http://\(Topology.serviceName):\(FaultFixture.webPort)/"]), timeout: 15)
+            #expect(viaAll.exit == .exited(0) && viaAll.output.contains(f.pageBody), "\(viaAll)")
         }
     }
 }
