@@ -104,6 +104,10 @@ struct SharingTests {
             try await Task.sleep(for: .seconds(2))  // four probe rounds
             let readded = f.events("pubrev", kind: .state).filter { $0.id > first && $0.message.contains("adding it again") }
             #expect(readded.isEmpty, "\(readded.map(\.message))")
+            // The address was tried once for this master: sshd logs every refused channel at level ERROR, and a
+            // listener it bound on loopback stays there while the forward lives.
+            let refusals = f.sshd.log().split(separator: "\n").filter { $0.contains("connect_to \(Topology.serverAddress) port \(Self.listenPort)") }
+            #expect(refusals.count == 1, "\(refusals)")
             #expect(f.state("pubrev") == .degraded)
             #expect(Self.page(f.topology.a, "127.0.0.1", Self.listenPort) == Self.serviceBody)
         }

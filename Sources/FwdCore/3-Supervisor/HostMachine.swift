@@ -88,6 +88,8 @@ struct HostMachine {
         /// A -R forward the server confirmed a moment ago, with that request's round trip in ms: its first
         /// probe need not go through the listener again.
         var listenerConfirmedMs: Double? = nil
+        /// A public -R forward an earlier probe on this master found kept on the server's loopback.
+        var keptOnLoopback = false
     }
 
     /// One tunnel's probe results, with the definition that was probed (a result for an older one is dropped).
@@ -478,7 +480,7 @@ struct HostMachine {
             let t = tunnels[name]!
             return t.forwards.enumerated().map { index, f in
                 ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: forwards.allocated[f],
-                         listenerConfirmedMs: forwards.takeConfirmation(f))
+                         listenerConfirmedMs: forwards.takeConfirmation(f), keptOnLoopback: forwards.keptOnLoopback.contains(f))
             }
         }
         out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))
@@ -496,6 +498,7 @@ struct HostMachine {
                 statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: forwards.allocated[f],
                                               probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up,
                                               shared: result.shared))
+                if case .notShared(.serverLoopbackOnly) = result.outcome { forwards.keptOnServerLoopback(f) }
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
             if recordedProbes[t.name] != statuses {

@@ -579,10 +579,12 @@ actor HostRunner {
         let shares = SharePlan(runner: self, generation: g, pid: pid)
         track(generation: g) { [weak self] in
             let sharing = await shares.places(for: jobs, publicTunnels: publics)
+            if let asked = sharing.resolved { self?.inputs.yield(.resolved(asked)) }
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
                 for (n, job) in jobs.enumerated() {
-                    let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master,
-                                            sharedAt: sharing[n])
+                    var probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master,
+                                            sharedAt: sharing.places[n])
+                    probe.keptOnLoopback = job.keptOnLoopback
                     group.addTask {
                         (job.tunnel, job.index, await probe.run(job.forward, allocatedPort: job.allocatedPort,
                                                                 listenerConfirmedMs: job.listenerConfirmedMs))
@@ -613,20 +615,20 @@ actor HostRunner {
             paths = runner.paths
         }
 
-        /// One list per job, in the jobs' order; empty for a forward that is not shared.
-        func places(for jobs: [HostMachine.ProbeJob], publicTunnels: Set<String>) async -> [[String]] {
+        /// One list per job, in the jobs' order (empty for a forward that is not shared), and what `ssh -G` said
+        /// when it had to be asked (the runner keeps it: one question, not one per round).
+        func places(for jobs: [HostMachine.ProbeJob], publicTunnels: Set<String>) async -> (places: [[String]], resolved: ResolvedHost?) {
             let shared = jobs.map { Sharing.isShared($0.forward, isPublic: publicTunnels.contains($0.tunnel)) }
-            guard shared.contains(true) else { return jobs.map { _ in [] } }
+            guard shared.contains(true) else { return (jobs.map { _ in [] }, nil) }
             let interfaces = jobs.indices.contains { shared[$0] && jobs[$0].forward.kind != .remote } ? Sharing.interfaceAddresses() : []
-            var server: String?
-            if jobs.indices.contains(where: { shared[$0] && jobs[$0].forward.kind == .remote }) {
-                var resolution = resolved
-                if resolution == nil { resolution = try? await SSHResolver.resolve(destination, paths: paths) }
+            var server: String?, asked: ResolvedHost?
+            if jobs.indices.contains(where: { shared[$0] && jobs[$0].forward.kind == .remote && !jobs[$0].keptOnLoopback }) {
+                if resolved == nil { asked = try? await SSHResolver.resolve(destination, paths: paths) }
                 let pid = self.pid
                 let learned = if let path { path } else { await offPool { MasterPath.discover(pid: pid) } }
-                server = Sharing.serverAddress(resolved: resolution, path: learned)
+                server = Sharing.serverAddress(resolved: resolved ?? asked, path: learned)
             }
-            return jobs.indices.map { n in
+            let places = jobs.indices.map { n -> [String] in
                 guard shared[n] else { return [] }
                 let job = jobs[n]
                 if job.forward.kind == .remote {
@@ -634,6 +636,7 @@ actor HostRunner {
                 }
                 return Sharing.localAddresses(job.forward, isPublic: true, interfaces: interfaces)
             }
+            return (places, asked)
         }
     }
 }

@@ -98,6 +98,9 @@ package struct HealthProbe: Sendable {
     /// Where a public forward is shared (`Sharing`): for -R, the one host on the server its listener must answer
     /// at besides loopback; for -L and -D, the addresses of this machine it serves. Empty: not shared.
     package var sharedAt: [String] = []
+    /// A shared -R listener this master's server was already found keeping on its loopback: it is probed there
+    /// only, and passing is `notShared` (sshd does not move a listener while the forward lives).
+    package var keptOnLoopback = false
 
     package init(kind: ProbeKind, timeout: Double = 2, socksTarget: SocksTarget? = nil, master: MasterProbeContext? = nil,
                  sharedAt: [String] = []) {
@@ -299,6 +302,10 @@ package struct HealthProbe: Sendable {
         guard let master else {
             return (.listenerDown("no control socket for -R \(forward): the master is not running"), nil, nil)
         }
+        if keptOnLoopback {
+            let kept = await onServerLoopback(master, port: port, kind: kind, hostHeader: hostHeader, deadline: deadline)
+            return (kept.outcome ?? kept.failure!.describing(listener: Sharing.place("127.0.0.1", port)), kept.latency, [])
+        }
         let shared = sharedAt.first
         let host = shared ?? ProbeAddress.connectHost(forBind: bind)
         let place = ProbeAddress.tcp(host: host, port: port).description
@@ -309,15 +316,22 @@ package struct HealthProbe: Sendable {
             return (outcome, latency, shared.map { _ in [place] })
         case .failed(let failure):
             guard shared != nil, case .refused = failure.failure else { return (failure.describing(listener: place), nil, shared.map { _ in [] }) }
-            let loopback = ProbeAddress.tcp(host: "127.0.0.1", port: port).description
-            let looped = await master.openChannel(host: "127.0.0.1", port: port, until: deadline)
-            switch consume looped {
-            case .failed: return (failure.describing(listener: place), nil, [])
-            case .opened(let socket, let roundTrip):
-                let (outcome, latency) = await remoteChannel(socket, roundTrip: roundTrip, place: loopback, kind: kind,
-                                                             hostHeader: hostHeader, deadline: deadline)
-                return (outcome == .up ? .notShared(.serverLoopbackOnly(port: port)) : outcome, latency, [])
-            }
+            let kept = await onServerLoopback(master, port: port, kind: kind, hostHeader: hostHeader, deadline: deadline)
+            return (kept.outcome ?? failure.describing(listener: place), kept.latency, [])
+        }
+    }
+
+    /// A shared -R listener probed on the server's loopback: passing there is `notShared` (sshd kept it
+    /// there); a channel the server refuses gives no outcome but its failure.
+    private func onServerLoopback(_ master: MasterProbeContext, port: Int, kind: ProbeKind, hostHeader: String,
+                                  deadline: ContinuousClock.Instant) async -> (outcome: ProbeOutcome?, latency: Duration?, failure: MasterProbeContext.ChannelFailure?) {
+        let opened = await master.openChannel(host: "127.0.0.1", port: port, until: deadline)
+        switch consume opened {
+        case .failed(let failure): return (nil, nil, failure)
+        case .opened(let socket, let roundTrip):
+            let (outcome, latency) = await remoteChannel(socket, roundTrip: roundTrip, place: Sharing.place("127.0.0.1", port), kind: kind,
+                                                         hostHeader: hostHeader, deadline: deadline)
+            return (outcome == .up ? .notShared(.serverLoopbackOnly(port: port)) : outcome, latency, nil)
         }
     }
 

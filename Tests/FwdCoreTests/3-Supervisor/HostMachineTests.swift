@@ -679,6 +679,16 @@ extension HostMachineTests {
                                                                               probeMs: 1, ok: false, shared: [])]))))
         #expect(!kept.contains(.terminateMaster) && !kept.contains { if case .cancelForward = $0 { true } else { false } },
                 "the master and its forwards stay: the listener works through the server")
+        // Later rounds on this master probe the server's loopback only; a new master is checked at the address again.
+        let tick = d.send(.probeTick(generation: d.g))
+        #expect(Self.jobs(tick).map(\.keptOnLoopback) == [true])
+        _ = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: pubrev, results: [0: ProbeResult(outcome: .notShared(gap), latencyMs: 1, shared: [])])]))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection closed by remote host\n"), at: 5)
+        _ = d.send(.connectDue(generation: d.g), at: 6)
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        var ready = d.send(.masterReady(generation: d.g))
+        ready += d.send(.forwardAdded(generation: d.g, tunnel: "pubrev", pubrev.forwards[0], .added(allocatedPort: nil)))
+        #expect(Self.jobs(ready).map(\.keptOnLoopback) == [false])
         // Shared where it was asked for (after the server changed and the master reconnected): up, with the place.
         let shared = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: pubrev, results: [0: ProbeResult(outcome: .up, latencyMs: 1, shared: ["198.18.1.2:18750"])])]))
         #expect(Self.states(shared) == ["pubrev": .up])
