@@ -143,20 +143,21 @@ package struct HealthProbe: Sendable {
             (outcome, latency) = await local(kind, address: address, hostHeader: hostHeader, deadline: deadline)
         }
         var result = ProbeResult(outcome: outcome, latencyMs: Self.milliseconds(latency ?? (ContinuousClock.now - start)))
-        if !sharedAt.isEmpty, let port = ProbeAddress(listen: forward.listen, port: allocatedPort).tcpPort {
-            (result.outcome, result.shared) = await localShares(port: port, after: outcome, deadline: deadline)
+        if !sharedAt.isEmpty, case .tcp(let probed, let port) = ProbeAddress(listen: forward.listen, port: allocatedPort) {
+            (result.outcome, result.shared) = await localShares(port: port, probed: probed, after: outcome, deadline: deadline)
         }
         return result
     }
 
-    /// A public -L or -D listener that passed its probe is connected to at each address it is shared on (the
-    /// probe above went to one of them, or to loopback for a wildcard bind). The first that does not accept
-    /// makes the outcome `notShared`.
-    private func localShares(port: Int, after outcome: ProbeOutcome, deadline: ContinuousClock.Instant) async -> (ProbeOutcome, [String]) {
+    /// A public -L or -D listener that passed its probe is connected to at each other address it is shared on
+    /// (the probe went to `probed`: the bind address, or loopback for a wildcard). The first that does not
+    /// accept makes the outcome `notShared`.
+    private func localShares(port: Int, probed: String, after outcome: ProbeOutcome,
+                             deadline: ContinuousClock.Instant) async -> (ProbeOutcome, [String]) {
         guard outcome == .up else { return (outcome, []) }
         var reached: [String] = []
         for host in sharedAt {
-            guard (try? await ProbeSocket.connect(to: .tcp(host: host, port: port), until: deadline)) != nil else {
+            if host != probed, (try? await ProbeSocket.connect(to: .tcp(host: host, port: port), until: deadline)) == nil {
                 return (.notShared(.localAddressRefused(address: host, port: port)), reached)
             }
             reached.append(Sharing.place(host, port))

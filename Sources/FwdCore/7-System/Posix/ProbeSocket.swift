@@ -28,11 +28,6 @@ enum ProbeAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var tcpPort: Int? {
-        guard case .tcp(_, let port) = self else { return nil }
-        return port
-    }
-
     var description: String {
         switch self {
         case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
