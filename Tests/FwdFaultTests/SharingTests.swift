@@ -142,6 +142,30 @@ struct SharingTests {
         }
     }
 
+    /// Behind ProxyJump the master's own TCP connection goes to the jump host (A at 198.18.1.2), not to the
+    /// server: the server's address is the last hop's target (A's inner address 198.18.2.1, which only the
+    /// jump host and B reach). The check goes there, and B loads the page at that address.
+    @Test func behindProxyJumpTheLastHopsTargetIsTheAddressChecked() async throws {
+        try await FaultFixture.with(gatewayPorts: "clientspecified", sshdExtraAddresses: [Topology.serverInnerAddress]) { f in
+            let service = try inNamespace(f.topology.c) { try TinyHTTPServer(host: "127.0.0.1", port: Self.servicePort, body: Self.serviceBody) }
+            defer { service.stop() }
+            let jumped = f.hostBlock("labj")
+                .replacingOccurrences(of: "    HostName \(Topology.serverName)\n", with: "    HostName \(Topology.serverInnerAddress)\n    HostKeyAlias \(Topology.serverName)\n")
+                .replacingOccurrences(of: "    Port 22\n", with: "    Port 22\n    ProxyJump lab\n")
+            try f.write(userSSHConfig: f.hostBlock("lab") + jumped)
+            try f.write(config: Self.publicReverse.replacingOccurrences(of: "host = \"lab\"", with: "host = \"labj\""))
+
+            let up = try f.fwd("up", "pubrev", "--timeout", "20")
+            try #require(up.ok, "\(up.stderr)\n\(f.diagnostics())")
+            let master = try #require(f.masters().first)
+            #expect(!ProcessTable.children(of: master).isEmpty, "no ProxyJump child under the master")
+            let place = "\(Topology.serverInnerAddress):\(Self.listenPort)"
+            #expect(f.status("pubrev")?.forwards.first?.shared == [place])
+            #expect(up.stdout.contains("shared on the server at \(place)"), "\(up.stdout)")
+            #expect(Self.page(f.topology.b, Topology.serverInnerAddress, Self.listenPort) == Self.serviceBody)
+        }
+    }
+
     /// A -D bound to C's LAN address with `public = true` serves a machine on that LAN (D): its requests leave
     /// through the server and reach B. Status and `fwd up` say it is shared, and on which address.
     @Test func publicSocksProxyOnTheLANServesAnotherMachine() async throws {

@@ -28,7 +28,7 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
     static var binary: String { FwdBinary.path }
 
     private init(link: Topology.Link, sshdPorts: [Int], clientAlive: (interval: Int, count: Int), probeInterval: Double?,
-                 gatewayPorts: String) throws {
+                 gatewayPorts: String, sshdExtraAddresses: [String]) throws {
         dir = NSTemporaryDirectory() + "\(Topology.prefix)\(getpid())-\(UUID().uuidString.prefix(8))"
         self.probeInterval = probeInterval
         try FileSystem.makePrivateDirectory(dir + "/config")
@@ -37,7 +37,7 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
         do {
             sshd = try NamespacedSSHD(dir: dir + "/sshd", namespace: topology.a, ports: sshdPorts,
                                       clientAliveInterval: clientAlive.interval, clientAliveCountMax: clientAlive.count,
-                                      gatewayPorts: gatewayPorts)
+                                      gatewayPorts: gatewayPorts, extraAddresses: sshdExtraAddresses)
         } catch {
             topology.tearDown()
             try? FileManager.default.removeItem(atPath: dir)
@@ -46,10 +46,10 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
     }
 
     static func with<T>(link: Topology.Link = .veth, sshdPorts: [Int] = [22], clientAlive: (interval: Int, count: Int) = (5, 3),
-                        probeInterval: Double? = 0.5, gatewayPorts: String = "no",
+                        probeInterval: Double? = 0.5, gatewayPorts: String = "no", sshdExtraAddresses: [String] = [],
                         _ body: (FaultFixture) async throws -> T) async throws -> T {
         let fixture = try FaultFixture(link: link, sshdPorts: sshdPorts, clientAlive: clientAlive, probeInterval: probeInterval,
-                                       gatewayPorts: gatewayPorts)
+                                       gatewayPorts: gatewayPorts, sshdExtraAddresses: sshdExtraAddresses)
         defer { fixture.tearDown() }
         try fixture.startServices()
         try fixture.sshd.start()

@@ -22,7 +22,8 @@ final class NamespacedSSHD: @unchecked Sendable {
     private var child: ChildProcess?
 
     init(dir: String, namespace: String, address: String = Topology.serverAddress, ports: [Int] = [22],
-         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3, gatewayPorts: String = "no") throws {
+         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3, gatewayPorts: String = "no",
+         extraAddresses: [String] = []) throws {
         self.dir = dir
         self.namespace = namespace
         self.address = address
@@ -48,6 +49,7 @@ final class NamespacedSSHD: @unchecked Sendable {
             // As on most servers, sshd also answers on the server's loopback, where the socks probe of a -D
             // forward connects through the proxy.
             "ListenAddress 127.0.0.1",
+        ] + extraAddresses.map { "ListenAddress \($0)" } + [
             "HostKey \(hostKey)",
             "PidFile \(dir)/sshd.pid",
             "AuthorizedKeysFile \(dir)/authorized_keys",
