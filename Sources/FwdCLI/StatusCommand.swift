@@ -7,7 +7,7 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "Show each tunnel's state, forwards, uptime, restarts, probe latency and last error.",
         discussion: """
-        States: starting, up, degraded (connected, target not answering), down, failed. \
+        States: starting, up, degraded (connected, but a target does not answer or a public forward is not shared), down, failed. \
         Examples: fwd status --json; fwd status --watch (redraws every second until Ctrl-C, on a terminal)
         """
     )
