@@ -7,7 +7,7 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "Show each tunnel's state, forwards, uptime, restarts, probe latency and last error.",
         discussion: """
-        States: starting, up, degraded (connected, target not answering), down, failed. \
+        States: starting, up, degraded (connected, but a target does not answer or a public forward is not shared), down, failed. \
         Examples: fwd status --json; fwd status --watch (redraws every second until Ctrl-C, on a terminal)
         """
     )
@@ -193,10 +193,19 @@ struct StatusCommand: AsyncParsableCommand {
             var text = "\(f.kind.flag) \(f.spec)"
             if let port = f.allocatedPort { text += " (port \(port))" }
             if let url = socksURL(f) { text += " (\(url))" }
+            if let shared = sharing(f) { text += " (\(shared))" }
             out.append(text)
             index += 1
         }
         return out
+    }
+
+    /// Where a public forward's last probe reached it beyond loopback, as a person reads it; nil for a forward
+    /// that is not shared (or not probed yet).
+    static func sharing(_ f: ForwardStatus) -> String? {
+        guard let shared = f.shared else { return nil }
+        if shared.isEmpty { return f.kind == .remote ? "not shared: kept on the server's loopback" : "not shared" }
+        return (f.kind == .remote ? "shared on the server at " : "shared on ") + shared.joined(separator: ", ")
     }
 
     static func socksURL(_ f: ForwardStatus) -> String? {

@@ -28,6 +28,9 @@ struct StatusJSON: Encodable {
         @JSONNull var range: String?
         /// For a -D forward, `socks5h://HOST:PORT`.
         @JSONNull var socks_url: String?
+        /// For a public forward, the `HOST:PORT`s where its last probe reached it beyond loopback (on the
+        /// server for -R); `[]` when none answered; null when it is not shared or not probed yet.
+        @JSONNull var shared: [String]?
     }
 
     /// Made once: building a formatter per row was a third of `status --json`'s time at 100 tunnels
@@ -41,7 +44,7 @@ struct StatusJSON: Encodable {
         desired = r.desired.rawValue
         host = r.host
         forwards = r.forwards.map { ForwardJSON(kind: $0.kind.rawValue, spec: $0.spec, allocated_port: $0.allocatedPort, probe: $0.probe.rawValue, probe_ms: $0.probeMs, ok: $0.ok,
-                                                 range: $0.range, socks_url: StatusCommand.socksURL($0)) }
+                                                 range: $0.range, socks_url: StatusCommand.socksURL($0), shared: $0.shared) }
         pid = r.pid
         since = r.since.formatted(Self.timestamp)
         restarts = r.restarts

@@ -120,7 +120,12 @@ struct Waiter {
     static func summary(_ row: TunnelStatus?) -> String {
         guard let row else { return "" }
         let ports = row.forwards.compactMap { f in f.allocatedPort.map { "\(f.spec) → server port \($0)" } }
-        return ports.isEmpty ? "" : " (\(ports.joined(separator: ", ")))"
+        // A public forward says once, here, who else can use it.
+        let shared = row.forwards.compactMap { f in
+            f.shared.flatMap { $0.isEmpty ? nil : "\(f.kind.flag) \(f.spec) shared on \(f.kind == .remote ? "the server at " : "")\($0.joined(separator: ", "))" }
+        }
+        let notes = (ports.isEmpty ? [] : [ports.joined(separator: ", ")]) + shared
+        return notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))"
     }
 }
 

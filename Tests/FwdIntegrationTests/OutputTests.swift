@@ -124,8 +124,9 @@ import Testing
                 #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error"], "\(args)")
                 #expect(rows.first?["last_error"] is NSNull, "\(args)")
                 let forward = (rows.first?["forwards"] as? [Any])?.first
-                #expect(keys(forward) == ["kind", "spec", "allocated_port", "probe", "probe_ms", "ok", "range", "socks_url"], "\(args)")
+                #expect(keys(forward) == ["kind", "spec", "allocated_port", "probe", "probe_ms", "ok", "range", "socks_url", "shared"], "\(args)")
                 #expect((forward as? [String: Any])?["allocated_port"] is NSNull, "\(args)")
+                #expect((forward as? [String: Any])?["shared"] is NSNull, "a loopback forward is not shared: \(args)")
                 #expect(rows.first?["state"] as? String == "up")
             }
 

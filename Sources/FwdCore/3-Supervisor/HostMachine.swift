@@ -88,6 +88,8 @@ struct HostMachine {
         /// A -R forward the server confirmed a moment ago, with that request's round trip in ms: its first
         /// probe need not go through the listener again.
         var listenerConfirmedMs: Double? = nil
+        /// A public -R forward an earlier probe on this master found kept on the server's loopback.
+        var keptOnLoopback = false
     }
 
     /// One tunnel's probe results, with the definition that was probed (a result for an older one is dropped).
@@ -478,7 +480,7 @@ struct HostMachine {
             let t = tunnels[name]!
             return t.forwards.enumerated().map { index, f in
                 ProbeJob(tunnel: name, index: index, forward: f, kind: t.probe(for: f), allocatedPort: forwards.allocated[f],
-                         listenerConfirmedMs: forwards.takeConfirmation(f))
+                         listenerConfirmedMs: forwards.takeConfirmation(f), keptOnLoopback: forwards.keptOnLoopback.contains(f))
             }
         }
         out.append(.probe(generation: generation, jobs, tunnels: due.map { tunnels[$0]! }))
@@ -494,7 +496,9 @@ struct HostMachine {
             for (index, f) in t.forwards.enumerated() {
                 guard let result = probed.results[index] else { continue }
                 statuses.append(ForwardStatus(kind: f.kind, spec: f.sshArgument, allocatedPort: forwards.allocated[f],
-                                              probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up))
+                                              probe: t.probe(for: f), probeMs: result.latencyMs, ok: result.outcome == .up,
+                                              shared: result.shared))
+                if case .notShared(.serverLoopbackOnly) = result.outcome { forwards.keptOnServerLoopback(f) }
                 if Self.severity(result.outcome) > Self.severity(worst) { worst = result.outcome }
             }
             if recordedProbes[t.name] != statuses {
@@ -508,6 +512,10 @@ struct HostMachine {
             case .targetDown(let why):
                 forwards.probeAnswered(t.name)
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)
+            case .notShared(let gap):
+                // Usable through the server, but not by the clients the user shared it with: not up.
+                forwards.probeAnswered(t.name)
+                note(t.name, .degraded, error: gap.error, gap.summary, &out)
             case .listenerDown(let why):
                 // Our listener vanished while the master lives (someone cancelled it, or the server lost it): put
                 // it back. Cancel first: re-adding a forward the master still lists is a no-op (a -R listener
@@ -530,9 +538,10 @@ struct HostMachine {
     private static func severity(_ o: ProbeOutcome) -> Int {
         switch o {
         case .up: 0
-        case .targetDown: 1
-        case .noAnswer: 2
-        case .listenerDown: 3
+        case .notShared: 1
+        case .targetDown: 2
+        case .noAnswer: 3
+        case .listenerDown: 4
         }
     }
 

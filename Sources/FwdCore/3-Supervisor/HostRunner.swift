@@ -580,11 +580,17 @@ actor HostRunner {
         let targets = Dictionary(uniqueKeysWithValues: tunnels.map { ($0.name, $0.probeTarget) })
         // A degraded forward makes the master log a line per probe: the log is kept in bounds at the same pace.
         let live = self.master.flatMap { $0.generation == g ? $0.process : nil }
+        let publics = Set(tunnels.filter(\.isPublic).map(\.name))
+        let shares = SharePlan(runner: self, generation: g, pid: pid)
         track(generation: g) { [weak self] in
             live?.capLog()
+            let sharing = await shares.places(for: jobs, publicTunnels: publics)
+            if let asked = sharing.resolved { self?.inputs.yield(.resolved(asked)) }
             let results = await withTaskGroup(of: (String, Int, ProbeResult).self) { group in
-                for job in jobs {
-                    let probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master)
+                for (n, job) in jobs.enumerated() {
+                    var probe = HealthProbe(kind: job.kind, timeout: 2, socksTarget: targets[job.tunnel] ?? nil, master: master,
+                                            sharedAt: sharing.places[n])
+                    probe.keptOnLoopback = job.keptOnLoopback
                     group.addTask {
                         (job.tunnel, job.index, await probe.run(job.forward, allocatedPort: job.allocatedPort,
                                                                 listenerConfirmedMs: job.listenerConfirmedMs))
@@ -593,6 +599,50 @@ actor HostRunner {
                 return await group.reduce(into: [String: [Int: ProbeResult]]()) { $0[$1.0, default: [:]][$1.1] = $1.2 }
             }
             self?.send(.probed(generation: g, tunnels.map { HostMachine.ProbedTunnel(tunnel: $0, results: results[$0.name] ?? [:]) }))
+        }
+    }
+
+    /// Where a probe round checks public forwards beyond loopback (`Sharing`), taken from the runner so the
+    /// round works it out off its loop: the server's own address for -R (from `ssh -G` and the master's
+    /// path), this machine's addresses for -L and -D. Worked out each round, so each new master is checked
+    /// at the address it connected to.
+    private struct SharePlan: Sendable {
+        var resolved: ResolvedHost?
+        var path: MasterPath?
+        var pid: Int32
+        var destination: Destination
+        var paths: FwdPaths
+
+        init(runner: isolated HostRunner, generation: Int, pid: Int32) {
+            resolved = runner.resolved
+            path = runner.path?.generation == generation ? runner.path?.path : nil
+            self.pid = pid
+            destination = runner.destination
+            paths = runner.paths
+        }
+
+        /// One list per job, in the jobs' order (empty for a forward that is not shared), and what `ssh -G` said
+        /// when it had to be asked (the runner keeps it: one question, not one per round).
+        func places(for jobs: [HostMachine.ProbeJob], publicTunnels: Set<String>) async -> (places: [[String]], resolved: ResolvedHost?) {
+            let shared = jobs.map { Sharing.isShared($0.forward, isPublic: publicTunnels.contains($0.tunnel)) }
+            guard shared.contains(true) else { return (jobs.map { _ in [] }, nil) }
+            let interfaces = jobs.indices.contains { shared[$0] && jobs[$0].forward.kind != .remote } ? Sharing.interfaceAddresses() : []
+            var server: String?, asked: ResolvedHost?
+            if jobs.indices.contains(where: { shared[$0] && jobs[$0].forward.kind == .remote && !jobs[$0].keptOnLoopback }) {
+                if resolved == nil { asked = try? await SSHResolver.resolve(destination, paths: paths) }
+                let pid = self.pid
+                let learned = if let path { path } else { await offPool { MasterPath.discover(pid: pid) } }
+                server = Sharing.serverAddress(resolved: resolved ?? asked, path: learned)
+            }
+            let places = jobs.indices.map { n -> [String] in
+                guard shared[n] else { return [] }
+                let job = jobs[n]
+                if job.forward.kind == .remote {
+                    return Sharing.remoteCheckHost(job.forward, isPublic: true, server: server).map { [$0] } ?? []
+                }
+                return Sharing.localAddresses(job.forward, isPublic: true, interfaces: interfaces)
+            }
+            return (places, asked)
         }
     }
 }

@@ -17,16 +17,22 @@ package enum ProbeOutcome: Sendable, Equatable {
     case listenerDown(String)
     /// Connected, but no answer within the timeout: the transport may be stalled.
     case noAnswer(String)
+    /// A public forward works on loopback but not where it is shared (sshd kept a -R on its loopback).
+    case notShared(Sharing.Gap)
 }
 
 package struct ProbeResult: Sendable, Equatable {
     package var outcome: ProbeOutcome
     /// Wall time of the probe.
     package var latencyMs: Double
+    /// For a public forward, the places (`host:port`) where the probe reached its listener beyond loopback;
+    /// empty when it reached none; nil for a forward that is not shared, or when nothing could be checked.
+    package var shared: [String]?
 
-    package init(outcome: ProbeOutcome, latencyMs: Double) {
+    package init(outcome: ProbeOutcome, latencyMs: Double, shared: [String]? = nil) {
         self.outcome = outcome
         self.latencyMs = latencyMs
+        self.shared = shared
     }
 }
 
@@ -89,12 +95,20 @@ package struct HealthProbe: Sendable {
     /// For tcp: how long a connection must stay open to count as up. ssh closes a -L connection whose target
     /// refused about one server round trip after accepting it, so raise this on slow links.
     package var settleWindow: Double = 0.25
+    /// Where a public forward is shared (`Sharing`): for -R, the one host on the server its listener must answer
+    /// at besides loopback; for -L and -D, the addresses of this machine it serves. Empty: not shared.
+    package var sharedAt: [String] = []
+    /// A shared -R listener this master's server was already found keeping on its loopback: it is probed there
+    /// only, and passing is `notShared` (sshd does not move a listener while the forward lives).
+    package var keptOnLoopback = false
 
-    package init(kind: ProbeKind, timeout: Double = 2, socksTarget: SocksTarget? = nil, master: MasterProbeContext? = nil) {
+    package init(kind: ProbeKind, timeout: Double = 2, socksTarget: SocksTarget? = nil, master: MasterProbeContext? = nil,
+                 sharedAt: [String] = []) {
         self.kind = kind
         self.timeout = timeout
         self.socksTarget = socksTarget
         self.master = master
+        self.sharedAt = sharedAt
     }
 
     /// `allocatedPort` replaces a listen port of 0 (-R 0:… after the server picked one).
@@ -113,11 +127,14 @@ package struct HealthProbe: Sendable {
         let hostHeader = Self.hostHeader(for: forward)
         let (outcome, latency): (ProbeOutcome, Duration?)
         if forward.kind == .remote {
-            if let ms = listenerConfirmedMs, let target = forward.target {
+            // The server's confirmation does not say where it bound the listener: a shared one is checked there.
+            if let ms = listenerConfirmedMs, let target = forward.target, sharedAt.isEmpty {
                 let outcome = await confirmedListener(target, kind: kind, hostHeader: hostHeader, deadline: deadline)
                 return ProbeResult(outcome: outcome, latencyMs: ms)
             }
-            (outcome, latency) = await remote(forward, kind: kind, allocatedPort: allocatedPort, hostHeader: hostHeader, deadline: deadline)
+            let result = await remote(forward, kind: kind, allocatedPort: allocatedPort, hostHeader: hostHeader, deadline: deadline)
+            return ProbeResult(outcome: result.outcome, latencyMs: Self.milliseconds(result.latency ?? (ContinuousClock.now - start)),
+                               shared: result.shared)
         } else if kind == .tcp, let master, case .tcp(let host?, let port) = forward.target {
             let address = ProbeAddress(listen: forward.listen, port: allocatedPort)
             (outcome, latency) = await localThroughMaster(master, address: address, target: (host, port), deadline: deadline)
@@ -125,7 +142,27 @@ package struct HealthProbe: Sendable {
             let address = ProbeAddress(listen: forward.listen, port: allocatedPort)
             (outcome, latency) = await local(kind, address: address, hostHeader: hostHeader, deadline: deadline)
         }
-        return ProbeResult(outcome: outcome, latencyMs: Self.milliseconds(latency ?? (ContinuousClock.now - start)))
+        var result = ProbeResult(outcome: outcome, latencyMs: Self.milliseconds(latency ?? (ContinuousClock.now - start)))
+        if !sharedAt.isEmpty, case .tcp(let probed, let port) = ProbeAddress(listen: forward.listen, port: allocatedPort) {
+            (result.outcome, result.shared) = await localShares(port: port, probed: probed, after: outcome, deadline: deadline)
+        }
+        return result
+    }
+
+    /// A public -L or -D listener that passed its probe is connected to at each other address it is shared on
+    /// (the probe went to `probed`: the bind address, or loopback for a wildcard). The first that does not
+    /// accept makes the outcome `notShared`.
+    private func localShares(port: Int, probed: String, after outcome: ProbeOutcome,
+                             deadline: ContinuousClock.Instant) async -> (ProbeOutcome, [String]) {
+        guard outcome == .up else { return (outcome, []) }
+        var reached: [String] = []
+        for host in sharedAt {
+            if host != probed, (try? await ProbeSocket.connect(to: .tcp(host: host, port: port), until: deadline)) == nil {
+                return (.notShared(.localAddressRefused(address: host, port: port)), reached)
+            }
+            reached.append(Sharing.place(host, port))
+        }
+        return (.up, reached)
     }
 
     func effectiveKind(for forward: ForwardSpec) -> ProbeKind {
@@ -259,26 +296,54 @@ package struct HealthProbe: Sendable {
 
     // MARK: remote forwards: a channel through the master to the server's listener
 
+    /// A shared -R listener (`sharedAt`) is reached at the server's address instead of loopback; when the
+    /// server refuses that channel, one to its loopback tells a listener sshd kept there (`GatewayPorts no`)
+    /// from one that is gone.
     private func remote(_ forward: ForwardSpec, kind: ProbeKind, allocatedPort: Int?, hostHeader: String,
-                        deadline: ContinuousClock.Instant) async -> (ProbeOutcome, Duration?) {
-        guard case .tcp(let bind, let listenPort) = forward.listen else { return (.up, nil) }
+                        deadline: ContinuousClock.Instant) async -> (outcome: ProbeOutcome, latency: Duration?, shared: [String]?) {
+        guard case .tcp(let bind, let listenPort) = forward.listen else { return (.up, nil, nil) }
         guard let port = listenPort == 0 ? allocatedPort : listenPort, port > 0 else {
-            return (.noAnswer("the port the server allocated for -R \(forward) is not known yet"), nil)
+            return (.noAnswer("the port the server allocated for -R \(forward) is not known yet"), nil, nil)
         }
         guard let master else {
-            return (.listenerDown("no control socket for -R \(forward): the master is not running"), nil)
+            return (.listenerDown("no control socket for -R \(forward): the master is not running"), nil, nil)
         }
-        let host = ProbeAddress.connectHost(forBind: bind)
+        if keptOnLoopback {
+            let kept = await onServerLoopback(master, port: port, kind: kind, hostHeader: hostHeader, deadline: deadline)
+            return (kept.outcome ?? kept.failure!.describing(listener: Sharing.place("127.0.0.1", port)), kept.latency, [])
+        }
+        let shared = sharedAt.first
+        let host = shared ?? ProbeAddress.connectHost(forBind: bind)
         let place = ProbeAddress.tcp(host: host, port: port).description
         let opened = await master.openChannel(host: host, port: port, until: deadline)
-        let channel: ProbeSocket, rtt: Duration
         switch consume opened {
-        case .failed(let outcome):
-            return (outcome.describing(listener: place), nil)
         case .opened(let socket, let roundTrip):
-            channel = socket
-            rtt = roundTrip
+            let (outcome, latency) = await remoteChannel(socket, roundTrip: roundTrip, place: place, kind: kind, hostHeader: hostHeader, deadline: deadline)
+            return (outcome, latency, shared.map { _ in [place] })
+        case .failed(let failure):
+            guard shared != nil, case .refused = failure.failure else { return (failure.describing(listener: place), nil, shared.map { _ in [] }) }
+            let kept = await onServerLoopback(master, port: port, kind: kind, hostHeader: hostHeader, deadline: deadline)
+            return (kept.outcome ?? failure.describing(listener: place), kept.latency, [])
         }
+    }
+
+    /// A shared -R listener probed on the server's loopback: passing there is `notShared` (sshd kept it
+    /// there); a channel the server refuses gives no outcome but its failure.
+    private func onServerLoopback(_ master: MasterProbeContext, port: Int, kind: ProbeKind, hostHeader: String,
+                                  deadline: ContinuousClock.Instant) async -> (outcome: ProbeOutcome?, latency: Duration?, failure: MasterProbeContext.ChannelFailure?) {
+        let opened = await master.openChannel(host: "127.0.0.1", port: port, until: deadline)
+        switch consume opened {
+        case .failed(let failure): return (nil, nil, failure)
+        case .opened(let socket, let roundTrip):
+            let (outcome, latency) = await remoteChannel(socket, roundTrip: roundTrip, place: Sharing.place("127.0.0.1", port), kind: kind,
+                                                         hostHeader: hostHeader, deadline: deadline)
+            return (outcome == .up ? .notShared(.serverLoopbackOnly(port: port)) : outcome, latency, nil)
+        }
+    }
+
+    /// The rest of a -R probe, on a channel the server opened to its own listener at `place`.
+    private func remoteChannel(_ channel: consuming ProbeSocket, roundTrip rtt: Duration, place: String, kind: ProbeKind,
+                               hostHeader: String, deadline: ContinuousClock.Instant) async -> (ProbeOutcome, Duration?) {
         if kind != .remote {
             let check = ProtocolCheck.check(for: kind, hostHeader: hostHeader) ?? .banner
             return (await converse(channel, check, place: "the local target behind \(place)", deadline: deadline), nil)

@@ -44,8 +44,13 @@ package struct ForwardStatus: Sendable, Codable, Equatable {
     /// The port range this forward belongs to, as written ("60000-60009:ftp.lan:60000-60009"); nil for a
     /// forward written on its own. Rows written before ranges existed decode with nil.
     package var range: String?
+    /// For a public forward (`public = true`), where its last probe reached the listener beyond loopback
+    /// (`host:port`, on this machine for -L/-D, on the server for -R); empty: nowhere; nil: not shared, or not
+    /// known yet. Rows written before sharing was checked decode with nil.
+    package var shared: [String]?
 
-    package init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil, range: String? = nil) {
+    package init(kind: ForwardKind, spec: String, allocatedPort: Int? = nil, probe: ProbeKind, probeMs: Double? = nil, ok: Bool? = nil,
+                 range: String? = nil, shared: [String]? = nil) {
         self.kind = kind
         self.spec = spec
         self.allocatedPort = allocatedPort
@@ -53,6 +58,7 @@ package struct ForwardStatus: Sendable, Codable, Equatable {
         self.probeMs = probeMs
         self.ok = ok
         self.range = range
+        self.shared = shared
     }
 }
 
@@ -605,6 +611,7 @@ package final class Store: Sendable {
             if all {
                 merged.probeMs = forward.probeMs ?? previous.probeMs
                 merged.ok = forward.ok ?? previous.ok
+                merged.shared = forward.shared ?? previous.shared
             }
             return merged
         }

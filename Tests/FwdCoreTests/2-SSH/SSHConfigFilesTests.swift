@@ -264,7 +264,7 @@ import Testing
     @Test func everySeedScenarioHasAPreset() {
         let names = Presets.all(in: Self.templates).map(\.name)
         for wanted in ["postgres", "mysql", "intranet-web", "rdp", "vnc", "bastion-ssh", "imap", "pop3", "ftp", "telnet",
-                       "socks", "expose-web", "home-ssh", "laptop-db"] {
+                       "socks", "expose-web", "home-ssh", "laptop-db", "publish-web", "lan-socks"] {
             #expect(names.contains(wanted), "missing preset \(wanted)")
         }
     }
@@ -279,6 +279,16 @@ import Testing
             let probe = try #require(tunnel.probe, "\(preset.name) sets no probe")
             #expect(tunnel.forwards.allSatisfy { probe.fits($0) }, "\(preset.name): probe \(probe) does not fit")
         }
+    }
+
+    /// The two presets that share a tunnel beyond loopback are public, on every address, with their probe.
+    @Test func publishWebAndLanSocksArePublicOnEveryAddress() throws {
+        let web = try ConfigLoader.parse(try Presets.named("publish-web", in: Self.templates).render(.init(name: "site", host: "office")), path: "p").tunnels[0]
+        #expect(web.isPublic && web.probe == .http)
+        #expect(web.forwards == [try ForwardSpec.parse("0.0.0.0:8080:localhost:3000", kind: .remote)])
+        let socks = try ConfigLoader.parse(try Presets.named("lan-socks", in: Self.templates).render(.init(name: "lan", host: "office", port: 11080)), path: "p").tunnels[0]
+        #expect(socks.isPublic && socks.probe == .socks)
+        #expect(socks.forwards == [try ForwardSpec.parse("0.0.0.0:11080", kind: .dynamic)])
     }
 
     @Test func postgresFillsInTargetAndPorts() throws {

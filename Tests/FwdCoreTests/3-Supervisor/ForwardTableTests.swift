@@ -110,4 +110,20 @@ import Testing
         #expect(table.listenerRefused("any") == 2)
         #expect(table.stalled["any"] == 1)
     }
+
+    @Test func aListenerKeptOnTheServersLoopbackIsRememberedUntilItsForwardOrMasterGoes() {
+        var table = ForwardTable()
+        let pub = Self.tunnel("pub", ["0.0.0.0:18750:localhost:80", "0.0.0.0:18751:localhost:81"], kind: .remote)
+        for f in pub.forwards { _ = table.live("pub", f, ms: 1, allocatedPort: nil) }
+        table.keptOnServerLoopback(pub.forwards[0])
+        #expect(table.keptOnLoopback == [pub.forwards[0]])
+        // Cancelled (to be added again): the next listener may be bound elsewhere.
+        _ = table.cancel("pub")
+        #expect(table.keptOnLoopback.isEmpty)
+        for f in pub.forwards { _ = table.live("pub", f, ms: 1, allocatedPort: nil) }
+        table.keptOnServerLoopback(pub.forwards[1])
+        // A new master: its session binds by the server's current GatewayPorts, so it is checked again.
+        table.masterGone()
+        #expect(table.keptOnLoopback.isEmpty)
+    }
 }

@@ -666,4 +666,44 @@ extension HostMachineTests {
         let failed = d.check(.check("resumed"), token: 5)
         #expect(failed == [.answered(token: 5, "office: nothing to check (waiting for you: the server's host key is unknown or changed; connect once with `ssh HOST` to check and accept it, then retry)")])
     }
+    @Test func aPublicForwardThatIsNotSharedIsDegradedWithTheGapAndWhereItWasReachedIsRecorded() {
+        var d = Drive()
+        var pubrev = Self.tunnel("pubrev", ["0.0.0.0:18750:127.0.0.1:8700"], kind: .remote)
+        pubrev.isPublic = true
+        _ = d.up([pubrev])
+        let gap = Sharing.Gap.serverLoopbackOnly(port: 18750)
+        let kept = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: pubrev, results: [0: ProbeResult(outcome: .notShared(gap), latencyMs: 1, shared: [])])]))
+        #expect(Self.states(kept) == ["pubrev": .degraded])
+        #expect(kept.contains(.record(.state(tunnel: "pubrev", .degraded, pid: 100, error: gap.error, message: gap.summary))))
+        #expect(kept.contains(.record(.probe(tunnel: "pubrev", [ForwardStatus(kind: .remote, spec: "0.0.0.0:18750:127.0.0.1:8700", probe: .remote,
+                                                                              probeMs: 1, ok: false, shared: [])]))))
+        #expect(!kept.contains(.terminateMaster) && !kept.contains { if case .cancelForward = $0 { true } else { false } },
+                "the master and its forwards stay: the listener works through the server")
+        // Later rounds on this master probe the server's loopback only; a new master is checked at the address again.
+        let tick = d.send(.probeTick(generation: d.g))
+        #expect(Self.jobs(tick).map(\.keptOnLoopback) == [true])
+        _ = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: pubrev, results: [0: ProbeResult(outcome: .notShared(gap), latencyMs: 1, shared: [])])]))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection closed by remote host\n"), at: 5)
+        _ = d.send(.connectDue(generation: d.g), at: 6)
+        _ = d.send(.spawned(generation: d.g, pid: 100))
+        var ready = d.send(.masterReady(generation: d.g))
+        ready += d.send(.forwardAdded(generation: d.g, tunnel: "pubrev", pubrev.forwards[0], .added(allocatedPort: nil)))
+        #expect(Self.jobs(ready).map(\.keptOnLoopback) == [false])
+        // Shared where it was asked for (after the server changed and the master reconnected): up, with the place.
+        let shared = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: pubrev, results: [0: ProbeResult(outcome: .up, latencyMs: 1, shared: ["198.18.1.2:18750"])])]))
+        #expect(Self.states(shared) == ["pubrev": .up])
+        #expect(shared.contains(.record(.probe(tunnel: "pubrev", [ForwardStatus(kind: .remote, spec: "0.0.0.0:18750:127.0.0.1:8700", probe: .remote,
+                                                                                probeMs: 1, ok: true, shared: ["198.18.1.2:18750"])]))))
+    }
+
+    @Test func aTargetThatIsDownOutweighsAForwardThatIsNotShared() {
+        var d = Drive()
+        var t = Self.tunnel("two", ["0.0.0.0:18750:127.0.0.1:8700", "18751:127.0.0.1:8701"], kind: .remote)
+        t.isPublic = true
+        _ = d.up([t])
+        let results: [Int: ProbeResult] = [0: ProbeResult(outcome: .notShared(.serverLoopbackOnly(port: 18750)), latencyMs: 1, shared: []),
+                                           1: ProbeResult(outcome: .targetDown("refused"), latencyMs: 1)]
+        let actions = d.send(.probed(generation: d.g, [HostMachine.ProbedTunnel(tunnel: t, results: results)]))
+        #expect(actions.contains(.record(.state(tunnel: "two", .degraded, pid: 100, error: "refused", message: "the connection is up but the target does not answer"))))
+    }
 }

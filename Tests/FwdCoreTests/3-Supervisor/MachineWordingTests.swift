@@ -25,6 +25,14 @@ import Testing
         #expect(SSHFailure.noTerminal(for: .other, host: "office", tunnels: ["wiki"]).advice == "run `fwd up wiki` on a terminal to answer ssh's question")
     }
 
+    @Test func aPublicForwardKeptOnLoopbackNamesTheCauseAndTheFix() {
+        let server = Sharing.Gap.serverLoopbackOnly(port: 18750)
+        #expect(server.error == "the server keeps port 18750 on its loopback (sshd GatewayPorts no): ask for GatewayPorts clientspecified, or reach it through the server")
+        #expect(server.summary == "the forward works on the server's loopback only, not where it is shared")
+        let local = Sharing.Gap.localAddressRefused(address: "2001:db8::1", port: 1080)
+        #expect(local.error == "[2001:db8::1]:1080 does not accept, though loopback does: a firewall on this machine may block it; check it, or share another address")
+    }
+
     @Test func pathAnswersStartWithTheHost() {
         #expect(PathAnswer.restarted("resumed").line(host: "office") == "office: restarted (resumed)")
         #expect(PathAnswer.waitingForYou(advice: "fix it").line(host: "lab") == "lab: nothing to check (waiting for you: fix it)")

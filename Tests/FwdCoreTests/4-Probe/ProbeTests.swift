@@ -56,6 +56,72 @@ import Darwin
         }
     }
 
+    // MARK: public forwards (Sharing)
+
+    @Test func aSharedLocalListenerIsConnectedToAtEachSharedAddressAndAnAddressThatRefusesIsNotShared() async throws {
+        let server = try FakeServer(.banner)
+        defer { server.stop() }
+        let wildcard = local(.tcp(host: "0.0.0.0", port: server.port))
+        // The server listens on 127.0.0.1 only; 127.0.0.2 is an address of this machine where nothing listens.
+        let reached = await HealthProbe(kind: .banner, sharedAt: ["127.0.0.1"]).run(wildcard)
+        #expect(reached.outcome == .up)
+        #expect(reached.shared == ["127.0.0.1:\(server.port)"])
+        let refused = await HealthProbe(kind: .banner, sharedAt: ["127.0.0.1", "127.0.0.2"]).run(wildcard)
+        #expect(refused.outcome == .notShared(.localAddressRefused(address: "127.0.0.2", port: server.port)))
+        #expect(refused.shared == ["127.0.0.1:\(server.port)"])
+        // Not shared: nothing is said about sharing.
+        #expect(await HealthProbe(kind: .banner).run(wildcard).shared == nil)
+    }
+
+    @Test func aSharedLocalListenerThatFailsItsProbeIsNotCheckedFurther() async throws {
+        let port = try closedPort()
+        let result = await HealthProbe(kind: .tcp, sharedAt: ["127.0.0.1"]).run(local(.tcp(host: "0.0.0.0", port: port)))
+        guard case .listenerDown = result.outcome else {
+            Issue.record("expected listenerDown, got \(result.outcome)")
+            return
+        }
+        #expect(result.shared == [])
+    }
+
+    @Test func whereAPublicForwardIsCheckedDependsOnItsKindAndBind() throws {
+        func spec(_ text: String, _ kind: ForwardKind) throws -> ForwardSpec { try ForwardSpec.parse(text, kind: kind) }
+        let server = "198.18.1.2"
+        // -R: a wildcard is checked at the server's own address, a specific address at itself.
+        #expect(Sharing.remoteCheckHost(try spec("0.0.0.0:18750:127.0.0.1:80", .remote), isPublic: true, server: server) == server)
+        #expect(Sharing.remoteCheckHost(try spec("*:18750:127.0.0.1:80", .remote), isPublic: true, server: server) == server)
+        #expect(Sharing.remoteCheckHost(try spec(":18750:127.0.0.1:80", .remote), isPublic: true, server: server) == server)
+        #expect(Sharing.remoteCheckHost(try spec("198.18.1.9:18750:127.0.0.1:80", .remote), isPublic: true, server: server) == "198.18.1.9")
+        // Nothing to check: not public, loopback, no bind written, unknown or loopback server, the other family.
+        #expect(Sharing.remoteCheckHost(try spec("0.0.0.0:18750:127.0.0.1:80", .remote), isPublic: false, server: server) == nil)
+        #expect(Sharing.remoteCheckHost(try spec("127.0.0.1:18750:127.0.0.1:80", .remote), isPublic: true, server: server) == nil)
+        #expect(Sharing.remoteCheckHost(try spec("18750:127.0.0.1:80", .remote), isPublic: true, server: server) == nil)
+        #expect(Sharing.remoteCheckHost(try spec("0.0.0.0:18750:127.0.0.1:80", .remote), isPublic: true, server: nil) == nil)
+        #expect(Sharing.remoteCheckHost(try spec("0.0.0.0:18750:127.0.0.1:80", .remote), isPublic: true, server: "127.0.0.1") == nil)
+        #expect(Sharing.remoteCheckHost(try spec("0.0.0.0:18750:127.0.0.1:80", .remote), isPublic: true, server: "2001:db8::2") == nil)
+        #expect(Sharing.remoteCheckHost(try spec("[::]:18750:127.0.0.1:80", .remote), isPublic: true, server: server) == nil)
+        // -L/-D: a specific address is itself; a wildcard is every address of its family, loopback left out.
+        let interfaces = ["127.0.0.1", "198.18.1.1", "::1", "2001:db8::1", "198.18.3.1"]
+        #expect(Sharing.localAddresses(try spec("198.18.3.1:1080", .dynamic), isPublic: true, interfaces: interfaces) == ["198.18.3.1"])
+        #expect(Sharing.localAddresses(try spec("0.0.0.0:1080", .dynamic), isPublic: true, interfaces: interfaces) == ["198.18.1.1", "198.18.3.1"])
+        #expect(Sharing.localAddresses(try spec("[::]:1080", .dynamic), isPublic: true, interfaces: interfaces) == ["2001:db8::1"])
+        #expect(Sharing.localAddresses(try spec("*:8080:wiki:80", .local), isPublic: true, interfaces: interfaces) == ["198.18.1.1", "2001:db8::1", "198.18.3.1"])
+        #expect(Sharing.localAddresses(try spec("1080", .dynamic), isPublic: true, interfaces: interfaces) == [])
+        #expect(Sharing.localAddresses(try spec("0.0.0.0:1080", .dynamic), isPublic: false, interfaces: interfaces) == [])
+    }
+
+    @Test func theServersOwnAddressIsWhereTheMasterConnectedUnlessAHopCarriesIt() {
+        let path = MasterPath(localAddress: "198.18.1.1", localPort: 40000, remoteAddress: "198.18.1.2", remotePort: 22)
+        let direct = ResolvedHost(lines: [("hostname", "sshd-a"), ("proxyjump", "none"), ("proxycommand", "none")])
+        #expect(Sharing.serverAddress(resolved: direct, path: path) == "198.18.1.2")
+        #expect(Sharing.serverAddress(resolved: direct, path: nil) == "sshd-a")
+        #expect(Sharing.serverAddress(resolved: nil, path: path) == "198.18.1.2")
+        // Behind a jump the master's connection goes to the first hop: the last hop's target is the server.
+        let jumped = ResolvedHost(lines: [("hostname", "inner.lan"), ("proxyjump", "bastion")])
+        #expect(Sharing.serverAddress(resolved: jumped, path: path) == "inner.lan")
+        let proxied = ResolvedHost(lines: [("hostname", "10.1.2.3"), ("proxycommand", "nc %h %p")])
+        #expect(Sharing.serverAddress(resolved: proxied, path: path) == "10.1.2.3")
+    }
+
     @Test func anIPv6WildcardIsReachedOnIPv6Loopback() async throws {
         guard let server = try? FakeServer(.banner, host: "::1") else { return }  // no IPv6 here
         defer { server.stop() }

@@ -27,7 +27,8 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
 
     static var binary: String { FwdBinary.path }
 
-    private init(link: Topology.Link, sshdPorts: [Int], clientAlive: (interval: Int, count: Int), probeInterval: Double?) throws {
+    private init(link: Topology.Link, sshdPorts: [Int], clientAlive: (interval: Int, count: Int), probeInterval: Double?,
+                 gatewayPorts: String, sshdExtraAddresses: [String]) throws {
         dir = NSTemporaryDirectory() + "\(Topology.prefix)\(getpid())-\(UUID().uuidString.prefix(8))"
         self.probeInterval = probeInterval
         try FileSystem.makePrivateDirectory(dir + "/config")
@@ -35,7 +36,8 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
         topology = try Topology(link: link)
         do {
             sshd = try NamespacedSSHD(dir: dir + "/sshd", namespace: topology.a, ports: sshdPorts,
-                                      clientAliveInterval: clientAlive.interval, clientAliveCountMax: clientAlive.count)
+                                      clientAliveInterval: clientAlive.interval, clientAliveCountMax: clientAlive.count,
+                                      gatewayPorts: gatewayPorts, extraAddresses: sshdExtraAddresses)
         } catch {
             topology.tearDown()
             try? FileManager.default.removeItem(atPath: dir)
@@ -44,8 +46,10 @@ final class FaultFixture: FwdWorld, @unchecked Sendable {
     }
 
     static func with<T>(link: Topology.Link = .veth, sshdPorts: [Int] = [22], clientAlive: (interval: Int, count: Int) = (5, 3),
-                        probeInterval: Double? = 0.5, _ body: (FaultFixture) async throws -> T) async throws -> T {
-        let fixture = try FaultFixture(link: link, sshdPorts: sshdPorts, clientAlive: clientAlive, probeInterval: probeInterval)
+                        probeInterval: Double? = 0.5, gatewayPorts: String = "no", sshdExtraAddresses: [String] = [],
+                        _ body: (FaultFixture) async throws -> T) async throws -> T {
+        let fixture = try FaultFixture(link: link, sshdPorts: sshdPorts, clientAlive: clientAlive, probeInterval: probeInterval,
+                                       gatewayPorts: gatewayPorts, sshdExtraAddresses: sshdExtraAddresses)
         defer { fixture.tearDown() }
         try fixture.startServices()
         try fixture.sshd.start()

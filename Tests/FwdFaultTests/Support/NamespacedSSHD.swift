@@ -22,7 +22,8 @@ final class NamespacedSSHD: @unchecked Sendable {
     private var child: ChildProcess?
 
     init(dir: String, namespace: String, address: String = Topology.serverAddress, ports: [Int] = [22],
-         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3) throws {
+         clientAliveInterval: Int = 5, clientAliveCountMax: Int = 3, gatewayPorts: String = "no",
+         extraAddresses: [String] = []) throws {
         self.dir = dir
         self.namespace = namespace
         self.address = address
@@ -48,6 +49,7 @@ final class NamespacedSSHD: @unchecked Sendable {
             // As on most servers, sshd also answers on the server's loopback, where the socks probe of a -D
             // forward connects through the proxy.
             "ListenAddress 127.0.0.1",
+        ] + extraAddresses.map { "ListenAddress \($0)" } + [
             "HostKey \(hostKey)",
             "PidFile \(dir)/sshd.pid",
             "AuthorizedKeysFile \(dir)/authorized_keys",
@@ -60,7 +62,8 @@ final class NamespacedSSHD: @unchecked Sendable {
             "ClientAliveCountMax \(clientAliveCountMax)",
             "PermitRootLogin prohibit-password",
             "AllowTcpForwarding yes",
-            "GatewayPorts no",
+            // A stock sshd's default: -R listeners stay on the server's loopback whatever the client asks.
+            "GatewayPorts \(gatewayPorts)",
             "MaxStartups 100",
             "LogLevel VERBOSE",
         ]
@@ -69,6 +72,14 @@ final class NamespacedSSHD: @unchecked Sendable {
     }
 
     deinit { kill() }
+
+    /// Rewrites the `GatewayPorts` line; a running sshd reads it at its next start (`kill`, then `start`).
+    func setGatewayPorts(_ value: String) throws {
+        let lines = (FileSystem.read(configPath) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("GatewayPorts ") ? "GatewayPorts \(value)" : String($0) }
+        try FileSystem.writeAtomically(lines.joined(separator: "\n"), to: configPath)
+        try run(["/usr/sbin/sshd", "-t", "-f", configPath])
+    }
 
     var pid: Int32? { lock.withLock { child?.isRunning == true ? child?.pid : nil } }
 

@@ -85,7 +85,12 @@ final class Topology: @unchecked Sendable {
     var c: String { id + "-c" }
     var a: String { id + "-a" }
     var b: String { id + "-b" }
-    var all: [String] { [c, a, b] }
+    /// D: a machine on C's LAN (`addLAN`), for tunnels C shares with its network.
+    var d: String { id + "-d" }
+    var all: [String] { [c, a, b] + (hasLAN ? [d] : []) }
+    private(set) var hasLAN = false
+    static let lanClientSide = "198.18.3.1"
+    static let lanPeerAddress = "198.18.3.2"
     private(set) var delay: DelayLink?
     /// The interface in A that faces C (rules that cut C off match it).
     private(set) var serverInterface = "va"
@@ -146,6 +151,19 @@ final class Topology: @unchecked Sendable {
         try run(["ip", "-n", b, "link", "set", "vb", "up"])
         // A new namespace does not forward (ip_forward 0) and C has no route to 198.18.2.0/24: C cannot reach B.
         try run(["ip", "netns", "exec", a, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
+    }
+
+    /// Adds namespace D on a LAN of its own with C (198.18.3.0/24): C is 198.18.3.1 there, D 198.18.3.2. D
+    /// reaches nothing else.
+    func addLAN() throws {
+        try run(["ip", "netns", "add", d])
+        hasLAN = true
+        try run(["ip", "-n", d, "link", "set", "lo", "up"])
+        try run(["ip", "-n", c, "link", "add", "vcl", "type", "veth", "peer", "name", "vd", "netns", d])
+        try run(["ip", "-n", c, "addr", "add", "\(Self.lanClientSide)/24", "dev", "vcl"])
+        try run(["ip", "-n", d, "addr", "add", "\(Self.lanPeerAddress)/24", "dev", "vd"])
+        try run(["ip", "-n", c, "link", "set", "vcl", "up"])
+        try run(["ip", "-n", d, "link", "set", "vd", "up"])
     }
 
     /// argv that runs `argv` inside namespace `ns` (with its /etc/netns files mounted).

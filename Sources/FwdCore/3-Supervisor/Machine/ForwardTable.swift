@@ -29,6 +29,10 @@ struct ForwardTable {
     private var remoteRetries: [String: Int] = [:]
     /// Probe rounds in a row without an answer, per tunnel.
     private(set) var stalled: [String: Int] = [:]
+    /// Public -R forwards whose listener the server keeps on its loopback, as a probe on this master found. sshd
+    /// binds a listener once, by the `GatewayPorts` of the session, so later probes of the same forward go to
+    /// loopback only: a refused channel to the server's address each round would only fill its log.
+    private(set) var keptOnLoopback: Set<ForwardSpec> = []
 
     private struct InFlight {
         var spec: ForwardSpec
@@ -45,6 +49,7 @@ struct ForwardTable {
         allocated = [:]
         confirmed = [:]
         probing = []
+        keptOnLoopback = []
     }
 
     // MARK: forwards
@@ -97,6 +102,7 @@ struct ForwardTable {
         for f in live {
             allocated[f] = nil
             confirmed[f] = nil
+            keptOnLoopback.remove(f)
         }
         return live
     }
@@ -145,6 +151,11 @@ struct ForwardTable {
     /// The -R forward's confirmation, once: its first probe need not go through the listener.
     mutating func takeConfirmation(_ spec: ForwardSpec) -> Double? {
         confirmed.removeValue(forKey: spec)
+    }
+
+    /// A probe found the forward's listener kept on the server's loopback: so it stays while the forward lives.
+    mutating func keptOnServerLoopback(_ spec: ForwardSpec) {
+        keptOnLoopback.insert(spec)
     }
 
     /// A probe round got an answer (the target's or its refusal): the tunnel is not stalled.

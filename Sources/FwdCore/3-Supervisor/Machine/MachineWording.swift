@@ -62,6 +62,27 @@ enum TunnelFailure: Sendable, Equatable {
     }
 }
 
+/// Why a public forward is degraded: it works on loopback, but the clients it is shared with cannot reach it.
+extension Sharing.Gap {
+    /// The tunnel's error: the cause and the fix.
+    var error: String {
+        switch self {
+        case .serverLoopbackOnly(let port):
+            "the server keeps port \(port) on its loopback (sshd GatewayPorts no): ask for GatewayPorts clientspecified, or reach it through the server"
+        case .localAddressRefused(let address, let port):
+            "\(Sharing.place(address, port)) does not accept, though loopback does: a firewall on this machine may block it; check it, or share another address"
+        }
+    }
+
+    /// The tunnel's state message.
+    var summary: String {
+        switch self {
+        case .serverLoopbackOnly: "the forward works on the server's loopback only, not where it is shared"
+        case .localAddressRefused: "the forward works on loopback only, not where it is shared"
+        }
+    }
+}
+
 /// The line a `pathCheck` request gets (`fwd reconnect`), after the host's name.
 enum PathAnswer: Sendable, Equatable {
     case noTunnelWanted
