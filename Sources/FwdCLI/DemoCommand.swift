@@ -34,8 +34,8 @@ struct DemoCommand: AsyncParsableCommand {
         say("started a private sshd on 127.0.0.1:\(sshd.port) (pid \(sshd.pid ?? 0)), the wiki on :\(wiki.port), a laptop web server on :\(laptop.port)")
         say("(on a real network the wiki would sit behind the SSH server; here both are on loopback)")
 
-        let wikiPort = try LocalPort.free()
-        let socksPort = try LocalPort.free()
+        let ports = try LocalPort.free(count: 2)
+        let (wikiPort, socksPort) = (ports[0], ports[1])
         try FileSystem.writeAtomically("# stands in for your ~/.ssh/config\n" + sshd.clientConfigBlock(alias: "demo-server"), to: dir + "/ssh_config")
         let config = """
         # fwd demo config

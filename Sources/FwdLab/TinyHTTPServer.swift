@@ -17,6 +17,23 @@ package enum LocalPort {
         }
     }
 
+    /// `count` different ports that were free a moment ago: each stays bound until all are chosen, so two
+    /// calls cannot hand out one port twice (the kernel may reuse a port just released).
+    package static func free(count: Int, host: String = "127.0.0.1") throws -> [Int] {
+        var held: [Int32] = [], ports: [Int] = []
+        defer { for fd in held { Descriptor(fd).close() } }
+        for _ in 0..<count {
+            do {
+                let listening = try TCPListener.listen(host: host, port: 0, backlog: 1)
+                ports.append(listening.port)
+                held.append(listening.socket.release())
+            } catch {
+                throw LabError.socket("bind \(host):0: \(error)")
+            }
+        }
+        return ports
+    }
+
     /// True if something accepts TCP connections on host:port right now.
     package static func isAccepting(host: String = "127.0.0.1", port: Int, timeout: Double = 1) -> Bool {
         (try? connectSocket(host: host, port: port, deadline: Date().addingTimeInterval(timeout))).map { close($0); return true } ?? false

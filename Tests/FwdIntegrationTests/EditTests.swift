@@ -34,7 +34,8 @@ import Testing
         }
     }
 
-    @Test func aBrokenEditIsDiscardedWithLocatedErrors() async throws {
+    /// The config is left as it was, and the broken version is kept where the message says (issue 21).
+    @Test func aBrokenEditIsRefusedWithLocatedErrorsAndItsCopyKept() async throws {
         try await FwdFixture.with { f in
             try f.write(config: base)
             let run = try f.fwd(arguments: ["edit"], environment: try editor(f, writing: base + "lcoal = \"1:a:1\"\n"))
@@ -42,7 +43,10 @@ import Testing
             #expect(run.stderr.contains("\(f.configPath):5:1: unknown key \"lcoal\""), "\(run.stderr)")
             #expect(run.stderr.contains("unchanged"))
             #expect(FileSystem.read(f.configPath) == base)
-            #expect(leftovers(f).isEmpty)
+            let kept = try #require(leftovers(f).first)
+            let copy = f.dir + "/tmp/" + kept + "/fwd.toml"
+            #expect(run.stderr.contains("your edit is kept in ") && run.stderr.contains("\(kept)/fwd.toml"), "\(run.stderr)")
+            #expect(FileSystem.read(copy) == base + "lcoal = \"1:a:1\"\n")
         }
     }
 

@@ -123,7 +123,8 @@ import Glibc
             defer { daemon.terminate(); daemon.waitExit(timeout: 10) }
             #expect(f.waitForState("wiki", "up", timeout: 20) != nil, "\(FileSystem.read(f.dir + "/daemon.out") ?? "")")
             #expect(f.fetch(port: port)?.body == f.pageBody)
-            #expect(f.state("manual") == nil, "a tunnel without autostart stays as it was")
+            #expect(f.state("manual") == "down", "a tunnel without autostart stays as it was")
+            #expect(try f.status("manual")?["desired"] as? String == "down")
             #expect(!LocalPort.isAccepting(port: other))
             // Autostart is a start-up wish only: once taken down, a later request does not bring it back.
             #expect(try f.fwd("down", "wiki").ok)

@@ -53,7 +53,7 @@ package enum FileSystem {
     package static func makeSocketDirectory(_ path: String) throws(FileSystemError) {
         let parent = (path as NSString).deletingLastPathComponent
         if !exists(path) {
-            if let problem = socketDirectoryProblem(path), case .unsafeDirectory = problem { throw problem }
+            if let tooLong = lengthProblem(path) { throw tooLong }
             try makePrivateDirectory(parent)
             if mkdir(path, 0o700) == 0 {
                 if chmod(path, 0o700) != 0 { throw .failed(path: path, action: "set mode 0700 on", errno: errno) }
@@ -64,13 +64,17 @@ package enum FileSystem {
         if let problem = socketDirectoryProblem(path) { throw problem }
     }
 
+    /// A directory too long for even a hashed socket name (`FwdPaths.controlSocket`) in it.
+    private static func lengthProblem(_ path: String) -> FileSystemError? {
+        let longest = path.utf8.count + 1 + FwdPaths.hashedNameLength
+        guard longest > FwdPaths.controlPathLimit else { return nil }
+        return .unsafeDirectory(path: path, reason: "is too long: a ControlPath in it needs \(longest) bytes, and a socket address holds \(FwdPaths.controlPathLimit)",
+                                fix: "set FWD_RUNTIME_DIR to a shorter directory only you can enter")
+    }
+
     /// Why `path` may not hold fwd's sockets, with a fix; nil when it may.
     package static func socketDirectoryProblem(_ path: String) -> FileSystemError? {
-        let longest = path.utf8.count + 1 + FwdPaths.hashedNameLength
-        guard longest <= FwdPaths.controlPathLimit else {
-            return .unsafeDirectory(path: path, reason: "is too long: a ControlPath in it needs \(longest) bytes, and a socket address holds \(FwdPaths.controlPathLimit)",
-                                    fix: "set FWD_RUNTIME_DIR to a shorter directory only you can enter")
-        }
+        if let tooLong = lengthProblem(path) { return tooLong }
         let moveAside = "move it aside (`mv \(path) \(path).old`) or set FWD_RUNTIME_DIR to a directory only you can enter"
         var st = stat()
         guard lstat(path, &st) == 0 else { return .failed(path: path, action: "inspect", errno: errno) }
