@@ -224,8 +224,7 @@ struct LoginTests {
             #expect(exit == .exited(130), "\(screen)")
             #expect(screen.contains("cancelled at the login prompt"), "\(screen)")
             #expect(f.state("wiki") == .down)
-            let deadline = Date().addingTimeInterval(3)
-            while !f.sshProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            f.waitUntil(timeout: 3, every: 0.05) { f.sshProcesses().isEmpty }
             #expect(f.sshProcesses().isEmpty, "an ssh is left")
             #expect(login.sshdLog(containing: "Failed password").isEmpty, "an empty password reached the server")
         }

@@ -212,8 +212,7 @@ import Glibc
             #expect(f.sshProcesses().count == 1)
 
             kill(daemon[0], SIGTERM)
-            var deadline = Date().addingTimeInterval(10)
-            while !f.supervisorProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            f.waitUntil(timeout: 10, every: 0.05) { f.supervisorProcesses().isEmpty }
             #expect(f.supervisorProcesses().isEmpty)
             #expect(f.sshProcesses().isEmpty, "ssh left behind after SIGTERM: \(f.sshProcesses())")
 
@@ -223,8 +222,7 @@ import Glibc
             let orphan = f.masters()
             try #require(daemon.count == 1 && orphan.count == 1)
             kill(daemon[0], SIGKILL)
-            deadline = Date().addingTimeInterval(5)
-            while !f.supervisorProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            f.waitUntil(timeout: 5, every: 0.05) { f.supervisorProcesses().isEmpty }
             #expect(f.masters() == orphan, "the master outlives a SIGKILLed supervisor")
 
             let again = try f.fwd("up", "wiki")
