@@ -41,15 +41,16 @@ let package = Package(
             name: "FwdLab",
             dependencies: ["FwdCore"]
         ),
-        /// What the test targets share: running the built binary, finding a fixture's processes.
+        /// What the test targets share: the fixture core (running the built binary in a test's world, config,
+        /// status, waiting, fetching, finding its processes) and the TCP test listener.
         .target(
             name: "FwdTestSupport",
-            dependencies: ["FwdCore"],
+            dependencies: ["FwdCore", "FwdLab"],
             path: "Tests/FwdTestSupport"
         ),
         .testTarget(
             name: "FwdCoreTests",
-            dependencies: ["FwdCore", "FwdLab"]
+            dependencies: ["FwdCore", "FwdLab", "FwdTestSupport"]
         ),
         .testTarget(
             name: "FwdIntegrationTests",

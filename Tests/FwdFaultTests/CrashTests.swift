@@ -104,7 +104,7 @@ struct CrashTests {
             #expect(stop.ok, "\(stop.stderr) \(stop.stdout)")
             #expect(f.waitUntil(timeout: 10) { f.supervisorProcesses().isEmpty && f.sshProcesses().isEmpty } != nil)
             #expect(try f.store().masters().isEmpty)
-            try makeDeadSocket(at: socket)
+            try TestListener.deadSocket(at: socket)
             #expect(FileSystem.exists(socket))
 
             let up = try f.fwd("up", "wiki", "greeter")
@@ -115,21 +115,6 @@ struct CrashTests {
             let log = FileSystem.read(f.stateDir + "/logs/lab.log") ?? ""
             #expect(!log.contains("already exists, disabling multiplexing"), "\(log)")
         }
-    }
-
-    /// A UNIX socket file nobody listens on: what a SIGKILLed master leaves.
-    func makeDeadSocket(at path: String) throws {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else { throw CommandFailed(description: "bind \(path): \(String(cString: strerror(errno)))") }
     }
 }
 

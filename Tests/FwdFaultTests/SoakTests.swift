@@ -13,7 +13,7 @@ struct SoakTests {
         let cycles = Int(ProcessInfo.processInfo.environment["FWD_SOAK_CYCLES"] ?? "") ?? (longTests ? 1000 : 30)
         try await FaultFixture.with { f in
             // The -R target speaks first, so its probe answers at once instead of at the probe's deadline.
-            let local = try inNamespace(f.topology.c) { try BannerServer(host: "127.0.0.1", port: 13000) }
+            let local = try inNamespace(f.topology.c) { try BannerServer.start(host: "127.0.0.1", port: 13000) }
             defer { local.stop() }
             try f.write(config: f.webTunnel("wiki", port: 18080) + """
             [tunnels.greeter]

@@ -14,8 +14,8 @@ import Glibc
             let port = try LocalPort.free()
             try f.write(config: "[tunnels.wiki]\nhost = \"lab\"\nlocal = \"\(port):127.0.0.1:\(f.web.port)\"\nprobe = \"http\"\n")
             let run = try ChildProcess([FwdFixture.binary, "run", "wiki"], outputPath: f.dir + "/run.out", environment: f.environment)
-            #expect(f.fetch(port: port, timeout: 15)?.body == f.pageBody)
-            #expect(f.waitForState("wiki", "up") != nil)
+            #expect(f.fetchRetrying(port: port, timeout: 15)?.body == f.pageBody)
+            #expect(f.waitForState("wiki", .up, timeout: 15) != nil)
             #expect(try f.fwd("daemon").stderr.contains("already runs"), "a second supervisor must refuse")
             // A config broken while `fwd run` runs must not keep its tunnels wanted after it ends (a later
             // `fwd daemon` would bring them up).
@@ -43,7 +43,7 @@ import Glibc
             #expect(try f.fwd("up", "wiki").ok)
             f.sshd.kill()
             try f.sshd.start()
-            #expect(f.waitForState("wiki", "up", timeout: 15) != nil)
+            #expect(f.waitForState("wiki", .up, timeout: 15) != nil)
             #expect(try f.fwd("down", "wiki").ok)
             let logs = try f.fwd("logs", "wiki")
             #expect(logs.ok)

@@ -30,7 +30,7 @@ import Testing
             let ssh = try ChildProcess(["ssh", "-F", f.userSSHConfig, "-N", "-o", "ExitOnForwardFailure=yes", "intranet-wiki"],
                                        outputPath: f.dir + "/ssh.log")
             defer { ssh.terminate(); ssh.waitExit(timeout: 5) }
-            let page = f.fetch(port: localPort)
+            let page = f.fetchRetrying(port: localPort)
             #expect(page?.status == 200, "ssh log: \(FileSystem.read(f.dir + "/ssh.log") ?? "")")
             #expect(page?.body == f.pageBody)
             #expect(f.web.requestCount >= 1)

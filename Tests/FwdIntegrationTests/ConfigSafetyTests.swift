@@ -185,7 +185,7 @@ import Glibc
             #expect(own.value("hostname") == "127.0.0.1" && own.value("port") == "\(f.sshd.port)", "\(own.lines)")
             let up = try f.fwd("up", "mirror1")
             #expect(up.ok, "\(up.stdout)\(up.stderr)")
-            #expect(f.fetch(port: port)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: port)?.body == f.pageBody)
 
             // Warnings: at add (the tunnel is added all the same) and in doctor.
             let addDB = try f.fwd("add", "mirror2", "--host", "db", "-L", "\(try LocalPort.free()):127.0.0.1:1")
@@ -253,7 +253,7 @@ import Glibc
 
             let up = try f.fwd(arguments: ["up", "wiki"], environment: env)
             #expect(up.ok, "\(up.stdout)\(up.stderr)\n\(FileSystem.read(state + "/logs/inner.log") ?? "")")
-            #expect(f.fetch(port: port)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: port)?.body == f.pageBody)
             #expect(!FileSystem.exists(marker))
             #expect(try f.fwd(arguments: ["down", "wiki"], environment: env).ok)
         }

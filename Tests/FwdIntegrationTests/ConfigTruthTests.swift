@@ -41,7 +41,7 @@ import Glibc
             try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
             try f.write(config: Self.tunnel("wiki", port: port, web: f.web.port) + Self.tunnel("other", port: try LocalPort.free(), web: f.web.port))
             #expect(try f.fwd("up", "wiki").ok)
-            #expect(f.fetch(port: port) != nil)
+            #expect(f.fetchRetrying(port: port) != nil)
             let rm = try f.fwd("rm", "wiki")
             #expect(rm.ok, "\(rm.stderr)")
             #expect(rm.stdout.contains("wiki: down"), "\(rm.stdout)")
@@ -99,7 +99,7 @@ import Glibc
             // Saved by an editor: a's port moves within a second or two, on the same master.
             try Self.save(Self.tunnel("a", port: a2, web: web) + Self.tunnel("b", port: b, web: web), to: f.configPath)
             #expect(Self.until { f.fetch(port: a2, timeout: 0.3) != nil && !LocalPort.isAccepting(port: a, timeout: 0.3) }, "the moved port was not applied")
-            #expect(f.fetch(port: b) != nil)
+            #expect(f.fetchRetrying(port: b) != nil)
             #expect(logins() == 1, "the master reconnected: \(logins()) logins")
             #expect(f.masters() == master)
 
@@ -114,7 +114,7 @@ import Glibc
                 ((try? f.fwd("logs", "--lines", "50").stdout) ?? "").contains("nothing was changed")
             }
             #expect(logged, "the broken save was not logged")
-            #expect(f.fetch(port: a2) != nil, "a broken file took a running tunnel down")
+            #expect(f.fetchRetrying(port: a2) != nil, "a broken file took a running tunnel down")
             let status = try f.fwd("status")
             #expect(status.stderr.contains("\(f.configPath):2:"), "\(status.stderr)")
             #expect(status.stdout.contains("a"))

@@ -63,7 +63,7 @@ import Glibc
             let silent = try (0..<4).map { _ in try RawClient(f.paths.supervisorSocket) }
             let up = try f.fwd("up", "b", timeout: 20)
             #expect(up.ok, "\(up.stderr)")
-            #expect(f.fetch(port: ports.b)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: ports.b)?.body == f.pageBody)
             let status = try f.fwd("status")
             #expect(status.ok, "\(status.stdout)\(status.stderr)")
             #expect(!status.stdout.contains("no supervisor"), "\(status.stdout)")

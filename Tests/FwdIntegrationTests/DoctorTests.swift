@@ -104,17 +104,7 @@ import Glibc
             _ = try cleanSetup(f)
             // What a SIGKILLed master leaves: a socket file nobody listens on.
             let stale = f.paths.controlDirectory + "/" + String(repeating: "ab", count: 20)
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                for (i, b) in stale.utf8.enumerated() { raw[i] = b }
-            }
-            let bound = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            close(fd)
-            #expect(bound == 0)
+            try TestListener.deadSocket(at: stale)
             let run = try f.fwd("doctor")
             #expect(run.status == .exited(1))
             #expect(run.stdout.contains("stale-socket: \(stale) is a control socket no master answers"), "\(run.stdout)")
@@ -146,7 +136,7 @@ import Glibc
             #expect(try f.fwd("config", "install").ok)
             #expect(try f.fwd("up", "app").ok)
             target.stop()
-            #expect(f.waitForState("app", "degraded", timeout: 10) != nil)
+            #expect(f.waitForState("app", .degraded, timeout: 10) != nil)
             let run = try f.fwd("doctor")
             #expect(run.status == .exited(1))
             #expect(run.stdout.contains("tunnel: app is connected but its probe fails"), "\(run.stdout)")

@@ -64,7 +64,7 @@ import Glibc
             #expect(downDuring <= downBefore + 0.1, "fwd down b2 took \(downDuring) s with alpha's master stopped (\(downBefore) s before)")
             #expect(statusDuring <= statusBefore + 0.1, "fwd status took \(statusDuring) s with alpha's master stopped (\(statusBefore) s before)")
             // The other host keeps working throughout.
-            #expect(f.fetch(port: ports[2], timeout: 3)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: ports[2], timeout: 3)?.body == f.pageBody)
             kill(alpha, SIGCONT)
             _ = upA2.waitExit(timeout: 25)
             #expect(try f.fwd("down", "--all").ok)

@@ -63,7 +63,7 @@ import Glibc
             #expect(try f.fwd("config", "install").ok)
             let up = try f.fwd("up", "wiki")
             #expect(up.ok, "\(up.stdout)\(up.stderr)")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
 
             // Plain ssh shares fwd's master through the fragment, in a directory of root's that nobody can enter.
             let session = try f.run(["ssh", "-F", f.userSSHConfig, "-o", "BatchMode=yes", "wiki", "echo", "shared"], timeout: 20)

@@ -24,7 +24,7 @@ import Glibc
     func lastError(_ f: FwdFixture) throws -> String {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if let error = try f.status("wiki")?["last_error"] as? String, !error.isEmpty { return error }
+            if let error = try f.reportedStatus("wiki")?["last_error"] as? String, !error.isEmpty { return error }
             usleep(100_000)
         }
         return ""
@@ -42,7 +42,7 @@ import Glibc
             let error = try lastError(f)
             #expect(error.contains("Connection refused"), "\(error)")
             #expect(!error.contains("Permission denied"), "an old run's line is not this run's reason: \(error)")
-            #expect(f.state("wiki") != "failed", "a refused connection is retried, not fatal")
+            #expect(f.state("wiki") != .failed, "a refused connection is retried, not fatal")
         }
     }
 
@@ -80,7 +80,7 @@ import Glibc
             _ = try setUp(f, target: closed, probe: "tcp")
             let up = try f.fwd("up", "wiki", "--timeout", "10")
             #expect(!up.ok, "the target is closed: degraded")
-            #expect(f.waitForState("wiki", "degraded", timeout: 10) != nil)
+            #expect(f.waitForState("wiki", .degraded, timeout: 10) != nil)
             let master = try #require(f.masters().first)
             let path = log(f)
             #expect(waitUntil { FileSystem.read(path)?.contains("open failed") == true }, "the master logs each probe")

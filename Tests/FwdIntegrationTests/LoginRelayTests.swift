@@ -55,10 +55,10 @@ struct LoginRelayTests {
     @Test("a person types the password at a terminal: relay, prompter and ssh together")
     func typedAtTerminal() async throws {
         try await login(.password) { f, relay, events, master in
-            let pty = try Pty()
+            let pty = try PseudoTerminal()
             let before = pty.settings
             let prompt = try #require(await events.prompt())
-            let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(prompt) }
+            let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(prompt) }
             #expect(pty.waitFor("\(f.loginName)@127.0.0.1's password: "))
             pty.type(f.secret + "\r")
             guard case .answer(let typed) = await asking.value else {

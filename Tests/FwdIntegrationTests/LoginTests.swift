@@ -71,7 +71,7 @@ struct LoginTests {
             #expect(run.asked.contains(prompt), "\(run.asked)")
             #expect(run.exit == .exited(0), "\(run.after)")
             #expect(!run.asked.contains(login.secret) && !run.after.contains(login.secret), "the password was echoed")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             // One login per host: the second tunnel asks nothing, even with no terminal.
             let docs = try f.fwd(arguments: ["up", "docs"])
             #expect(docs.ok, "\(docs.stderr)")
@@ -94,7 +94,7 @@ struct LoginTests {
             #expect(run.asked.contains("Open your authenticator app for user \(login.loginName)"), "\(run.asked)")
             #expect(run.asked.contains("Verification code: "))
             #expect(run.exit == .exited(0), "\(run.after)")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             #expect(login.sshdLog(containing: "Accepted keyboard-interactive/pam for \(login.loginName)").count == 1)
         }
     }
@@ -116,7 +116,7 @@ struct LoginTests {
             try await Task.sleep(for: .seconds(5))
             let run = try onTerminal(f, ["up", "wiki"]) { answer($0, prompt: "Enter passphrase for key '\(login.identity)': ", with: login.secret) }
             #expect(run.exit == .exited(0), "\(run.asked)\(run.after)")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             #expect(SecretHygiene.findings(of: login.secret, directories: [f.stateDir, f.paths.controlDirectory], pids: fwdProcesses(f)) == [])
         }
     }
@@ -151,7 +151,7 @@ struct LoginTests {
             #expect(accepted.exit == .exited(0), "\(accepted.asked)\(accepted.after)")
             let lookup = try ChildProcess.run(["ssh-keygen", "-F", "[127.0.0.1]:\(login.sshd.port)", "-f", login.knownHosts])
             #expect(lookup.exit == .exited(0), "the key is not in known_hosts")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
         }
     }
 
@@ -184,8 +184,8 @@ struct LoginTests {
             #expect(!sessions.isEmpty, "no sshd session to kill")
             // The session's monitor and its unprivileged child, which holds the connection.
             for pid in sessions.flatMap(SecretHygiene.processTree(of:)).reversed() { kill(pid, SIGKILL) }
-            #expect(f.waitForState("wiki", "needs-auth", timeout: 15) != nil, "\(String(describing: f.state("wiki")))")
-            let row = try #require(try f.status("wiki"))
+            #expect(f.waitForState("wiki", .needsAuth, timeout: 15) != nil, "\(String(describing: f.state("wiki")))")
+            let row = try #require(try f.reportedStatus("wiki"))
             let error = row["last_error"] as? String ?? row["lastError"] as? String ?? "\(row)"
             #expect(error.contains("run `fwd up wiki` on a terminal"), "\(row)")
             let status = try f.fwd("status")
@@ -198,13 +198,13 @@ struct LoginTests {
             let seen = connections(login)
             try await Task.sleep(for: .seconds(20))
             #expect(connections(login) == seen, "fwd logged in again by itself: \(login.sshd.log())")
-            #expect(f.state("wiki") == "needs-auth")
+            #expect(f.state("wiki") == .needsAuth)
             #expect(f.masters().isEmpty)
 
             let again = try onTerminal(f, ["up", "wiki"]) { answer($0, prompt: prompt, with: login.secret) }
             #expect(again.asked.contains(prompt), "\(again.asked)")
             #expect(again.exit == .exited(0), "\(again.after)")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             #expect(SecretHygiene.findings(of: login.secret, directories: [f.stateDir, f.paths.controlDirectory, f.dir + "/config"],
                                            pids: fwdProcesses(f)) == [], "the password leaked")
         }
@@ -223,9 +223,8 @@ struct LoginTests {
             #expect(screen.contains(prompt))
             #expect(exit == .exited(130), "\(screen)")
             #expect(screen.contains("cancelled at the login prompt"), "\(screen)")
-            #expect(f.state("wiki") == "down")
-            let deadline = Date().addingTimeInterval(3)
-            while !f.sshProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            #expect(f.state("wiki") == .down)
+            f.waitUntil(timeout: 3, every: 0.05) { f.sshProcesses().isEmpty }
             #expect(f.sshProcesses().isEmpty, "an ssh is left")
             #expect(login.sshdLog(containing: "Failed password").isEmpty, "an empty password reached the server")
         }
@@ -239,7 +238,7 @@ struct LoginTests {
                 let asked = t.read(since: 0, timeout: 20) { $0.contains(prompt) }
                 t.type(login.secret + "\r")
                 let up = t.read(since: 0, timeout: 30) { $0.contains("→ up") }
-                #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+                #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
                 t.type("\u{3}")  // now an ordinary Ctrl-C: the run ends
                 #expect(t.child.waitExit(timeout: 15) != nil, "fwd run did not end on Ctrl-C")
                 return asked + up
@@ -258,7 +257,7 @@ struct LoginTests {
             #expect(exit != nil, "fwd run did not end on Ctrl-C at the question")
             #expect(f.sshProcesses().isEmpty, "an ssh is left")
             #expect(login.sshdLog(containing: "Failed password").isEmpty)
-            #expect(f.state("wiki") == "down")
+            #expect(f.state("wiki") == .down)
         }
     }
 
@@ -279,7 +278,7 @@ struct LoginTests {
             #expect(run.0.contains(prompt))
             #expect(run.1.contains(prompt), "the question was not asked again: \(run.1)")
             #expect(run.2 == .exited(0))
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             #expect(login.sshdLog(containing: "Accepted password for \(login.loginName)").count == 1)
         }
     }

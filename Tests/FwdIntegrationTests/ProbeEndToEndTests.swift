@@ -31,8 +31,8 @@ import Glibc
             """)
             let up = try f.fwd("up", "socks", "named", "--timeout", "20")
             #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
-            #expect(f.state("socks") == "up")
-            #expect(f.state("named") == "up")
+            #expect(f.state("socks") == .up)
+            #expect(f.state("named") == .up)
 
             // A SOCKS5 client that sends the name to the proxy loads the page.
             if let curl = Tool.path("curl") {
@@ -46,8 +46,8 @@ import Glibc
 
             // A probe_target the server cannot reach: degraded, naming it.
             _ = try f.fwd("up", "wrong", "--timeout", "3")
-            #expect(f.waitForState("wrong", "degraded", timeout: 10) != nil)
-            let status = try #require(try f.status("wrong"))
+            #expect(f.waitForState("wrong", .degraded, timeout: 10) != nil)
+            let status = try #require(try f.reportedStatus("wrong"))
             let error = status["last_error"] as? String ?? ""
             #expect(error.contains("could not connect to probe_target 127.0.0.1:"), "\(error)")
         }
@@ -80,7 +80,7 @@ import Glibc
                 usleep(50_000)
             } while Date() < deadline
             #expect(count == MuxClient.loginNudges.count, "sshd read \(count) ignore messages")
-            #expect(f.state("socks") == "up")
+            #expect(f.state("socks") == .up)
             #expect(await SOCKSClient.fetch(proxyPort: socks, targetHost: "localhost", targetPort: f.web.port)?.contains(f.pageBody) == true)
         }
     }
@@ -105,18 +105,18 @@ import Glibc
             let took = Date().timeIntervalSince(start)
             #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
             #expect(took < 2, "fwd up took \(took) s for a waiting HTTP target")
-            let status = try #require(try f.status("web"))
+            let status = try #require(try f.reportedStatus("web"))
             let forward = try #require((status["forwards"] as? [[String: Any]])?.first)
             let latency = try #require(forward["probe_ms"] as? Double)
             #expect(latency > 0 && latency < 500, "probe_ms \(latency) is a round trip, not the 2000 ms timeout")
-            #expect(f.fetch(port: web)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: web)?.body == f.pageBody)
 
             let downStart = Date()
             let refusedUp = try f.fwd("up", "down", "--timeout", "20")
             #expect(Date().timeIntervalSince(downStart) < 2, "`fwd up` says what failed and returns, not after its timeout")
             #expect(refusedUp.status == .exited(1) && refusedUp.stderr.contains("down: degraded"), "\(refusedUp.stderr)")
-            #expect(f.waitForState("down", "degraded", timeout: 1) != nil)
-            let error = try #require(try f.status("down"))["last_error"] as? String ?? ""
+            #expect(f.waitForState("down", .degraded, timeout: 1) != nil)
+            let error = try #require(try f.reportedStatus("down"))["last_error"] as? String ?? ""
             #expect(error.contains("local target") && error.contains("refused"), "\(error)")
         }
     }
@@ -151,8 +151,8 @@ import Glibc
             }
             #expect(logs.contains("a forward is missing"), "the probe reported the listener gone: \(logs)")
             // fwd cancels and adds the forward again, and the server listens again.
-            #expect(f.fetch(port: web)?.body == f.pageBody)
-            #expect(f.waitForState("web", "up", timeout: 10) != nil)
+            #expect(f.fetchRetrying(port: web)?.body == f.pageBody)
+            #expect(f.waitForState("web", .up, timeout: 10) != nil)
         }
     }
 
@@ -175,8 +175,8 @@ import Glibc
             let up = try f.fwd("up", "inner", "--timeout", "20")
             #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
             _ = try f.fwd("up", "notpg", "--timeout", "3")
-            #expect(f.waitForState("notpg", "degraded", timeout: 10) != nil)
-            let error = try #require(try f.status("notpg"))["last_error"] as? String ?? ""
+            #expect(f.waitForState("notpg", .degraded, timeout: 10) != nil)
+            let error = try #require(try f.reportedStatus("notpg"))["last_error"] as? String ?? ""
             #expect(error.contains("127.0.0.1:\(wrong) answered, but not as PostgreSQL (it greets like SSH"), "\(error)")
         }
     }
@@ -202,13 +202,13 @@ import Glibc
             """)
             let up = try f.fwd("up", "db", "laptop-db", "--timeout", "20")
             #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
-            #expect(f.state("db") == "up")
-            #expect(f.state("laptop-db") == "up")
+            #expect(f.state("db") == .up)
+            #expect(f.state("laptop-db") == .up)
 
             // A hung PostgreSQL (SIGSTOP: the kernel still accepts) is no longer up.
             cluster.pause()
             defer { cluster.resume() }
-            #expect(f.waitForState("db", "degraded", timeout: 15) != nil, "a stopped PostgreSQL reads degraded")
+            #expect(f.waitForState("db", .degraded, timeout: 15) != nil, "a stopped PostgreSQL reads degraded")
         }
     }
 }

@@ -39,7 +39,7 @@ import Glibc
             let server = try ChildProcess([RealTools.python, "-c", script, root, "127.0.0.2", "\(serverPort)", "\(passive.lowerBound)", "\(passive.upperBound)"],
                                           outputPath: f.dir + "/ftpd.log")
             defer { server.kill() }
-            #expect(f.waitForPortOn("127.0.0.2", serverPort), "pyftpdlib did not start: \(FileSystem.read(f.dir + "/ftpd.log") ?? "")")
+            #expect(f.waitForPort(serverPort, host: "127.0.0.2"), "pyftpdlib did not start: \(FileSystem.read(f.dir + "/ftpd.log") ?? "")")
 
             let range = "\(passive.lowerBound)-\(passive.upperBound)"
             let add = try f.fwd("add", "files", "--template", "ftp", "--host", "lab", "--target", "127.0.0.2",
@@ -49,7 +49,7 @@ import Glibc
             #expect(config.contains("local = [\"\(controlPort):127.0.0.2:\(serverPort)\", \"\(range):127.0.0.2:\(range)\"]"), "\(config)")
             let up = try f.fwd("up", "files")
             #expect(up.ok, "\(up.stderr)")
-            #expect(f.waitForState("files", "up") != nil, "\((try? f.fwd("status").stdout) ?? "")")
+            #expect(f.waitForState("files", .up, timeout: 15) != nil, "\((try? f.fwd("status").stdout) ?? "")")
 
             // Passive mode both ways: EPSV (curl's default) carries only a port; with PASV, curl ignores the
             // server's address (127.0.0.2) and connects to the control connection's, 127.0.0.1.
@@ -83,7 +83,7 @@ import Glibc
             #expect(up.stderr.contains("burst: failed"), "\(up.stderr)")
             #expect(up.stderr.contains("local port \(takenPort) is already in use"), "\(up.stderr)")
             #expect(up.stderr.contains("pid \(getpid())"), "names the program holding the port: \(up.stderr)")
-            #expect(f.state("burst") == "failed")
+            #expect(f.state("burst") == .failed)
             // The ports added before the conflict were cancelled and the rest never added: no half tunnel.
             for port in range where port != takenPort {
                 #expect(!LocalPort.isAccepting(port: port), "port \(port) still listens")
@@ -160,7 +160,7 @@ import Glibc
                 _ = server.waitExit(timeout: 20)
                 server.kill()
             }
-            #expect(f.waitForPortOn("127.0.0.2", serverPort, timeout: 60), "mariadbd did not start: \(FileSystem.read(dir.path + "/server.log") ?? "")")
+            #expect(f.waitForPort(serverPort, host: "127.0.0.2", timeout: 60), "mariadbd did not start: \(FileSystem.read(dir.path + "/server.log") ?? "")")
 
             let add = try f.fwd("add", "sql", "--template", "mysql", "--host", "lab", "--target", "127.0.0.2",
                                 "--port", "\(localPort)", "--target-port", "\(serverPort)")
@@ -173,16 +173,5 @@ import Glibc
             #expect(mysql.ok, "\(mysql.stderr)")
             #expect(mysql.stdout == "answered on port \(serverPort)\n", "\(mysql.stdout)")
         }
-    }
-}
-
-extension FwdFixture {
-    func waitForPortOn(_ host: String, _ port: Int, timeout: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if LocalPort.isAccepting(host: host, port: port, timeout: 0.5) { return true }
-            usleep(50_000)
-        }
-        return false
     }
 }

@@ -15,7 +15,7 @@ import Darwin
 @Suite struct RemoteProbeTests {
     @Test func remoteProbeTellsUpFromTargetDownFromListenerDown() async throws {
         try await RemoteProbeLab.with { lab in
-            let target = try TestListener(banner: "hello\n")
+            let target = try TestListener(.greet("hello\n", thenClose: false))
             let remotePort = try LocalPort.free()
             let spec = try ForwardSpec.parse("127.0.0.1:\(remotePort):127.0.0.1:\(target.port)", kind: .remote)
             try await lab.mux(.forward(spec))
@@ -37,7 +37,7 @@ import Darwin
             #expect(took < .milliseconds(1000), "the probe waited \(took) for a silent target")
             #expect(took.milliseconds >= silent.latencyMs, "the grace is not counted as latency")
 
-            target.close()
+            target.stop()
             let refusedStart = ContinuousClock.now
             let refused = await probe.run(spec)
             #expect(ContinuousClock.now - refusedStart < .milliseconds(1000), "a refusal is known at once")
@@ -87,8 +87,8 @@ import Darwin
 
     @Test func aServerAllocatedPortIsProbedThroughAllocatedPort() async throws {
         try await RemoteProbeLab.with { lab in
-            let target = try TestListener(banner: "hello\n")
-            defer { target.close() }
+            let target = try TestListener(.greet("hello\n", thenClose: false))
+            defer { target.stop() }
             let spec = try ForwardSpec.parse("127.0.0.1:0:127.0.0.1:\(target.port)", kind: .remote)
             let added = try await lab.mux(.forward(spec))
             let allocated = try #require(Int(added.stdout.trimmingCharacters(in: .whitespacesAndNewlines)),
@@ -101,8 +101,8 @@ import Darwin
     /// A protocol probe runs over the channel: the banner of the local target comes back through the server.
     @Test func aProtocolProbeRunsThroughTheChannel() async throws {
         try await RemoteProbeLab.with { lab in
-            let target = try TestListener(banner: "SSH-2.0-fake\r\n")
-            defer { target.close() }
+            let target = try TestListener(.greet("SSH-2.0-fake\r\n", thenClose: false))
+            defer { target.stop() }
             let remotePort = try LocalPort.free()
             let spec = try ForwardSpec.parse("127.0.0.1:\(remotePort):127.0.0.1:\(target.port)", kind: .remote)
             try await lab.mux(.forward(spec))
@@ -120,7 +120,7 @@ import Darwin
     /// ways, so no settle window is waited out.
     @Test func aLocalForwardsTargetIsAskedOfTheServer() async throws {
         try await RemoteProbeLab.with { lab in
-            let target = try TestListener(banner: "")
+            let target = try TestListener(.greet("", thenClose: false))
             let listen = try LocalPort.free()
             let spec = try ForwardSpec.parse("127.0.0.1:\(listen):127.0.0.1:\(target.port)", kind: .local)
             try await lab.mux(.forward(spec))
@@ -129,7 +129,7 @@ import Darwin
             let up = await probe.run(spec)
             #expect(up.outcome == .up)
             #expect(ContinuousClock.now - start < .milliseconds(200), "no 250 ms settle window")
-            target.close()
+            target.stop()
             guard case .targetDown(let why) = await probe.run(spec).outcome else {
                 Issue.record("a closed target is targetDown")
                 return
@@ -232,86 +232,4 @@ struct RemoteProbeLab {
             return argv.contains(socket) && !argv.contains("-M")
         }
     }
-}
-
-/// A TCP listener on 127.0.0.1 standing in for the forward's local target. Until `stopAccepting()` it greets
-/// every connection with `banner`; after that connections still complete in the kernel's backlog but stay silent.
-private final class TestListener: @unchecked Sendable {
-    let port: Int
-    private let fd: Int32
-    private let lock = NSLock()
-    private var accepting = true
-    private var closed = false
-    private var connections: [Int32] = []
-    private let acceptorDone = DispatchSemaphore(value: 0)
-
-    init(banner: String) throws {
-        (fd, port) = try listeningSocket()
-        Thread.detachNewThread { [self] in
-            defer { acceptorDone.signal() }
-            while lock.withLock({ accepting }) {
-                var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&entry, 1, 20) > 0 else { continue }
-                let connection = accept(fd, nil, nil)
-                guard connection >= 0 else { continue }
-                _ = Array(banner.utf8).withUnsafeBytes { send(connection, $0.baseAddress, $0.count, noSignal) }
-                lock.withLock { connections.append(connection) }
-            }
-        }
-    }
-
-    func stopAccepting() {
-        let wasAccepting = lock.withLock {
-            defer { accepting = false }
-            return accepting
-        }
-        if wasAccepting { acceptorDone.wait() }
-    }
-
-    func close() {
-        stopAccepting()
-        lock.withLock {
-            guard !closed else { return }
-            closed = true
-            connections.forEach { _ = systemClose($0) }
-            _ = systemClose(fd)
-        }
-    }
-
-    deinit { close() }
-}
-
-private func listeningSocket() throws -> (Int32, Int) {
-    let fd = socket(AF_INET, socketStream, 0)
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let rc = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, length) == 0 && listen(fd, 16) == 0 ? getsockname(fd, $0, &length) : -1
-        }
-    }
-    guard rc == 0 else {
-        let code = errno
-        _ = systemClose(fd)
-        throw ChildProcessError(description: "cannot listen on 127.0.0.1: \(String(cString: strerror(code)))")
-    }
-    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
-}
-
-#if canImport(Darwin)
-private let socketStream = SOCK_STREAM
-private let noSignal: Int32 = 0
-#else
-private let socketStream = Int32(SOCK_STREAM.rawValue)
-private let noSignal = Int32(MSG_NOSIGNAL)
-#endif
-
-private func systemClose(_ fd: Int32) -> Int32 {
-    #if canImport(Darwin)
-    Darwin.close(fd)
-    #else
-    Glibc.close(fd)
-    #endif
 }

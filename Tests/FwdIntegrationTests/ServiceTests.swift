@@ -121,16 +121,16 @@ import Glibc
             """)
             let daemon = try ChildProcess([FwdFixture.binary, "daemon"], outputPath: f.dir + "/daemon.out", environment: f.environment)
             defer { daemon.terminate(); daemon.waitExit(timeout: 10) }
-            #expect(f.waitForState("wiki", "up", timeout: 20) != nil, "\(FileSystem.read(f.dir + "/daemon.out") ?? "")")
-            #expect(f.fetch(port: port)?.body == f.pageBody)
-            #expect(f.state("manual") == "down", "a tunnel without autostart stays as it was")
-            #expect(try f.status("manual")?["desired"] as? String == "down")
+            #expect(f.waitForState("wiki", .up, timeout: 20) != nil, "\(FileSystem.read(f.dir + "/daemon.out") ?? "")")
+            #expect(f.fetchRetrying(port: port)?.body == f.pageBody)
+            #expect(f.state("manual") == .down, "a tunnel without autostart stays as it was")
+            #expect(try f.reportedStatus("manual")?["desired"] as? String == "down")
             #expect(!LocalPort.isAccepting(port: other))
             // Autostart is a start-up wish only: once taken down, a later request does not bring it back.
             #expect(try f.fwd("down", "wiki").ok)
             #expect(try f.fwd("up", "manual").ok)
-            #expect(f.state("manual") == "up")
-            #expect(f.state("wiki") == "down")
+            #expect(f.state("manual") == .up)
+            #expect(f.state("wiki") == .down)
             #expect(try Store(path: f.paths.database).tunnel("wiki")?.desired == .down)
         }
     }

@@ -82,7 +82,7 @@ import Glibc
             #expect(FileSystem.exists(database(f) + ".bad"))
             let again = try f.fwd("up", "wiki")
             #expect(again.ok, "\(again.stderr)")
-            #expect(f.fetch(port: port)?.body.contains(f.pageBody) == true)
+            #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
             #expect(FileSystem.read(f.configPath) == config, "fwd.toml is untouched")
             let healthy = try f.fwd("doctor", "--verbose")
             #expect(healthy.stdout.contains("database: \(database(f)) reads"), "\(healthy.stdout)")

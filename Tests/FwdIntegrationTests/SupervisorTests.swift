@@ -60,7 +60,7 @@ import Glibc
             """)
             let up = try f.fwd("up", "wiki")
             #expect(up.ok, "\(up.stderr)")
-            #expect(f.fetch(port: wikiPort)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: wikiPort)?.body == f.pageBody)
             let firstMasters = f.masters()
             #expect(firstMasters.count == 1)
             let sessionsBefore = f.sshd.log().components(separatedBy: "Accepted publickey").count
@@ -76,14 +76,14 @@ import Glibc
             #expect(viaSocks?.contains(f.pageBody) == true)
 
             // The -R 0 forward: the allocated port is recorded, and the laptop's service answers on the server.
-            let laptopStatus = try #require(try f.status("laptop"))
+            let laptopStatus = try #require(try f.reportedStatus("laptop"))
             let forwards = try #require(laptopStatus["forwards"] as? [[String: Any]])
             let allocated = try #require(forwards.first?["allocated_port"] as? Int)
             #expect(allocated > 0)
-            #expect(f.fetch(port: allocated)?.body == "laptop service")
+            #expect(f.fetchRetrying(port: allocated)?.body == "laptop service")
             #expect(try f.fwd("status").stdout.contains("(port \(allocated))"))
 
-            let json = try #require(try f.status("wiki"))
+            let json = try #require(try f.reportedStatus("wiki"))
             for key in ["name", "state", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error"] {
                 #expect(json.keys.contains(key), "status --json lacks \(key)")
             }
@@ -105,10 +105,10 @@ import Glibc
             let port = try LocalPort.free()
             try f.write(config: "[tunnels.wiki]\nhost = \"lab\"\nlocal = \"\(port):127.0.0.1:\(f.web.port)\"\nprobe = \"http\"\n")
             #expect(try f.fwd("up", "wiki").ok)
-            #expect(f.fetch(port: port) != nil)
+            #expect(f.fetchRetrying(port: port) != nil)
 
             f.sshd.kill()
-            #expect(f.waitForState("wiki", "starting", timeout: 10) != nil)
+            #expect(f.waitForState("wiki", .starting, timeout: 10) != nil)
             try await Task.sleep(for: .seconds(1.5))
             try f.sshd.start()
             let listening = Date()
@@ -123,8 +123,8 @@ import Glibc
             let seconds = try #require(recovered, "the tunnel did not come back within 15 s")
             print("fwd recovery: page loads \(String(format: "%.3f", seconds)) s after sshd listens again")
             #expect(seconds < 5)
-            #expect(f.waitForState("wiki", "up") != nil)
-            #expect(try f.status("wiki")?["restarts"] as? Int == 1)
+            #expect(f.waitForState("wiki", .up, timeout: 15) != nil)
+            #expect(try f.reportedStatus("wiki")?["restarts"] as? Int == 1)
             #expect(f.masters().count == 1)
         }
     }
@@ -145,7 +145,7 @@ import Glibc
             try await Task.sleep(for: .seconds(4))
             let attempts = f.sshd.log().components(separatedBy: "Connection from 127.0.0.1").count - 1
             #expect(attempts <= 2, "sshd saw \(attempts) connections: fwd retried a fatal failure")
-            #expect(f.state("wiki") == "failed")
+            #expect(f.state("wiki") == .failed)
             #expect(f.masters().isEmpty)
         }
     }
@@ -170,8 +170,8 @@ import Glibc
             #expect(up.stderr.contains("clash: failed"))
             #expect(up.stderr.contains("local port \(squatter.port) is already in use"))
             #expect(up.stderr.contains("pid \(getpid())"), "names the process holding the port: \(up.stderr)")
-            #expect(f.state("fine") == "up")
-            #expect(f.fetch(port: freePort)?.body == f.pageBody)
+            #expect(f.state("fine") == .up)
+            #expect(f.fetchRetrying(port: freePort)?.body == f.pageBody)
             #expect(try HTTPGet.fetch(host: "127.0.0.1", port: squatter.port).body == "someone else")
         }
     }
@@ -188,13 +188,13 @@ import Glibc
             #expect(master.count == 1)
 
             target.stop()
-            #expect(f.waitForState("app", "degraded", timeout: 10) != nil)
+            #expect(f.waitForState("app", .degraded, timeout: 10) != nil)
             #expect(f.masters() == master)
-            #expect(try f.status("app")?["restarts"] as? Int == 0)
+            #expect(try f.reportedStatus("app")?["restarts"] as? Int == 0)
 
             target = try TinyHTTPServer(port: targetPort, body: "target again")
             defer { target.stop() }
-            #expect(f.waitForState("app", "up", timeout: 10) != nil)
+            #expect(f.waitForState("app", .up, timeout: 10) != nil)
             #expect(f.masters() == master)
             let check = try f.fwd("check", "app")
             #expect(check.ok, "\(check.stdout)\(check.stderr)")
@@ -212,8 +212,7 @@ import Glibc
             #expect(f.sshProcesses().count == 1)
 
             kill(daemon[0], SIGTERM)
-            var deadline = Date().addingTimeInterval(10)
-            while !f.supervisorProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            f.waitUntil(timeout: 10, every: 0.05) { f.supervisorProcesses().isEmpty }
             #expect(f.supervisorProcesses().isEmpty)
             #expect(f.sshProcesses().isEmpty, "ssh left behind after SIGTERM: \(f.sshProcesses())")
 
@@ -223,8 +222,7 @@ import Glibc
             let orphan = f.masters()
             try #require(daemon.count == 1 && orphan.count == 1)
             kill(daemon[0], SIGKILL)
-            deadline = Date().addingTimeInterval(5)
-            while !f.supervisorProcesses().isEmpty && Date() < deadline { usleep(50_000) }
+            f.waitUntil(timeout: 5, every: 0.05) { f.supervisorProcesses().isEmpty }
             #expect(f.masters() == orphan, "the master outlives a SIGKILLed supervisor")
 
             let again = try f.fwd("up", "wiki")
@@ -232,7 +230,7 @@ import Glibc
             let masters = f.masters()
             #expect(masters.count == 1)
             #expect(!masters.contains(orphan[0]), "the old master was reaped")
-            #expect(f.fetch(port: port)?.body == f.pageBody)
+            #expect(f.fetchRetrying(port: port)?.body == f.pageBody)
         }
     }
 

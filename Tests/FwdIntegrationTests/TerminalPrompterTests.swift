@@ -14,9 +14,9 @@ struct TerminalPrompterTests {
 
     @Test("a password is read with echo off: typed characters never appear, and the terminal is restored")
     func echoOff() async throws {
-        let pty = try Pty()
+        let pty = try PseudoTerminal()
         let before = pty.settings
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(password()) }
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(password()) }
         #expect(pty.waitFor("alice@a.lab's password: "))
         pty.type("hunter2-secret\r")
         #expect(await asking.value == .answer("hunter2-secret"))
@@ -26,11 +26,11 @@ struct TerminalPrompterTests {
 
     @Test("ssh's yes/no question is read with echo on")
     func echoOn() async throws {
-        let pty = try Pty()
+        let pty = try PseudoTerminal()
         let question = LoginPrompt(id: 2, text: "ED25519 key fingerprint is SHA256:abc.\nAre you sure you want to continue connecting (yes/no/[fingerprint])? ",
                                    hint: .answer)
         #expect(question.echo)
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(question) }
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(question) }
         #expect(pty.waitFor("(yes/no/[fingerprint])? "))
         // Each line of ssh's text starts at the left margin.
         #expect(pty.screen.contains("SHA256:abc.\r\nAre you sure"))
@@ -41,9 +41,9 @@ struct TerminalPrompterTests {
 
     @Test("Ctrl-C cancels and restores the terminal")
     func controlC() async throws {
-        let pty = try Pty()
+        let pty = try PseudoTerminal()
         let before = pty.settings
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(password()) }
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(password()) }
         #expect(pty.waitFor("password: "))
         pty.type("half-typ\u{3}")
         #expect(await asking.value == .cancelled)
@@ -53,8 +53,8 @@ struct TerminalPrompterTests {
 
     @Test("Ctrl-D on an empty line cancels")
     func controlD() async throws {
-        let pty = try Pty()
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(password()) }
+        let pty = try PseudoTerminal()
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(password()) }
         #expect(pty.waitFor("password: "))
         pty.type("\u{4}")
         #expect(await asking.value == .cancelled)
@@ -62,9 +62,9 @@ struct TerminalPrompterTests {
 
     @Test("a withdrawn prompt stops waiting at once and restores the terminal")
     func withdrawn() async throws {
-        let pty = try Pty()
+        let pty = try PseudoTerminal()
         let before = pty.settings
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(password()) }
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(password()) }
         #expect(pty.waitFor("password: "))
         pty.type("abc")
         let start = Date()
@@ -76,10 +76,10 @@ struct TerminalPrompterTests {
 
     @Test("server messages come before the prompt; backspace and Ctrl-U edit the line")
     func messagesAndEditing() async throws {
-        let pty = try Pty()
+        let pty = try PseudoTerminal()
         let prompt = LoginPrompt(id: 3, text: "(alice@a.lab) Verification code: ", hint: .answer,
                                  messages: "That code was not accepted.\r\n")
-        let asking = Task { await TerminalPrompter(ttyPath: pty.slavePath).ask(prompt) }
+        let asking = Task { await TerminalPrompter(ttyPath: pty.path).ask(prompt) }
         #expect(pty.waitFor("Verification code: "))
         #expect(pty.screen.contains("That code was not accepted.\r\n"))
         let screen = pty.screen
@@ -96,7 +96,7 @@ struct TerminalPrompterTests {
             return
         }
         #expect(!TerminalPrompter(ttyPath: "/dev/null").isAvailable)
-        let pty = try Pty()
-        #expect(TerminalPrompter(ttyPath: pty.slavePath).isAvailable)
+        let pty = try PseudoTerminal()
+        #expect(TerminalPrompter(ttyPath: pty.path).isAvailable)
     }
 }

@@ -176,14 +176,7 @@ private final class FakeMaster: @unchecked Sendable {
     init(concurrent: Bool = false, reply: @escaping @Sendable (UInt32) -> [UInt8] = { MuxClient.packet(MuxClient.Message.ok, [.u32($0)]) },
          proxied onProxied: @escaping @Sendable ([UInt8]) -> Void = { _ in }) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-mux-\(UUID().uuidString.prefix(8))").path
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(fd, 4) == 0 else { throw POSIXError(.EADDRINUSE) }
+        fd = try UnixSocket.listen(path: path, backlog: 4, nonBlocking: false).release()
         let listener = fd
         // The thread owns the listening descriptor and closes it itself once `close()` has shut it down: were
         // it closed while this thread still served a client, the number could be reused by the next fake, and

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import FwdCore
+import FwdTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -524,8 +525,9 @@ private func openDescriptors() throws -> Int {
     try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
 }
 
-/// A listener on 127.0.0.1 (or a UNIX socket) that treats each connection one way. Accepted descriptors the
-/// behaviour keeps open are closed by `stop()`.
+/// A listener on 127.0.0.1 (or a UNIX socket) that treats each connection one way: the shared `TestListener`
+/// with the protocol behaviours the probes are tested against. Connections the behaviour keeps open are closed
+/// by `stop()`.
 private final class FakeServer: @unchecked Sendable {
     enum Behaviour: Sendable {
         case closeAtOnce
@@ -545,16 +547,10 @@ private final class FakeServer: @unchecked Sendable {
     }
 
     let port: Int
-    private let listener: Int32
     private let behaviour: Behaviour
-    private let closesAfterAnswer: Bool
-    private let unixPath: String?
     private let lock = NSLock()
-    private var stopping = false
-    private var kept: [Int32] = []
     private var requests: [[UInt8]] = []
-    private let finished = DispatchSemaphore(value: 0)
-    private let handlers = DispatchGroup()
+    private let listener: TestListener
 
     private var floodSent = 0
     /// For `.flood`: the bytes the server got out before the client closed or stopped reading.
@@ -566,83 +562,17 @@ private final class FakeServer: @unchecked Sendable {
     /// `closesAfterAnswer` closes even connections the behaviour would keep (a banner, a granted CONNECT).
     init(_ behaviour: Behaviour, host: String = "127.0.0.1", unixPath: String? = nil, closesAfterAnswer: Bool = false) throws {
         self.behaviour = behaviour
-        self.closesAfterAnswer = closesAfterAnswer
-        self.unixPath = unixPath
-        let fd: Int32
-        if let unixPath {
-            unlink(unixPath)
-            fd = socket(AF_UNIX, socketStream, 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { buffer in
-                buffer.copyBytes(from: Array(unixPath.utf8) + [0])
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
-            port = 0
-        } else if host.contains(":") {
-            fd = socket(AF_INET6, socketStream, 0)
-            var addr = sockaddr_in6()
-            addr.sin6_family = sa_family_t(AF_INET6)
-            inet_pton(AF_INET6, host, &addr.sin6_addr)
-            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            let rc = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
-            }
-            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
-            port = Int(UInt16(bigEndian: addr.sin6_port))
-        } else {
-            fd = socket(AF_INET, socketStream, 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            inet_pton(AF_INET, host, &addr.sin_addr)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let rc = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 ? getsockname(fd, $0, &length) : -1 }
-            }
-            guard rc == 0 else { throw FakeServerError.bind(fd, errno) }
-            port = Int(UInt16(bigEndian: addr.sin_port))
+        let box = WeakServer()
+        let handling = TestListener.Behaviour.handle { connection in
+            (box.server?.handle(connection) ?? false) && !closesAfterAnswer
         }
-        guard listen(fd, 64) == 0 else { throw FakeServerError.bind(fd, errno) }
-        listener = fd
-        Thread.detachNewThread { [self] in acceptLoop() }
+        let listener = try unixPath.map { try TestListener(unixPath: $0, handling) } ?? TestListener(host: host, handling)
+        port = listener.port
+        self.listener = listener
+        box.server = self
     }
 
-    func stop() {
-        lock.withLock { stopping = true }
-        finished.wait()
-        handlers.wait()
-        close(listener)
-        if let unixPath { unlink(unixPath) }
-        lock.withLock {
-            kept.forEach { close($0) }
-            kept = []
-        }
-    }
-
-    private func acceptLoop() {
-        defer { finished.signal() }
-        while !lock.withLock({ stopping }) {
-            var entry = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&entry, 1, 20) > 0 else { continue }
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { continue }
-            // Blocking reads in a handler give up after 3 s, so stop() cannot hang on a silent client.
-            var limit = timeval(tv_sec: 3, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-            handlers.enter()
-            Thread.detachNewThread { [self] in
-                defer { handlers.leave() }
-                if handle(connection) && !closesAfterAnswer {
-                    lock.withLock { kept.append(connection) }
-                } else {
-                    close(connection)
-                }
-            }
-        }
-    }
+    func stop() { listener.stop() }
 
     /// Returns whether to keep the connection open.
     private func handle(_ connection: Int32) -> Bool {
@@ -686,7 +616,7 @@ private final class FakeServer: @unchecked Sendable {
             let chunk = [UInt8](repeating: filler, count: 64 * 1024)
             var total = 0
             while total < count {
-                let n = chunk.withUnsafeBytes { send(connection, $0.baseAddress, min($0.count, count - total), noSignal) }
+                let n = chunk.withUnsafeBytes { send(connection, $0.baseAddress, min($0.count, count - total), Posix.noSignal) }
                 guard n > 0 else { break }
                 total += n
                 lock.withLock { floodSent = total }
@@ -733,27 +663,14 @@ private final class FakeServer: @unchecked Sendable {
     }
 
     private func write(_ connection: Int32, _ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, noSignal) }
+        _ = Posix.sendAll(connection, bytes)
     }
 }
 
-private struct FakeServerError: Error {
-    var code: Int32
-
-    /// Closes the half-made listener so a failed set-up leaks nothing.
-    static func bind(_ fd: Int32, _ code: Int32) -> FakeServerError {
-        close(fd)
-        return FakeServerError(code: code)
-    }
+/// Lets the listener's handler reach its server without keeping it alive.
+private final class WeakServer: @unchecked Sendable {
+    weak var server: FakeServer?
 }
-
-#if canImport(Darwin)
-private let socketStream = SOCK_STREAM
-private let noSignal: Int32 = 0
-#else
-private let socketStream = Int32(SOCK_STREAM.rawValue)
-private let noSignal = Int32(MSG_NOSIGNAL)
-#endif
 
 private extension Array where Element == UInt8 {
     func ends(with suffix: [UInt8]) -> Bool {

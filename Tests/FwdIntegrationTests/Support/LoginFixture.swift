@@ -1,6 +1,7 @@
 import Foundation
 @testable import FwdCore
 import FwdLab
+import FwdTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -218,7 +219,7 @@ final class LoginFixture: @unchecked Sendable {
 
     /// A relay for this fixture's master; its socket sits beside the ControlPath.
     func makeRelay() throws -> AskpassRelay {
-        try AskpassRelay(directory: socketDirectory, askpassProgram: FwdFixture.binary)
+        try AskpassRelay(directory: socketDirectory, askpassProgram: FwdBinary.path)
     }
 
     /// The master as fwd builds it, without BatchMode, with the relay's environment; attached to the relay.
@@ -238,12 +239,7 @@ final class LoginFixture: @unchecked Sendable {
     }
 
     func waitForMaster(timeout: Double = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if masterIsUp() { return true }
-            usleep(50_000)
-        }
-        return false
+        Poll.until(timeout: timeout, every: 0.05) { masterIsUp() } != nil
     }
 
     /// The current TOTP code for the one-time-code server.

@@ -13,18 +13,28 @@ private let posixOpenpt = libc("posix_openpt", as: (@convention(c) (Int32) -> In
 private let unlockpt = libc("unlockpt", as: (@convention(c) (Int32) -> Int32).self)
 private let ptsnameR = libc("ptsname_r", as: (@convention(c) (Int32, UnsafeMutablePointer<CChar>, Int) -> Int32).self)
 
-/// A pseudo-terminal with a program on its other side, as a person at a terminal would run it: the test
-/// types into the primary side and reads what the program draws. The child is killed and the pty closed by
-/// `with`, even when the test throws.
-final class PseudoTerminal {
+/// A pseudo-terminal for tests that type as a person at a terminal would: the test types into the primary
+/// side and reads what the terminal shows. Either the code under test opens `path` itself (`init()`, e.g. the
+/// terminal prompter), or a program runs on it as its controlling terminal (`with`, e.g. `fwd up` or a shell).
+final class PseudoTerminal: @unchecked Sendable {
     let primary: Int32
-    let child: ChildProcess
-    /// Everything the program wrote so far.
+    /// The terminal's device, /dev/pts/N.
+    let path: String
+    /// Held open by `init()` so the terminal's settings can be read before and after, and the primary never
+    /// sees EIO; `with` holds none, so the program's exit shows as the end of its output.
+    private let replica: Int32?
+    /// The program `with` runs on the terminal (none on one made by `init()`).
+    private(set) var child: ChildProcess!
+    private let lock = NSLock()
+    /// Everything the terminal has shown so far.
     private var bytes: [UInt8] = []
-    /// Where the output ends now; pass it to `read(since:)` to look only at what comes after.
-    var mark: Int { bytes.count }
 
-    private init(_ argv: [String], environment: [String: String]) throws {
+    /// A terminal with nothing on it yet: the code under test opens `path`.
+    convenience init() throws {
+        try self.init(holdingReplica: true)
+    }
+
+    private init(holdingReplica: Bool) throws {
         primary = posixOpenpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard primary >= 0 else { throw ChildProcessError(description: "posix_openpt: \(String(cString: strerror(errno)))") }
         var name = [CChar](repeating: 0, count: 128)
@@ -33,26 +43,39 @@ final class PseudoTerminal {
             close(primary)
             throw ChildProcessError(description: "cannot set up the pseudo-terminal: \(String(cString: strerror(errno)))")
         }
+        path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // A real size: shells lay out completion lists by the terminal's width.
         var size = winsize(ws_row: 24, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0)
         _ = ioctl(primary, UInt(TIOCSWINSZ), &size)
-        do {
-            child = try ChildProcess(argv, environment: environment, placement: .controllingTerminal(String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
-        } catch {
-            close(primary)
-            throw error
+        _ = fcntl(primary, F_SETFL, fcntl(primary, F_GETFL) | O_NONBLOCK)
+        if holdingReplica {
+            let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard fd >= 0 else {
+                close(primary)
+                throw ChildProcessError(description: "cannot open \(path)")
+            }
+            replica = fd
+        } else {
+            replica = nil
         }
     }
 
+    deinit {
+        if let replica { close(replica) }
+        close(primary)
+    }
+
+    /// Runs `argv` with the terminal as its controlling terminal, then `body`; the program is killed and the
+    /// terminal closed afterwards, even when `body` throws.
     static func with<T>(_ argv: [String], environment: [String: String], _ body: (PseudoTerminal) throws -> T) throws -> T {
-        let terminal = try PseudoTerminal(argv, environment: environment)
-        defer {
-            terminal.child.kill()
-            close(terminal.primary)
-        }
+        let terminal = try PseudoTerminal(holdingReplica: false)
+        let child = try ChildProcess(argv, environment: environment, placement: .controllingTerminal(terminal.path))
+        terminal.child = child
+        defer { child.kill() }
         return try body(terminal)
     }
 
+    /// Types `text` (use "\r" for Enter, "\u{3}" for Ctrl-C).
     func type(_ text: String) {
         let bytes = Array(text.utf8)
         var offset = 0
@@ -63,22 +86,56 @@ final class PseudoTerminal {
         }
     }
 
+    /// Where the output ends now; pass it to `read(since:)` to look only at what comes after.
+    var mark: Int { lock.withLock { bytes.count } }
+
+    /// Everything the terminal has shown so far, as it was written (escape sequences and all).
+    var screen: String { shown(since: 0, timeout: 0) { _ in true } }
+
+    /// Waits until the screen contains `text`.
+    @discardableResult
+    func waitFor(_ text: String, timeout: Double = 5) -> Bool {
+        shown(since: 0, timeout: timeout) { $0.contains(text) }.contains(text)
+    }
+
     /// Reads until `done` holds for what was drawn since `mark` (escape sequences removed), or `timeout` passes.
     /// Returns that text either way, so a failed expectation shows what the program printed.
     @discardableResult
     func read(since mark: Int, timeout: Double = 10, until done: (String) -> Bool) -> String {
+        Self.plain(shown(since: mark, timeout: timeout) { done(Self.plain($0)) })
+    }
+
+    /// What was shown since `mark`, once `done` holds for it, the program has closed its side, or `timeout`
+    /// has passed.
+    private func shown(since mark: Int, timeout: Double, until done: (String) -> Bool) -> String {
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let text = Self.plain(String(decoding: bytes[mark...], as: UTF8.self))
-            if done(text) || Date() >= deadline { return text }
-            var fds = pollfd(fd: primary, events: Int16(POLLIN), revents: 0)
-            guard poll(&fds, 1, 100) > 0 else { continue }
-            let n = Glibc.read(primary, &buffer, buffer.count)
-            // EIO: the program closed its side (it exited).
-            if n <= 0 { return text }
-            bytes += buffer[0..<n]
+            var open = true
+            while true {
+                let n = Glibc.read(primary, &buffer, buffer.count)
+                if n > 0 {
+                    lock.withLock { bytes += buffer[0..<n] }
+                    continue
+                }
+                // EIO (or 0): the program closed its side (it exited). EAGAIN: nothing more for now.
+                open = n < 0 && (errno == EAGAIN || errno == EINTR)
+                break
+            }
+            let text = lock.withLock { String(decoding: bytes[mark...], as: UTF8.self) }
+            let left = deadline.timeIntervalSinceNow
+            if done(text) || !open || left <= 0 { return text }
+            var entry = pollfd(fd: primary, events: Int16(POLLIN), revents: 0)
+            _ = poll(&entry, 1, Int32(min(100, max(1, left * 1000))))
         }
+    }
+
+    /// The terminal's settings, for checking they are restored.
+    var settings: [UInt64] {
+        var t = termios()
+        tcgetattr(replica ?? primary, &t)
+        let cc = withUnsafeBytes(of: t.c_cc) { $0.map { UInt64($0) } }
+        return [UInt64(t.c_iflag), UInt64(t.c_oflag), UInt64(t.c_cflag), UInt64(t.c_lflag)] + cc
     }
 
     /// The text without terminal control sequences. Colours and modes vanish (they can sit inside a word,
