@@ -61,7 +61,9 @@ final class StoreWriter: @unchecked Sendable {
 
     init(store: Store) {
         self.store = store
-        let thread = Thread { [unowned self] in self.loop() }
+        // The thread keeps the writer: it lives as long as the process. (`unowned` crashed when a supervisor
+        // that failed at start released its writer before this thread had begun.)
+        let thread = Thread { [self] in self.loop() }
         thread.name = "fwd store writer"
         thread.start()
     }
