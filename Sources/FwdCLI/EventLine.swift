@@ -12,8 +12,14 @@ enum EventLine {
 
     static func print(_ e: Event) {
         let subject = e.tunnel ?? e.host ?? "fwd"
-        let change = e.kind == .state ? " \(e.from ?? "?") → \(e.to ?? "?")" : ""
-        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(e.kind)\(change): \(e.message)")
+        let what: String
+        switch e.kind {
+        case .state: what = "state \(e.from ?? "?") → \(e.to ?? "?"): \(e.message)"
+        // "wanted up": the kind would only repeat it.
+        case .desired: what = e.message
+        default: what = "\(e.kind): \(e.message)"
+        }
+        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(what)")
         fflush(nil)
     }
 }

@@ -7,7 +7,9 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "Show each tunnel's state, forwards, uptime, restarts, probe latency and last error.",
         discussion: """
-        States: starting, up, degraded (connected, but a target does not answer or a public forward is not shared), down, failed. \
+        States: starting, up, degraded (connected, but a target does not answer or a public forward is not shared), \
+        needs-auth (a login waits for you: `fwd up NAME` on a terminal asks), down, failed. On a terminal the table \
+        fits its width and errors go on a line of their own; piped, every line is complete. \
         Examples: fwd status --json; fwd status --watch (redraws every second until Ctrl-C, on a terminal)
         """
     )
@@ -44,6 +46,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         // Ctrl-C ends the process (default SIGINT); each frame is drawn whole, so nothing is left half-written
         // beyond the current line.
+        var first = true
         while !Task.isCancelled {
             let frame: String
             do {
@@ -52,7 +55,12 @@ struct StatusCommand: AsyncParsableCommand {
                 frame = "\(error)\n"
             }
             let clock = EventLine.formatter.string(from: Date()).dropFirst(11).prefix(8)
-            print(Terminal.clearScreen + frame + terminal.paint("\n\(clock) · every 1 s · Ctrl-C to stop", .dim), terminator: "")
+            // Drawn over the last frame (home, each line cleared to its end, then the rest of the screen), so
+            // nothing blanks between frames.
+            let body = (frame + terminal.paint("\n\(clock) · every 1 s · Ctrl-C to stop", .dim))
+                .split(separator: "\n", omittingEmptySubsequences: false).joined(separator: Terminal.clearLine + "\n")
+            print((first ? Terminal.clearScreen : Terminal.home) + body + Terminal.clearLine + Terminal.clearBelow, terminator: "")
+            first = false
             fflush(nil)
             try await Task.sleep(for: .seconds(1))
         }
@@ -127,6 +135,14 @@ struct StatusCommand: AsyncParsableCommand {
             }
             rows = rows.filter { selected.contains($0.name) }
         }
+        // A latency is shown only for a tunnel that is connected, and only from forwards that have a probe.
+        rows = rows.map { row in
+            var r = row
+            let live = r.state == .up || r.state == .degraded
+            if !live { for i in r.forwards.indices { r.forwards[i].probeMs = nil } }
+            r.probeMs = live ? r.forwards.filter { $0.probe != .none }.compactMap(\.probeMs).max() : nil
+            return r
+        }
         // Rows say what the supervisor last saw; with no supervisor nothing runs, and the output says so.
         let supervisor = Control.runningPID(paths)
         if supervisor == nil {
@@ -158,18 +174,37 @@ struct StatusCommand: AsyncParsableCommand {
             return "No tunnels are configured in \(paths.config). `fwd add NAME --host HOST -L PORT:TARGET:PORT` adds one.\n"
         }
         let now = Date()
-        var table = [["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE", "LAST ERROR"]]
-        for r in rows {
-            let forwards = Self.shown(r.forwards)
-            table.append([
-                r.name, terminal.label(r.state), forwards.joined(separator: ", "),
-                r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
-                String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-",
-                [Self.note(shown.config[r.name], name: r.name), r.lastError].compactMap { $0 }.joined(separator: "; "),
-            ])
+        let errors = rows.map { r in [Self.note(shown.config[r.name], name: r.name), r.lastError].compactMap { $0 }.joined(separator: "; ") }
+        func cells(_ r: TunnelStatus, compact: Bool) -> [String] {
+            [r.name, terminal.label(r.state), Self.shown(r.forwards, compact: compact).joined(separator: ", "),
+             r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
+             String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-"]
         }
-        var text = Table.render(table) { row, column, cell in
-            row > 0 && column == 1 ? terminal.paint(cell, Terminal.colour(rows[row - 1].state)) : cell
+        let header = ["NAME", "STATE", "FORWARDS", "UPTIME", "RESTARTS", "PROBE"]
+        var text: String
+        if let width = terminal.columns {
+            // On a terminal, every line fits: the default bind address goes, forwards are cut to what is left,
+            // and the error moves to an indented line of its own (cut too, unless tunnels were named).
+            var table = [header] + rows.map { cells($0, compact: true) }
+            let others = (0..<header.count).filter { $0 != 2 }.map { i in table.map { $0[i].count }.max() ?? 0 }.reduce(0, +)
+            let room = max(12, width - others - 2 * (header.count - 1))
+            for i in table.indices.dropFirst() { table[i][2] = Terminal.cut(table[i][2], to: room) }
+            let lines = Table.render(table) { row, column, cell in
+                row > 0 && column == 1 ? terminal.paint(cell, Terminal.colour(rows[row - 1].state)) : cell
+            }.split(separator: "\n", omittingEmptySubsequences: false)
+            text = ""
+            for (i, line) in lines.enumerated() where !line.isEmpty {
+                text += line + "\n"
+                if i > 0, !errors[i - 1].isEmpty {
+                    let error = "  ↳ " + errors[i - 1]
+                    text += terminal.paint(names.isEmpty ? Terminal.cut(error, to: width) : error, .dim) + "\n"
+                }
+            }
+        } else {
+            let table = [header + ["LAST ERROR"]] + rows.indices.map { cells(rows[$0], compact: false) + [errors[$0]] }
+            text = Table.render(table) { row, column, cell in
+                row > 0 && column == 1 ? terminal.paint(cell, Terminal.colour(rows[row - 1].state)) : cell
+            }
         }
         if supervisor == nil { text += "(no supervisor is running)\n" }
         return text
@@ -178,7 +213,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// The forwards as a person reads them: a port range once, as written, with its port count; a SOCKS
     /// proxy with the URL to paste into a client.
-    static func shown(_ forwards: [ForwardStatus]) -> [String] {
+    static func shown(_ forwards: [ForwardStatus], compact: Bool = false) -> [String] {
         var out: [String] = []
         var index = 0
         while index < forwards.count {
@@ -190,7 +225,7 @@ struct StatusCommand: AsyncParsableCommand {
                 index = end
                 continue
             }
-            var text = "\(f.kind.flag) \(f.spec)"
+            var text = "\(f.kind.flag) \(compact ? Self.withoutDefaultBind(f.spec) : f.spec)"
             if let port = f.allocatedPort { text += " (port \(port))" }
             if let url = socksURL(f) { text += " (\(url))" }
             if let shared = sharing(f) { text += " (\(shared))" }
@@ -206,6 +241,13 @@ struct StatusCommand: AsyncParsableCommand {
         guard let shared = f.shared else { return nil }
         if shared.isEmpty { return f.kind == .remote ? "not shared: kept on the server's loopback" : "not shared" }
         return (f.kind == .remote ? "shared on the server at " : "shared on ") + shared.joined(separator: ", ")
+    }
+
+    /// A spec without the loopback bind address ssh uses when none is written (`127.0.0.1:8080:wiki:80` reads
+    /// `8080:wiki:80`), for a terminal that is short of room.
+    static func withoutDefaultBind(_ spec: String) -> String {
+        for prefix in ["127.0.0.1:", "localhost:"] where spec.hasPrefix(prefix) { return String(spec.dropFirst(prefix.count)) }
+        return spec
     }
 
     static func socksURL(_ f: ForwardStatus) -> String? {

@@ -29,7 +29,7 @@ import Glibc
             #expect(f.sshProcesses().isEmpty)
             #expect(!LocalPort.isAccepting(port: port))
             // The events of the shutdown itself are printed before `fwd run` exits.
-            for needle in ["wiki  state starting → up", "wiki  state up → down", "wiki  desired: desired down"] {
+            for needle in ["wiki  state starting → up", "wiki  state up → down", "wiki  wanted down"] {
                 #expect(output.contains(needle), "\(output)")
             }
         }
@@ -47,7 +47,7 @@ import Glibc
             #expect(try f.fwd("down", "wiki").ok)
             let logs = try f.fwd("logs", "wiki")
             #expect(logs.ok)
-            for needle in ["desired", "state starting → up", "restart:", "state up → down", "--- ssh messages for lab"] {
+            for needle in ["wanted up", "state starting → up", "restart:", "state up → down", "--- ssh messages for lab"] {
                 #expect(logs.stdout.contains(needle), "fwd logs lacks \(needle):\n\(logs.stdout)")
             }
         }

@@ -508,7 +508,7 @@ struct HostMachine {
             switch worst {
             case .up:
                 forwards.probeAnswered(t.name)
-                note(t.name, .up, error: nil, "all \(t.forwards.count) forward(s) pass their probes", &out)
+                note(t.name, .up, error: nil, t.forwards.count == 1 ? "its forward passes its probe" : "all \(t.forwards.count) forwards pass their probes", &out)
             case .targetDown(let why):
                 forwards.probeAnswered(t.name)
                 note(t.name, .degraded, error: why, "the connection is up but the target does not answer", &out)

@@ -77,7 +77,8 @@ package struct TunnelStatus: Sendable, Codable, Equatable {
     package var state: TunnelState
     /// Pid of the host's ControlMaster.
     package var pid: Int?
-    /// When `state` last changed.
+    /// When `state` last changed; for up and degraded, when the tunnel connected (a flip between the two
+    /// keeps it, so the uptime is the connection's).
     package var since: Date
     package var restarts: Int
     /// Latest probe latency of the tunnel: the maximum over its forwards.
@@ -362,7 +363,7 @@ package final class Store: Sendable {
                                   forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time).insert(db)
                 }
                 try append(db, time: time, kind: .desired, tunnel: tunnel.name, host: tunnel.host,
-                           from: previous, to: desired.rawValue, message: "desired \(desired.rawValue)")
+                           from: previous, to: desired.rawValue, message: "wanted \(desired.rawValue)")
             }
         }
     }
@@ -453,8 +454,10 @@ package final class Store: Sendable {
         row.lastError = error
         row.updatedAt = time
         if changed {
+            // Between up and degraded the connection stays: `since` (the uptime) keeps counting from the connect.
+            let connected: Set<String> = [TunnelState.up.rawValue, TunnelState.degraded.rawValue]
+            if !(connected.contains(previous) && connected.contains(state.rawValue)) { row.since = time }
             row.state = state.rawValue
-            row.since = time
             try append(db, time: time, kind: .state, tunnel: tunnel, host: row.host, from: previous, to: state.rawValue, message: message)
         }
         try row.update(db)

@@ -190,7 +190,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
         #expect(all.last?.tunnel == nil && all.last?.host == "h1")
 
         let a = try store.events(tunnel: "a")
-        #expect(a.map(\.message) == ["desired up", "a starting", "a up", "a degraded"])
+        #expect(a.map(\.message) == ["wanted up", "a starting", "a up", "a degraded"])
 
         let afterSecondOfA = try store.events(tunnel: "a", after: a[1].id)
         #expect(afterSecondOfA.map(\.message) == ["a up", "a degraded"])

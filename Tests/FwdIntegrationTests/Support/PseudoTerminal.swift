@@ -34,7 +34,7 @@ final class PseudoTerminal: @unchecked Sendable {
         try self.init(holdingReplica: true)
     }
 
-    private init(holdingReplica: Bool) throws {
+    private init(holdingReplica: Bool, columns: Int = 100) throws {
         primary = posixOpenpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard primary >= 0 else { throw ChildProcessError(description: "posix_openpt: \(String(cString: strerror(errno)))") }
         var name = [CChar](repeating: 0, count: 128)
@@ -45,7 +45,7 @@ final class PseudoTerminal: @unchecked Sendable {
         }
         path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // A real size: shells lay out completion lists by the terminal's width.
-        var size = winsize(ws_row: 24, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0)
+        var size = winsize(ws_row: 24, ws_col: UInt16(columns), ws_xpixel: 0, ws_ypixel: 0)
         _ = ioctl(primary, UInt(TIOCSWINSZ), &size)
         _ = fcntl(primary, F_SETFL, fcntl(primary, F_GETFL) | O_NONBLOCK)
         if holdingReplica {
@@ -67,8 +67,9 @@ final class PseudoTerminal: @unchecked Sendable {
 
     /// Runs `argv` with the terminal as its controlling terminal, then `body`; the program is killed and the
     /// terminal closed afterwards, even when `body` throws.
-    static func with<T>(_ argv: [String], environment: [String: String], _ body: (PseudoTerminal) throws -> T) throws -> T {
-        let terminal = try PseudoTerminal(holdingReplica: false)
+    static func with<T>(_ argv: [String], environment: [String: String], columns: Int = 100,
+                        _ body: (PseudoTerminal) throws -> T) throws -> T {
+        let terminal = try PseudoTerminal(holdingReplica: false, columns: columns)
         let child = try ChildProcess(argv, environment: environment, placement: .controllingTerminal(terminal.path))
         terminal.child = child
         defer { child.kill() }
