@@ -165,7 +165,8 @@ struct StatusCommand: AsyncParsableCommand {
                 r.name, terminal.label(r.state), forwards.joined(separator: ", "),
                 r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",
                 String(r.restarts), r.probeMs.map { String(format: "%.1f ms", $0) } ?? "-",
-                [Self.note(shown.config[r.name], name: r.name), r.lastError].compactMap { $0 }.joined(separator: "; "),
+                [Self.note(shown.config[r.name], name: r.name), r.lastError,
+                 r.state == .starting ? RetryWording.nextTry(r.nextRetry, now: now) : nil].compactMap { $0 }.joined(separator: "; "),
             ])
         }
         var text = Table.render(table) { row, column, cell in

@@ -5,16 +5,22 @@ import FwdCore
 struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
-        abstract: "Bring tunnels or groups up and wait until each passes its probe.",
+        abstract: "Bring tunnels or groups up and wait until each passes its probe or its first attempt fails.",
         discussion: """
         Starts the supervisor in the background if none runs (it outlives this command and the terminal), \
         asks it for the tunnels, and waits. Exits 0 when every tunnel is up; otherwise non-zero with each \
-        tunnel's reason, as soon as each has one (a failed probe, a refused login), without waiting out the \
-        timeout. Example: fwd up intranet-wiki work
+        tunnel's reason in ssh's words, as soon as each has one: at once for a failure fwd does not retry (a \
+        refused login, a changed host key), and after the first failed attempt for one it retries (connection \
+        refused, a port in use). A retried tunnel stays wanted: the line says when the next try is, and \
+        `fwd down NAME` stops it. With --wait, waits through the retries until every tunnel is up or the \
+        timeout passes, as scripts want. Example: fwd up intranet-wiki work
         """
     )
 
     @OptionGroup var selection: TunnelSelection<UpCommand>
+
+    @Flag(help: "Wait through retries until every tunnel is up (or --timeout passes), instead of returning after a failed attempt.")
+    var wait = false
 
     func run() async throws {
         let context = Context.current()
@@ -30,7 +36,8 @@ struct UpCommand: AsyncParsableCommand {
         let outcome: [String]
         do {
             outcome = try Waiter(names: tunnels.map(\.name), quiet: selection.quiet)
-                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) }, timeout: selection.timeout)
+                .wait(client, until: { $0 == .up }, failFast: { [.failed, .needsAuth, .degraded].contains($0) },
+                      retries: wait ? .mention : .settle, timeout: selection.timeout)
         } catch Waiter.Cancelled.atPrompt {
             // Ctrl-C at a login question: this command's tunnels go down, as `fwd down` would take them.
             try store.setDesired(.down, tunnels: tunnels)

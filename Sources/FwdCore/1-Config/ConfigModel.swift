@@ -63,6 +63,12 @@ package struct HostEntry: Sendable, Hashable {
     package var aliveInterval: Int = HostEntry.defaultAliveInterval
     package var aliveCount: Int = HostEntry.defaultAliveCount
     package var connectTimeout: Int = HostEntry.defaultConnectTimeout
+    /// The longest wait between two connection attempts, in seconds (the backoff's ceiling); nil: `Backoff`'s
+    /// default (30 s, docs/reliability.md).
+    package var retryMaxDelay: Int?
+    /// Failed connection attempts in a row after which fwd gives up until the user asks again (autossh's
+    /// AUTOSSH_MAXSTART); 0: never gives up.
+    package var maxAttempts: Int = 0
     /// Extra ssh_config options in the order written.
     package var options: [(name: String, value: String)] = []
 
@@ -76,6 +82,7 @@ package struct HostEntry: Sendable, Hashable {
         a.name == b.name && a.hostname == b.hostname && a.user == b.user && a.port == b.port && a.jump == b.jump
             && a.identity == b.identity && a.forwardAgent == b.forwardAgent && a.forwardX11 == b.forwardX11
             && a.aliveInterval == b.aliveInterval && a.aliveCount == b.aliveCount && a.connectTimeout == b.connectTimeout
+            && a.retryMaxDelay == b.retryMaxDelay && a.maxAttempts == b.maxAttempts
             && a.options.map { "\($0.name)=\($0.value)" } == b.options.map { "\($0.name)=\($0.value)" }
     }
 

@@ -25,7 +25,7 @@ struct ForwardTable {
     private var probing: Set<String> = []
     /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
     private(set) var failures: [String: TunnelFailure] = [:]
-    /// The server's refusals of a tunnel's -R listener since the tunnel was last complete.
+    /// Refusals of a tunnel's listeners (the server's -R, or a local port in use) since the tunnel was last complete.
     private var remoteRetries: [String: Int] = [:]
     /// Probe rounds in a row without an answer, per tunnel.
     private(set) var stalled: [String: Int] = [:]
@@ -107,7 +107,8 @@ struct ForwardTable {
         return live
     }
 
-    /// The server refused the tunnel's -R listener once more: returns how many times in a row (from 1).
+    /// The server refused the tunnel's -R listener, or its local port was in use, once more: returns how many
+    /// times in a row (from 1).
     mutating func listenerRefused(_ name: String) -> Int {
         let n = (remoteRetries[name] ?? 0) + 1
         remoteRetries[name] = n
