@@ -121,7 +121,7 @@ import Testing
             for args in [["status", "--json"], ["check", "wiki", "--json"]] {
                 let rows = try #require(try json(try f.fwd(arguments: args)) as? [[String: Any]])
                 #expect(rows.count == 1)
-                #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error"], "\(args)")
+                #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error", "attempts", "next_retry", "last_probe"], "\(args)")
                 #expect(rows.first?["last_error"] is NSNull, "\(args)")
                 let forward = (rows.first?["forwards"] as? [Any])?.first
                 #expect(keys(forward) == ["kind", "spec", "allocated_port", "probe", "probe_ms", "ok", "range", "socks_url", "shared"], "\(args)")

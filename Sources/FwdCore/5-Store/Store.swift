@@ -487,11 +487,9 @@ package final class Store: Sendable {
         try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
     }
 
-    /// A failed attempt counts as a restart too (RESTARTS counts every ssh started again), with the time of the
-    /// next try when one is due.
+    /// The failed attempts in a row and when the next try is due (the machine records each attempt's restart).
     private func recordAttempt(_ db: Database, time: Double, _ tunnel: String, attempts: Int, retryIn: Double?) throws {
         var row = try existing(db, tunnel)
-        row.restarts += 1
         row.attempts = attempts
         row.nextRetry = retryIn.map { time + $0 }
         row.updatedAt = time

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+@testable import FwdCore
+import FwdLab
+
+/// `fwd up` says what happened as soon as it is known (issue 21): after the first failed attempt of a failure
+/// fwd retries, in ssh's words, with the next try and how to stop it; `--wait` waits through the retries; a port
+/// in use is taken once it frees; a host gives up after its `max_attempts`.
+@Suite(.serialized) struct UpTruthTests {
+    func setUp(_ f: FwdFixture, hostBlock: String = "") throws -> Int {
+        try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+        let port = try LocalPort.free()
+        try f.write(config: "\(hostBlock)[tunnels.wiki]\nhost = \"lab\"\nlocal = \"\(port):127.0.0.1:\(f.web.port)\"\nprobe = \"http\"\n")
+        return port
+    }
+
+    /// A server that refuses connections: `fwd up` is back in under 3 s (not the 30 s timeout) with ssh's
+    /// reason and the retry, `status` shows the reason and the retry's fields, and the tunnel comes up by itself
+    /// once the server listens.
+    @Test func refusedConnectionReturnsAtOnceAndKeepsRetrying() async throws {
+        try await FwdFixture.with { f in
+            let port = try setUp(f)
+            f.sshd.stop()
+            let start = Date()
+            let up = try f.fwd("up", "wiki")
+            let seconds = Date().timeIntervalSince(start)
+            print("fwd up against a refusing server returned in \(String(format: "%.2f", seconds)) s:\n\(up.stderr)")
+            #expect(!up.ok)
+            #expect(seconds < 3, "took \(seconds) s")
+            #expect(up.stderr.contains("wiki: starting — "), "\(up.stderr)")
+            #expect(up.stderr.contains("Connection refused"), "ssh's words: \(up.stderr)")
+            #expect(up.stderr.contains("fwd keeps trying in the background after 1 failed attempt (next try in "), "\(up.stderr)")
+            #expect(up.stderr.contains("`fwd down wiki` stops it"), "\(up.stderr)")
+
+            let row = try #require(try f.status("wiki"))
+            #expect(row["state"] as? String == "starting")
+            #expect((row["last_error"] as? String)?.contains("Connection refused") == true, "\(row)")
+            #expect((row["attempts"] as? Int ?? 0) >= 1, "\(row)")
+            #expect((row["restarts"] as? Int ?? 0) >= 1, "RESTARTS counts the attempts: \(row)")
+            #expect(row["next_retry"] is String, "\(row)")
+            #expect(row["last_probe"] is NSNull, "\(row)")
+            let plain = try f.fwd("status", "wiki")
+            #expect(plain.stdout.contains("Connection refused"), "\(plain.stdout)")
+
+            try f.sshd.start()
+            #expect(f.waitForState("wiki", "up", timeout: 40) != nil, "the retry brings it up by itself")
+            #expect(f.fetch(port: port)?.body == f.pageBody)
+            let after = try #require(try f.status("wiki"))
+            #expect(after["attempts"] as? Int == 0, "\(after)")
+            #expect(after["next_retry"] is NSNull, "\(after)")
+            #expect(after["last_probe"] is String, "\(after)")
+        }
+    }
+
+    /// `--wait` waits through the retries: against a refusing server it waits out its timeout and ends with
+    /// the reason (never a bare "timed out"); when the server comes back meanwhile, it ends with the tunnel up.
+    @Test func waitWaitsThroughRetries() async throws {
+        try await FwdFixture.with { f in
+            let port = try setUp(f)
+            f.sshd.stop()
+            let start = Date()
+            let up = try f.fwd("up", "wiki", "--wait", "--timeout", "4")
+            let seconds = Date().timeIntervalSince(start)
+            #expect(!up.ok)
+            #expect(seconds >= 4, "waited \(seconds) s")
+            #expect(up.stderr.contains("wiki: starting — "), "\(up.stderr)")
+            #expect(up.stderr.contains("Connection refused"), "the last line keeps the reason: \(up.stderr)")
+            #expect(up.stderr.contains("(timed out after 4 s); fwd keeps trying in the background"), "\(up.stderr)")
+
+            let sshd = f.sshd
+            let restart = Task.detached {
+                try await Task.sleep(for: .seconds(2))
+                try sshd.start()
+            }
+            let waited = try f.fwd("up", "wiki", "--wait", "--timeout", "40")
+            try await restart.value
+            #expect(waited.ok, "\(waited.stderr)")
+            #expect(waited.stdout.contains("wiki: up"), "\(waited.stdout)")
+            #expect(f.fetch(port: port)?.body == f.pageBody)
+        }
+    }
+
+    /// A local port another program holds: `fwd up` says so at once, naming the holder, and that fwd keeps
+    /// trying; no forward of the tunnel stays half up; once the program exits the tunnel comes up by itself.
+    @Test func aFreedPortBringsTheTunnelUpByItself() async throws {
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            let squatter = try TinyHTTPServer(body: "someone else")
+            let taken = squatter.port
+            let other = try LocalPort.free()
+            try f.write(config: """
+            [tunnels.clash]
+            host = "lab"
+            local = ["\(other):127.0.0.1:\(f.web.port)", "\(taken):127.0.0.1:\(f.web.port)"]
+            """)
+            let start = Date()
+            let up = try f.fwd("up", "clash")
+            #expect(Date().timeIntervalSince(start) < 10)
+            #expect(!up.ok)
+            #expect(up.stderr.contains("clash: starting — local port \(taken) is already in use (held by pid \(getpid())"), "\(up.stderr)")
+            #expect(up.stderr.contains("fwd takes it once it is free"), "\(up.stderr)")
+            #expect(up.stderr.contains("fwd keeps trying in the background"), "\(up.stderr)")
+            #expect(!LocalPort.isAccepting(port: other), "no half tunnel while the port is taken")
+            #expect(try HTTPGet.fetch(host: "127.0.0.1", port: taken).body == "someone else")
+
+            squatter.stop()
+            #expect(f.waitForState("clash", "up", timeout: 15) != nil, "the freed port is taken by itself")
+            #expect(f.fetch(port: taken)?.body == f.pageBody)
+            #expect(f.fetch(port: other)?.body == f.pageBody)
+            let row = try #require(try f.status("clash"))
+            #expect(row["last_error"] is NSNull, "no word of the program that exited: \(row)")
+        }
+    }
+
+    /// The server cannot listen on a -R port (something holds it there): the verdict comes with `fwd up`, in
+    /// ssh's words, with the retry.
+    @Test func aServerSidePortConflictIsReportedAtOnce() async throws {
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            // The lab's sshd runs on this machine: a port held here is held on the server.
+            let squatter = try TinyHTTPServer(body: "someone else")
+            defer { squatter.stop() }
+            try f.write(config: "[tunnels.back]\nhost = \"lab\"\nremote = \"127.0.0.1:\(squatter.port):127.0.0.1:\(f.web.port)\"\n")
+            let start = Date()
+            let up = try f.fwd("up", "back")
+            let seconds = Date().timeIntervalSince(start)
+            #expect(!up.ok)
+            #expect(seconds < 5, "took \(seconds) s: \(up.stderr)")
+            #expect(up.stderr.contains("remote port forwarding failed for listen port \(squatter.port)"), "\(up.stderr)")
+            #expect(up.stderr.contains("fwd keeps trying in the background after 1 failed attempt"), "\(up.stderr)")
+            #expect(f.state("back") == "starting")
+        }
+    }
+
+    /// `max_attempts` in `[hosts.X]`: the host gives up after that many failed attempts in a row and says so;
+    /// `retry_max_delay` caps the wait between them.
+    @Test func aHostGivesUpAfterMaxAttempts() async throws {
+        try await FwdFixture.with { f in
+            _ = try setUp(f, hostBlock: "[hosts.lab]\nmax_attempts = 3\nretry_max_delay = 1\n\n")
+            f.sshd.stop()
+            #expect(try !f.fwd("up", "wiki").ok)
+            #expect(f.waitForState("wiki", "failed", timeout: 20) != nil)
+            let row = try #require(try f.status("wiki"))
+            let error = row["last_error"] as? String ?? ""
+            #expect(error.contains("Connection refused"), "\(error)")
+            #expect(error.contains("fwd gave up after 3 failed attempts (max_attempts in [hosts.lab]); `fwd up wiki` tries again"), "\(error)")
+            #expect(row["next_retry"] is NSNull, "\(row)")
+        }
+    }
+
+    /// A bad retry setting is refused at file:line:col and nothing starts.
+    @Test func badRetrySettingsAreRefused() async throws {
+        try await FwdFixture.with { f in
+            _ = try setUp(f, hostBlock: "[hosts.lab]\nmax_attempts = -1\n\n")
+            let up = try f.fwd("up", "wiki")
+            #expect(!up.ok)
+            #expect(up.stderr.contains("fwd.toml:2:"), "\(up.stderr)")
+            #expect(up.stderr.contains("max_attempts"), "\(up.stderr)")
+            #expect(f.supervisorProcesses().isEmpty)
+        }
+    }
+}
