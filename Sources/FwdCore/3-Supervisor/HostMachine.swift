@@ -485,6 +485,7 @@ struct HostMachine {
                 // test, and each check costs one request on the local control socket.
                 // Its other forwards go meanwhile: no half tunnel.
                 cancelForwards(name, &out)
+                forwards.portInUse(name, spec)
                 let n = forwards.listenerRefused(name)
                 let delay = Backoff.localPort.delay(attempt: n - 1)
                 note(name, .starting, error: TunnelFailure.localPortTaken(spec, holder: holder).error(tunnel: name),
