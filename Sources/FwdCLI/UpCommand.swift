@@ -25,7 +25,12 @@ struct UpCommand: AsyncParsableCommand {
     func run() async throws {
         let context = Context.current()
         let config = try context.loadConfig()
-        let tunnels = try config.resolve(selection.names)
+        if selection.names.isEmpty && !selection.all {
+            FileHandle.standardError.write(Data(Self.choices(config).utf8))
+            throw ExitCode.validationFailure
+        }
+        let tunnels = selection.all ? config.tunnels : try config.resolve(selection.names)
+        guard !tunnels.isEmpty else { throw CommandFailure("no tunnels are configured in \(config.path)") }
         // The supervisor starts while this writes what it wants; its answer to `watch` reads that.
         let starting = try Control.startSupervisor(context.paths, executable: Executable.path, environment: ProcessInfo.processInfo.environment)
         let store = try Store(path: context.paths.database)
@@ -52,7 +57,22 @@ struct UpCommand: AsyncParsableCommand {
     }
 }
 
-extension UpCommand: SelectsTunnels {
-    typealias Scope = NamesOnly
+extension UpCommand: SelectsAllTunnels {
+    typealias Scope = NamesOrAll<UpCommand>
+    static var allHelp: String { "Bring up every configured tunnel." }
     static var timeout: (seconds: Double, help: String) { (30, "Seconds to wait for every tunnel to pass its probe.") }
+    static var listsWhenEmpty: Bool { true }
+
+    /// What `fwd up` with no names says: what it can bring up.
+    static func choices(_ config: FwdConfig) -> String {
+        guard !config.tunnels.isEmpty else {
+            return "fwd up: no tunnels are configured in \(config.path); `fwd add NAME --host HOST -L PORT:TARGET:PORT` adds one\n"
+        }
+        var text = "fwd up: name tunnels or groups to bring up (shell-style patterns like 'db-*' too), or give --all\n"
+        text += "  tunnels: \(config.tunnels.map(\.name).joined(separator: ", "))\n"
+        if !config.groups.isEmpty {
+            text += "  groups:  \(config.groups.map { "\($0.name) (\($0.members.joined(separator: ", ")))" }.joined(separator: "; "))\n"
+        }
+        return text
+    }
 }

@@ -54,9 +54,12 @@ struct Waiter {
         var deadline = started.addingTimeInterval(timeout)
         var rows: [String: TunnelStatus] = [:]
         var shown: [String: String] = [:]
+        /// Whether a login question came to this terminal: its person is there, and the next attempt asks again.
+        var prompted = false
         /// A failed attempt of this command's time or later, with the next one scheduled: the outcome is known.
+        /// Not while a person answers logins here: returning would leave the next attempt's question unasked.
         func retried(_ row: TunnelStatus?) -> Bool {
-            guard retries == .settle, let row, row.state == .starting, row.lastError != nil, let next = row.nextRetry else { return false }
+            guard retries == .settle, !prompted, let row, row.state == .starting, row.lastError != nil, let next = row.nextRetry else { return false }
             return next > started
         }
         func line(_ name: String, _ row: TunnelStatus?, timedOut: Bool) -> String {
@@ -133,6 +136,7 @@ struct Waiter {
             let row: TunnelStatus
             switch reply {
             case .prompt(let question):
+                prompted = true
                 desk.show(question)
                 continue
             case .withdrawn(let id):

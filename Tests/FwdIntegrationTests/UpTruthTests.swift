@@ -167,4 +167,54 @@ import FwdLab
             #expect(f.supervisorProcesses().isEmpty)
         }
     }
+
+    /// `fwd up` with no names lists what it can bring up; shell-style patterns and `--all` select tunnels; a
+    /// mistyped subcommand gets a suggestion instead of a usage dump.
+    @Test func upListsChoicesTakesPatternsAndAllAndTyposGetASuggestion() async throws {
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            let (a, b, w) = (try LocalPort.free(), try LocalPort.free(), try LocalPort.free())
+            try f.write(config: """
+            [tunnels.db-a]
+            host = "lab"
+            local = "\(a):127.0.0.1:\(f.web.port)"
+
+            [tunnels.db-b]
+            host = "lab"
+            local = "\(b):127.0.0.1:\(f.web.port)"
+
+            [tunnels.wiki]
+            host = "lab"
+            local = "\(w):127.0.0.1:\(f.web.port)"
+
+            [groups]
+            work = ["wiki"]
+            """)
+            let none = try f.fwd("up")
+            #expect(none.status == .exited(64))
+            #expect(none.stderr.contains("  tunnels: db-a, db-b, wiki\n"), "\(none.stderr)")
+            #expect(none.stderr.contains("  groups:  work (wiki)\n"), "\(none.stderr)")
+            #expect(!none.stderr.contains("USAGE"), "\(none.stderr)")
+            #expect(f.supervisorProcesses().isEmpty, "nothing started")
+
+            let nothing = try f.fwd("up", "x*")
+            #expect(!nothing.ok)
+            #expect(nothing.stderr.contains("no tunnel or group matches \"x*\""), "\(nothing.stderr)")
+
+            let pattern = try f.fwd("up", "db-*")
+            #expect(pattern.ok, "\(pattern.stderr)")
+            #expect(f.state("db-a") == "up" && f.state("db-b") == "up")
+            #expect(f.state("wiki") != "up")
+
+            let all = try f.fwd("up", "--all")
+            #expect(all.ok, "\(all.stderr)")
+            #expect(f.state("wiki") == "up")
+            #expect(try !f.fwd("up", "--all", "wiki").ok, "names or --all, not both")
+
+            let typo = try f.fwd("stauts")
+            #expect(typo.status == .exited(64))
+            #expect(typo.stderr.contains("unknown command \"stauts\"; did you mean \"status\"?"), "\(typo.stderr)")
+            #expect(try f.fwd("down", "--all").ok)
+        }
+    }
 }

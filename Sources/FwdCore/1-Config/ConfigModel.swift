@@ -175,6 +175,14 @@ package struct FwdConfig: Sendable {
                 members = [name]
             } else if let group = group(named: name) {
                 members = group
+            } else if Self.isGlob(name) {
+                // A shell-style pattern (`fwd up 'db-*'`): the tunnels it matches, and the members of the groups it does.
+                let matched = tunnels.map(\.name).filter { Self.matches(name, $0) }
+                    + groups.filter { Self.matches(name, $0.name) }.flatMap(\.members)
+                guard !matched.isEmpty else {
+                    throw ConfigError.refused("no tunnel or group matches \"\(Validation.printable(name))\"; `fwd list` shows the configured tunnels and groups")
+                }
+                members = matched
             } else {
                 throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: tunnels.map(\.name) + groups.map(\.name)))
             }
@@ -184,6 +192,12 @@ package struct FwdConfig: Sendable {
         }
         return result
     }
+
+    /// Whether a name argument is a shell-style pattern: tunnel and group names never hold `*`, `?` or `[`.
+    package static func isGlob(_ name: String) -> Bool { name.contains { "*?[".contains($0) } }
+
+    /// fnmatch(3), as the shell matches file names.
+    static func matches(_ pattern: String, _ name: String) -> Bool { fnmatch(pattern, name, 0) == 0 }
 
     /// The connection target for a tunnel's host: the fwd host entry when there is one.
     package func hostEntry(for tunnel: Tunnel) -> HostEntry? { hosts[tunnel.host] }
