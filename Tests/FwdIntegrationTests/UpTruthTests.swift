@@ -7,6 +7,16 @@ import FwdLab
 /// fwd retries, in ssh's words, with the next try and how to stop it; `--wait` waits through the retries; a port
 /// in use is taken once it frees; a host gives up after its `max_attempts`.
 @Suite(.serialized) struct UpTruthTests {
+    /// Whether `condition` holds within `seconds`, checked every 50 ms.
+    static func within(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(50_000)
+        }
+        return condition()
+    }
+
     func setUp(_ f: FwdFixture, hostBlock: String = "") throws -> Int {
         try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
         let port = try LocalPort.free()
@@ -215,6 +225,35 @@ import FwdLab
             #expect(typo.status == .exited(64))
             #expect(typo.stderr.contains("unknown command \"stauts\"; did you mean \"status\"?"), "\(typo.stderr)")
             #expect(try f.fwd("down", "--all").ok)
+        }
+    }
+
+    /// A plain ssh master fwd did not start holds fwd's ControlPath: `fwd up` says so at once (not after its
+    /// timeout) and how to end it, and takes the path by itself once that session ends.
+    @Test func aForeignMasterOnTheControlPathIsReportedAtOnce() async throws {
+        try await FwdFixture.with { f in
+            let port = try setUp(f)
+            #expect(try f.fwd("up", "wiki").ok)
+            let show = try JSONSerialization.jsonObject(with: Data(try f.fwd("show", "wiki", "--json").stdout.utf8)) as? [String: Any]
+            let socket = try #require(show?["control_path"] as? String)
+            #expect(try f.fwd("down", "wiki").ok)
+            #expect(Self.within(10) { !FileSystem.exists(socket) })
+            let foreign = try ChildProcess(["ssh", "-F", f.userSSHConfig, "-o", "ControlMaster=yes", "-o", "ControlPath=\(socket)", "-N", "lab"])
+            defer { foreign.kill() }
+            #expect(Self.within(10) { FileSystem.exists(socket) }, "the foreign master is up")
+
+            let start = Date()
+            let up = try f.fwd("up", "wiki")
+            let seconds = Date().timeIntervalSince(start)
+            #expect(!up.ok)
+            #expect(seconds < 8, "took \(seconds) s")
+            #expect(up.stderr.contains("an ssh master fwd did not start already serves \(socket)"), "\(up.stderr)")
+            #expect(up.stderr.contains("fwd keeps trying in the background after 1 failed attempt"), "\(up.stderr)")
+
+            foreign.terminate()
+            _ = foreign.waitExit(timeout: 10)
+            #expect(f.waitForState("wiki", "up", timeout: 40) != nil, "the path is taken once the session ended")
+            #expect(f.fetch(port: port)?.body == f.pageBody)
         }
     }
 }
