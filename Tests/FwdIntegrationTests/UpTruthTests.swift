@@ -52,6 +52,14 @@ import FwdLab
             let plain = try f.fwd("status", "wiki")
             #expect(plain.stdout.contains("Connection refused"), "\(plain.stdout)")
 
+            // Asked again while fwd waits for the server's port: one attempt at once, and its outcome, fast.
+            try await Task.sleep(for: .seconds(1.5))
+            let again = Date()
+            let second = try f.fwd("up", "wiki")
+            #expect(Date().timeIntervalSince(again) < 3, "\(second.stderr)")
+            #expect(second.stderr.contains("Connection refused") && second.stderr.contains("fwd keeps trying in the background after "), "\(second.stderr)")
+            #expect((try f.status("wiki")?["attempts"] as? Int ?? 0) >= 2)
+
             try f.sshd.start()
             #expect(f.waitForState("wiki", "up", timeout: 40) != nil, "the retry brings it up by itself")
             #expect(f.fetch(port: port)?.body == f.pageBody)

@@ -265,6 +265,14 @@ struct HostMachine {
             master = .none
             backoff.reset()
         }
+        // Asked for again while waiting out a backoff: one attempt now (at most once a second), so `fwd up`
+        // reports a fresh outcome instead of the timer's. The backoff keeps growing.
+        if case .waiting = master, !retry.isDisjoint(with: tunnels.keys), now - (lastAttempt ?? -.infinity) >= 1 {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
+                out.append(.record(.retrying(tunnel: name, attempts: attempts, retryIn: nil)))
+            }
+            connect(now: now, &out)
+        }
         switch master {
         case .failed(let failure):
             for name in tunnels.keys.sorted() { note(name, .failed, error: failure.description, "not retried: \(failure.advice)", &out) }

@@ -181,12 +181,12 @@ import FwdLab
         _ = d.want([Self.wiki])
         _ = d.send(.spawned(generation: d.g, pid: 7))
         let refused = "ssh: connect to host a.lab port 22: Connection refused"
-        let first = d.send(.masterExited(generation: d.g, status: 255, stderr: refused + "\n"), at: 1)
+        let first = d.send(.masterExited(generation: d.g, status: 255, stderr: refused + "\n"), at: 0.3)
         #expect(first.contains(.record(.state(tunnel: "wiki", .starting, pid: nil, error: refused, message: "attempt 1 failed; next try in 0.5 s"))))
         #expect(first.contains(.record(.retrying(tunnel: "wiki", attempts: 1, retryIn: 0.5))))
         #expect(first.contains(.record(.restart(tunnel: "wiki", reason: refused))), "RESTARTS counts attempts")
-        // A tunnel asked for meanwhile learns the reason and the time left.
-        let newcomer = d.send(.update([Self.wiki, Self.db], retry: ["db"], token: 99), at: 1.2)
+        // A tunnel asked for meanwhile (within a second of the attempt) learns the reason and the time left.
+        let newcomer = d.send(.update([Self.wiki, Self.db], retry: ["db"], token: 99), at: 0.5)
         #expect(newcomer.contains(.record(.state(tunnel: "db", .starting, pid: nil, error: refused, message: "waiting for the connection to office"))))
         #expect(newcomer.contains { if case .record(.retrying("db", 1, let left?)) = $0 { abs(left - 0.3) < 1e-9 } else { false } })
         _ = d.send(.connectDue(generation: d.g), at: 1.5)
@@ -199,6 +199,26 @@ import FwdLab
         _ = d.send(.spawned(generation: d.g, pid: 9))
         _ = d.send(.masterReady(generation: d.g))
         #expect(d.machine.attempts == 0)
+    }
+
+    /// Asking for a tunnel again while its host waits out a backoff tries at once (at most once a second), so
+    /// the request ends with a fresh outcome; the backoff keeps growing.
+    @Test func askingAgainWhileWaitingTriesAtOnceAtMostOnceASecond() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 7))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 0.2)
+        #expect(!d.want([Self.wiki], retry: ["wiki"]).contains { if case .spawnMaster = $0 { true } else { false } }, "within a second of the last")
+        d.now = 1.5
+        let again = d.want([Self.wiki], retry: ["wiki"])
+        #expect(again.contains(.spawnMaster(generation: d.g)))
+        #expect(again.contains(.record(.retrying(tunnel: "wiki", attempts: 1, retryIn: nil))), "the old retry time is no outcome of this request")
+        _ = d.send(.spawned(generation: d.g, pid: 8))
+        let failed = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 1.6)
+        #expect(Self.waits(failed).map(\.delay) == [1])
+        // A request that does not name it (a reload) waits for the timer.
+        d.now = 5
+        #expect(!d.want([Self.wiki]).contains { if case .spawnMaster = $0 { true } else { false } })
     }
 
     /// `max_attempts`: after that many failed attempts in a row the host gives up, in the last attempt's words,
