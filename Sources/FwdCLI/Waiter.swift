@@ -92,14 +92,14 @@ struct Waiter {
         while true {
             if answers.cancelled { throw Cancelled.atPrompt }
             // Each tunnel not there yet, with its state: the lines are judged by the state, never by their text.
-            var pending: [(state: TunnelState, line: String)] = []
+            var pending: [String] = []
             var failed = false
             for name in names {
                 let row = rows[name]
                 let state = row?.state ?? .down
                 if done(state) { continue }
                 if failFast(state) || retried(row) { failed = true }
-                pending.append((state, line(name, row, timedOut: false)))
+                pending.append(line(name, row, timedOut: false))
             }
             // The snapshot of every named tunnel arrives first: judge only once each has been heard of.
             let heard = names.allSatisfy { rows[$0] != nil }
@@ -110,8 +110,8 @@ struct Waiter {
                 return []
             }
             let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) || retried(rows[$0]) }
-            if heard && failed && allSettled { return pending.map(\.line) }
-            if let ending { return pending.map { "\($0.line) (\(ending))" } }
+            if heard && failed && allSettled { return pending }
+            if let ending { return pending.map { "\($0) (\(ending))" } }
             // The time a person takes to answer does not count against the timeout.
             if desk.isAsking { deadline = max(deadline, Date().addingTimeInterval(timeout)) }
             let left = deadline.timeIntervalSinceNow

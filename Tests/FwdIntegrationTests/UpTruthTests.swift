@@ -264,4 +264,21 @@ import FwdLab
             #expect(f.fetch(port: port)?.body == f.pageBody)
         }
     }
+
+    /// On a terminal, `fwd up --wait` shows each attempt and its reason as it happens, then the tunnel up.
+    @Test func progressLinesShowEachAttemptAndItsReason() async throws {
+        try await FwdFixture.with { f in
+            _ = try setUp(f)
+            f.sshd.stop()
+            try PseudoTerminal.with([FwdFixture.binary, "up", "wiki", "--wait", "--timeout", "40"], environment: f.environment) { t in
+                let failed = t.read(since: 0, timeout: 20) { $0.contains("(attempt 1 failed)") }
+                #expect(failed.contains("  wiki: starting — ssh: connect to host 127.0.0.1 port \(f.sshd.port): Connection refused (attempt 1 failed)"), "\(failed)")
+                let mark = t.mark
+                try f.sshd.start()
+                let up = t.read(since: mark, timeout: 40) { $0.contains("wiki: up") }
+                #expect(up.contains("wiki: up"), "\(up)")
+                #expect(t.child.waitExit(timeout: 10) == .exited(0))
+            }
+        }
+    }
 }

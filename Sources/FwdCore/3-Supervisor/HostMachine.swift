@@ -429,8 +429,7 @@ struct HostMachine {
     }
 
     /// The executor waits out the backoff, and with `pollServer` reconnects as soon as the SSH port accepts
-    /// again after having been seen closed (`HostRunner.waitToReconnect`).
-    /// Returns the delay.
+    /// again after having been seen closed (`HostRunner.waitToReconnect`). Returns the delay, for the record.
     @discardableResult
     private mutating func scheduleReconnect(pollServer: Bool, now: Double, _ out: inout [HostAction]) -> Double {
         master = .waiting
@@ -490,8 +489,8 @@ struct HostMachine {
             switch failure.failureClass {
             case .localConflict:
                 // Retried until the port frees (docs/reliability.md, "A port in use"): a bind is the only exact
-                // test, and each check costs one request on the local control socket.
-                // Its other forwards go meanwhile: no half tunnel.
+                // test, and each check costs one request on the local control socket. Its other forwards are
+                // cancelled meanwhile: no half tunnel.
                 cancelForwards(name, &out)
                 forwards.portInUse(name, spec)
                 let n = forwards.listenerRefused(name)
