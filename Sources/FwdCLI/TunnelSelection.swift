@@ -15,7 +15,7 @@ struct TunnelSelection<Verb: SelectsTunnels>: ParsableArguments {
     var quiet = false
 
     init() {
-        let help = ArgumentHelp("Tunnel or group names.")
+        let help = ArgumentHelp("Tunnel or group names, or shell-style patterns (quoted: 'db-*').")
         // A verb with --all may be given no names; one without needs at least one.
         _names = Verb.Scope.offersAll
             ? Argument(wrappedValue: [], help: help, completion: Verb.nameCompletion)
