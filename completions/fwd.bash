@@ -186,7 +186,7 @@ _fwd() {
 
 _fwd_up() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --version -h --help)
+    non_repeating_flags=(--all --quiet -q --wait --version -h --help)
     repeating_options=()
     non_repeating_options=(--timeout)
     __fwd_offer_flags_options -1
@@ -250,12 +250,15 @@ _fwd_logs() {
     repeating_flags=()
     non_repeating_flags=(--follow -f --json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--lines)
+    non_repeating_options=(--lines --since)
     __fwd_offer_flags_options 1
 
     # Offer option value completions
     case "${prev}" in
     '--lines')
+        return
+        ;;
+    '--since')
         return
         ;;
     esac

@@ -57,6 +57,10 @@ package enum FwdMain {
             let code = AskpassCommand.relay(prompt: prompt)
             FwdCommand.exit(withError: code == 0 ? nil : ExitCode(code))
         }
+        if let typo = unknownSubcommand(CommandLine.arguments) {
+            FileHandle.standardError.write(Data("Error: \(typo)\n".utf8))
+            FwdCommand.exit(withError: ExitCode.validationFailure)
+        }
         do {
             var command = try FwdCommand.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -68,6 +72,18 @@ package enum FwdMain {
         } catch {
             FwdCommand.exit(withError: error)
         }
+    }
+}
+
+extension FwdMain {
+    /// "unknown command "stauts"; did you mean "status"?" for a first word that names no subcommand (fwd takes
+    /// no arguments of its own), instead of argument-parser's usage dump.
+    static func unknownSubcommand(_ arguments: [String]) -> String? {
+        guard let word = arguments.dropFirst().first, !word.hasPrefix("-") else { return nil }
+        let names = FwdCommand.configuration.subcommands.map { $0._commandName } + ["help"]
+        guard !names.contains(word) else { return nil }
+        let hint = ConfigError.closest(to: word, in: names).map { "; did you mean \"\($0)\"?" } ?? ""
+        return "unknown command \"\(word)\"\(hint) (`fwd --help` lists the commands)"
     }
 }
 

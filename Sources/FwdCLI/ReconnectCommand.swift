@@ -35,7 +35,7 @@ struct ReconnectCommand: AsyncParsableCommand {
         let store = try Store(path: context.paths.database)
         let waitFor = try selected ?? store.desiredUp().map(\.name)
         let client = try Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: waitFor), paths: context.paths, starting: false)
-        let outcome = try Waiter(names: waitFor, quiet: selection.quiet).wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, timeout: selection.timeout)
+        let outcome = try Waiter(names: waitFor, quiet: selection.quiet).wait(client, until: { $0 == .up }, failFast: { $0 == .failed }, retries: .mention, timeout: selection.timeout)
         if !outcome.isEmpty {
             for line in outcome { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)

@@ -174,7 +174,10 @@ struct StatusCommand: AsyncParsableCommand {
             return "No tunnels are configured in \(paths.config). `fwd add NAME --host HOST -L PORT:TARGET:PORT` adds one.\n"
         }
         let now = Date()
-        let errors = rows.map { r in [Self.note(shown.config[r.name], name: r.name), r.lastError].compactMap { $0 }.joined(separator: "; ") }
+        let errors = rows.map { r in
+            [Self.note(shown.config[r.name], name: r.name), r.lastError,
+             r.state == .starting ? RetryWording.nextTry(r.nextRetry, now: now) : nil].compactMap { $0 }.joined(separator: "; ")
+        }
         func cells(_ r: TunnelStatus, compact: Bool) -> [String] {
             [r.name, terminal.label(r.state), Self.shown(r.forwards, compact: compact).joined(separator: ", "),
              r.state == .up || r.state == .degraded ? Self.duration(now.timeIntervalSince(r.since)) : "-",

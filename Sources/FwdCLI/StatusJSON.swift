@@ -16,6 +16,13 @@ struct StatusJSON: Encodable {
     /// "same", "changed" (runs with a definition the file no longer has) or "removed" (the file no longer has
     /// the tunnel); null where the file was not read (`fwd check`, or a file that does not parse).
     @JSONNull var config: String?
+    // Added by issue 21, after the older keys: scripts that read those see them unchanged.
+    /// Failed attempts in a row since the tunnel was last up (0 once it is).
+    var attempts: Int
+    /// When fwd tries again (ISO 8601); null when no retry is scheduled.
+    @JSONNull var next_retry: String?
+    /// When a probe result was last recorded (ISO 8601); null before the first.
+    @JSONNull var last_probe: String?
 
     struct ForwardJSON: Encodable {
         var kind: String
@@ -48,6 +55,9 @@ struct StatusJSON: Encodable {
         pid = r.pid
         since = r.since.formatted(Self.timestamp)
         restarts = r.restarts
+        attempts = r.attempts
+        next_retry = r.nextRetry?.formatted(Self.timestamp)
+        last_probe = r.lastProbe?.formatted(Self.timestamp)
         probe_ms = r.probeMs
         last_error = r.lastError
     }

@@ -15,7 +15,7 @@ struct TunnelSelection<Verb: SelectsTunnels>: ParsableArguments {
     var quiet = false
 
     init() {
-        let help = ArgumentHelp("Tunnel or group names.")
+        let help = ArgumentHelp("Tunnel or group names, or shell-style patterns (quoted: 'db-*').")
         // A verb with --all may be given no names; one without needs at least one.
         _names = Verb.Scope.offersAll
             ? Argument(wrappedValue: [], help: help, completion: Verb.nameCompletion)
@@ -26,7 +26,11 @@ struct TunnelSelection<Verb: SelectsTunnels>: ParsableArguments {
     var all: Bool { scope.all }
 
     func validate() throws {
-        if Verb.Scope.offersAll && names.isEmpty == !all { throw ValidationError("name tunnels or groups, or give --all") }
+        guard Verb.Scope.offersAll else { return }
+        // No names and no --all: an error, or for a verb that lists what it could act on, that list.
+        if names.isEmpty == !all && !(names.isEmpty && Verb.listsWhenEmpty) {
+            throw ValidationError("name tunnels or groups, or give --all")
+        }
     }
 }
 
@@ -38,10 +42,13 @@ protocol SelectsTunnels {
     static var nameCompletion: CompletionKind { get }
     /// `--timeout`'s default and help.
     static var timeout: (seconds: Double, help: String) { get }
+    /// Given neither names nor `--all`, the verb runs and lists the tunnels and groups (`fwd up`).
+    static var listsWhenEmpty: Bool { get }
 }
 
 extension SelectsTunnels {
     static var nameCompletion: CompletionKind { Completions.tunnelsAndGroups }
+    static var listsWhenEmpty: Bool { false }
 }
 
 /// A verb that can act on every tunnel with `--all`, and that flag's help.

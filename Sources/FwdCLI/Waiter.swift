@@ -9,6 +9,17 @@ struct Waiter {
 
     enum Cancelled: Error { case atPrompt }
 
+    /// What a wait does with a tunnel the supervisor retries in the background (a failed attempt, with the next
+    /// one scheduled).
+    enum Retries {
+        /// Nothing: the caller waits for another state (`fwd down`).
+        case ignore
+        /// Keep waiting; a line that gives up on it says that fwd keeps trying (`fwd up --wait`).
+        case mention
+        /// The outcome is known: stop waiting for it, and say so (`fwd up`).
+        case settle
+    }
+
     /// Whether this command can ask its user: stdin is a terminal and /dev/tty opens. A script, `</dev/null` or a
     /// service cannot, and a login that needs an answer then fails at once with what it needs.
     static var canPrompt: Bool { isatty(STDIN_FILENO) == 1 && TerminalPrompter().isAvailable }
@@ -37,11 +48,34 @@ struct Waiter {
 
     /// Returns one line per tunnel that did not get there ("name: state — reason"), empty on success.
     func wait(_ client: ControlClient, until done: (TunnelState) -> Bool, failFast: (TunnelState) -> Bool,
-              timeout: Double) throws -> [String] {
+              retries: Retries = .ignore, timeout: Double) throws -> [String] {
         let tty = isatty(STDERR_FILENO) == 1 && !quiet
-        var deadline = Date().addingTimeInterval(timeout)
+        let started = Date()
+        var deadline = started.addingTimeInterval(timeout)
         var rows: [String: TunnelStatus] = [:]
-        var shown: [String: TunnelState] = [:]
+        var shown: [String: String] = [:]
+        /// Whether a login question came to this terminal: its person is there, and the next attempt asks again.
+        var prompted = false
+        /// A failed attempt of this command's time or later, with the next one scheduled: the outcome is known.
+        /// Not while a person answers logins here: returning would leave the next attempt's question unasked.
+        func retried(_ row: TunnelStatus?) -> Bool {
+            guard retries == .settle, !prompted, let row, row.state == .starting, row.lastError != nil, let next = row.nextRetry else { return false }
+            return next > started
+        }
+        func line(_ name: String, _ row: TunnelStatus?, timedOut: Bool) -> String {
+            let state = row?.state ?? .down
+            var line = "\(name): \(state.rawValue)"
+            if let error = row?.lastError {
+                line += " — \(error)"
+            } else if timedOut, state == .starting {
+                line += " — still connecting"
+            }
+            if timedOut { line += " (timed out after \(Int(timeout)) s)" }
+            if retries != .ignore, state == .starting, let row {
+                line += "; " + RetryWording.stillTrying(name, attempts: row.attempts, next: row.nextRetry)
+            }
+            return line
+        }
         var ending: String?
         // Login questions on this connection: asked on the terminal, answered on the same connection.
         let answers = AnswerLine(client)
@@ -58,14 +92,14 @@ struct Waiter {
         while true {
             if answers.cancelled { throw Cancelled.atPrompt }
             // Each tunnel not there yet, with its state: the lines are judged by the state, never by their text.
-            var pending: [(state: TunnelState, line: String)] = []
+            var pending: [String] = []
             var failed = false
             for name in names {
                 let row = rows[name]
                 let state = row?.state ?? .down
                 if done(state) { continue }
-                if failFast(state) { failed = true }
-                pending.append((state, "\(name): \(state.rawValue)\(row?.lastError.map { " — \($0)" } ?? "")"))
+                if failFast(state) || retried(row) { failed = true }
+                pending.append(line(name, row, timedOut: false))
             }
             // The snapshot of every named tunnel arrives first: judge only once each has been heard of.
             let heard = names.allSatisfy { rows[$0] != nil }
@@ -75,15 +109,18 @@ struct Waiter {
                 }
                 return []
             }
-            let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) }
-            if heard && failed && allSettled { return pending.map(\.line) }
-            if let ending { return pending.map { "\($0.line) (\(ending))" } }
+            let allSettled = names.allSatisfy { done(rows[$0]?.state ?? .down) || failFast(rows[$0]?.state ?? .down) || retried(rows[$0]) }
+            if heard && failed && allSettled { return pending }
+            if let ending { return pending.map { "\($0) (\(ending))" } }
             // The time a person takes to answer does not count against the timeout.
             if desk.isAsking { deadline = max(deadline, Date().addingTimeInterval(timeout)) }
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else {
                 // A failed tunnel's line already says why; the others ran out of time.
-                return pending.map { $0.state == .failed ? $0.line : "\($0.line) (timed out after \(Int(timeout)) s)" }
+                return names.filter { !done(rows[$0]?.state ?? .down) }.map { name in
+                    let row = rows[name]
+                    return row?.state == .failed ? line(name, row, timedOut: false) : line(name, row, timedOut: true)
+                }
             }
             let reply: ControlReply?
             do {
@@ -99,6 +136,7 @@ struct Waiter {
             let row: TunnelStatus
             switch reply {
             case .prompt(let question):
+                prompted = true
                 desk.show(question)
                 continue
             case .withdrawn(let id):
@@ -110,11 +148,19 @@ struct Waiter {
                 continue
             }
             rows[row.name] = row
-            if tty, !desk.isAsking, shown[row.name] != row.state {
-                shown[row.name] = row.state
-                FileHandle.standardError.write(Data("  \(row.name): \(row.state.rawValue)\(row.lastError.map { " — \($0)" } ?? "")\n".utf8))
+            // Each attempt shows as it happens: a new state, reason or failed attempt is a new line.
+            let progress = Self.progress(row)
+            if tty, !desk.isAsking, shown[row.name] != progress {
+                shown[row.name] = progress
+                FileHandle.standardError.write(Data("  \(progress)\n".utf8))
             }
         }
+    }
+
+    /// "db: starting — ssh: connect to host … refused (attempt 2 failed)".
+    static func progress(_ row: TunnelStatus) -> String {
+        let attempt = row.state == .starting && row.attempts > 0 ? " (attempt \(row.attempts) failed)" : ""
+        return "\(row.name): \(row.state.rawValue)\(row.lastError.map { " — \($0)" } ?? "")\(attempt)"
     }
 
     static func summary(_ row: TunnelStatus?) -> String {

@@ -125,8 +125,12 @@ import Testing
                 // status shows every configured tunnel (plain was never brought up); check, those it checked.
                 #expect(all.count == (args[0] == "status" ? 2 : 1))
                 let rows = all.filter { $0["name"] as? String == "wiki" }
-                #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error", "config"], "\(args)")
+                #expect(keys(rows.first) == ["name", "state", "desired", "host", "forwards", "pid", "since", "restarts", "probe_ms", "last_error", "config",
+                                             "attempts", "next_retry", "last_probe"], "\(args)")
                 #expect(rows.first?["config"] as? String == (args[0] == "status" ? "same" : nil), "\(args)")
+                #expect(rows.first?["attempts"] as? Int == 0, "\(args)")
+                #expect(rows.first?["next_retry"] is NSNull, "\(args)")
+                #expect(rows.first?["last_probe"] is String, "\(args)")
                 #expect(rows.first?["last_error"] is NSNull, "\(args)")
                 let forward = (rows.first?["forwards"] as? [Any])?.first
                 #expect(keys(forward) == ["kind", "spec", "allocated_port", "probe", "probe_ms", "ok", "range", "socks_url", "shared"], "\(args)")

@@ -6,7 +6,7 @@ import TOMLKit
 package enum ConfigLoader {
     static let topKeys = ["hosts", "tunnels", "groups"]
     static let hostKeys = ["hostname", "user", "port", "jump", "identity", "forward_agent", "forward_x11", "options",
-                           "alive_interval", "alive_count", "connect_timeout"]
+                           "alive_interval", "alive_count", "connect_timeout", "retry_max_delay", "max_attempts"]
     static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "probe_target", "public", "autostart", "domains"]
 
     /// Loads the file at `path`; a missing file is an empty config.
@@ -312,6 +312,8 @@ package enum ConfigLoader {
             entry.aliveInterval = int(t, "alive_interval", at: at, range: 1...3600) ?? HostEntry.defaultAliveInterval
             entry.aliveCount = int(t, "alive_count", at: at, range: 1...100) ?? HostEntry.defaultAliveCount
             entry.connectTimeout = int(t, "connect_timeout", at: at, range: 1...600) ?? HostEntry.defaultConnectTimeout
+            entry.retryMaxDelay = int(t, "retry_max_delay", at: at, range: 1...3600)
+            entry.maxAttempts = int(t, "max_attempts", at: at, range: 0...100_000) ?? 0
             if let options = table(t, "options", at: at) {
                 for key in ordered(options.keys, under: at + ["options"]) {
                     let keyPath = at + ["options", key]

@@ -63,6 +63,12 @@ package struct HostEntry: Sendable, Hashable {
     package var aliveInterval: Int = HostEntry.defaultAliveInterval
     package var aliveCount: Int = HostEntry.defaultAliveCount
     package var connectTimeout: Int = HostEntry.defaultConnectTimeout
+    /// The longest wait between two connection attempts, in seconds (the backoff's ceiling); nil: `Backoff`'s
+    /// default (30 s, docs/reliability.md).
+    package var retryMaxDelay: Int?
+    /// Failed connection attempts in a row after which fwd gives up until the user asks again (autossh's
+    /// AUTOSSH_MAXSTART); 0: never gives up.
+    package var maxAttempts: Int = 0
     /// Extra ssh_config options in the order written.
     package var options: [(name: String, value: String)] = []
 
@@ -76,6 +82,7 @@ package struct HostEntry: Sendable, Hashable {
         a.name == b.name && a.hostname == b.hostname && a.user == b.user && a.port == b.port && a.jump == b.jump
             && a.identity == b.identity && a.forwardAgent == b.forwardAgent && a.forwardX11 == b.forwardX11
             && a.aliveInterval == b.aliveInterval && a.aliveCount == b.aliveCount && a.connectTimeout == b.connectTimeout
+            && a.retryMaxDelay == b.retryMaxDelay && a.maxAttempts == b.maxAttempts
             && a.options.map { "\($0.name)=\($0.value)" } == b.options.map { "\($0.name)=\($0.value)" }
     }
 
@@ -168,6 +175,14 @@ package struct FwdConfig: Sendable {
                 members = [name]
             } else if let group = group(named: name) {
                 members = group
+            } else if Self.isGlob(name) {
+                // A shell-style pattern (`fwd up 'db-*'`): the tunnels it matches, and the members of the groups it does.
+                let matched = tunnels.map(\.name).filter { Self.matches(name, $0) }
+                    + groups.filter { Self.matches(name, $0.name) }.flatMap(\.members)
+                guard !matched.isEmpty else {
+                    throw ConfigError.refused("no tunnel or group matches \"\(Validation.printable(name))\"; `fwd list` shows the configured tunnels and groups")
+                }
+                members = matched
             } else {
                 throw ConfigError.unknownName(name, suggestion: ConfigError.closest(to: name, in: tunnels.map(\.name) + groups.map(\.name)))
             }
@@ -177,6 +192,12 @@ package struct FwdConfig: Sendable {
         }
         return result
     }
+
+    /// Whether a name argument is a shell-style pattern: tunnel and group names never hold `*`, `?` or `[`.
+    package static func isGlob(_ name: String) -> Bool { name.contains { "*?[".contains($0) } }
+
+    /// fnmatch(3), as the shell matches file names.
+    static func matches(_ pattern: String, _ name: String) -> Bool { fnmatch(pattern, name, 0) == 0 }
 
     /// The connection target for a tunnel's host: the fwd host entry when there is one.
     package func hostEntry(for tunnel: Tunnel) -> HostEntry? { hosts[tunnel.host] }

@@ -17,6 +17,12 @@ package struct Backoff: Sendable, Equatable {
     /// ends that session, and the tunnel gives up after `SupervisorOptions.remoteListenerRetries` retries.
     package static let remoteListener = Backoff(base: 1, cap: 8)
 
+    /// A local port another program holds is tried again after 0.5, 1, 2, 4 and then every 5 s, until it frees:
+    /// no unprivileged kernel interface reports that a port was released (inotify sees no sockets; sock_diag's
+    /// destroy notifications need CAP_NET_ADMIN), and a bind is the only exact test. Each check is one request
+    /// on the local control socket, no traffic to the server.
+    package static let localPort = Backoff(base: 0.5, cap: 5)
+
     /// The delay before attempt `n` (0 for the first), without jitter: base·2ⁿ capped at `cap`.
     package func delay(attempt n: Int) -> Double {
         min(cap, base * Double(1 << min(max(n, 0), 20)))

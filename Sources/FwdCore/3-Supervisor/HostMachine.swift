@@ -9,6 +9,9 @@ struct HostMachine {
         /// A fatal failure is retried at the user's request, but never more often than this, so a script that
         /// repeats `fwd up` cannot turn it into a retry storm against the server.
         var fatalRetryInterval: Double = 5
+        /// Failed connection attempts in a row after which the host gives up until the user asks again
+        /// (`max_attempts` in `[hosts.X]`); 0: never.
+        var maxAttempts = 0
 
         init(_ options: SupervisorOptions) {
             probeInterval = options.probeInterval
@@ -110,6 +113,12 @@ struct HostMachine {
     /// The tunnels' forwards on the master, their probes, and the tunnels that failed on their own.
     private(set) var forwards = ForwardTable()
     private var lastAttempt: Double?
+    /// Connection attempts that failed in a row since a master was last ready.
+    private(set) var attempts = 0
+    /// Why the last attempt failed, kept on the tunnels' rows while the next one runs.
+    private var lastFailure: String?
+    /// When the reconnect the machine waits for is due.
+    private var retryAt: Double?
     /// When the host was lost; nil while a master is up.
     private var outageStart: Double?
     /// Requests waiting for named tunnels to settle (a state recorded after the request).
@@ -179,15 +188,14 @@ struct HostMachine {
             guard case .connecting = master else { break }
             master = .connecting(pid: pid)
             for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
-                note(name, .starting, error: nil, "connecting to \(host) (ssh pid \(pid))", &out)
+                note(name, .starting, error: lastFailure, "connecting to \(host) (ssh pid \(pid))", &out)
             }
         case .spawnFailed(let g, let failure) where g == generation:
             guard case .connecting = master else { break }
             if failure.failureClass == .fatal {
                 failAll(failure, &out)
             } else {
-                for name in tunnels.keys.sorted() { note(name, .starting, error: failure.description, "waiting for the socket", &out) }
-                scheduleReconnect(pollServer: false, now: now, &out)
+                attemptFailed(failure, error: failure.description, pollServer: false, now: now, &out)
             }
         case .masterReady(let g) where g == generation:
             masterReady(now: now, &out)
@@ -250,11 +258,20 @@ struct HostMachine {
            now - (lastAttempt ?? -.infinity) >= settings.fatalRetryInterval {
             master = .none
             backoff.reset()
+            attempts = 0
         }
         // No server refused anything: asking again logs in at once (and prompts).
         if case .needsAuth = master, !retry.isDisjoint(with: tunnels.keys) {
             master = .none
             backoff.reset()
+        }
+        // Asked for again while waiting out a backoff: one attempt now (at most once a second), so `fwd up`
+        // reports a fresh outcome instead of the timer's. The backoff keeps growing.
+        if case .waiting = master, !retry.isDisjoint(with: tunnels.keys), now - (lastAttempt ?? -.infinity) >= 1 {
+            for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
+                out.append(.record(.retrying(tunnel: name, attempts: attempts, retryIn: nil)))
+            }
+            connect(now: now, &out)
         }
         switch master {
         case .failed(let failure):
@@ -272,8 +289,13 @@ struct HostMachine {
             for name in tunnels.keys.sorted() { note(name, .starting, error: nil, "connecting to \(host)", &out) }
             connect(now: now, &out)
         case .waiting, .connecting:
-            // Tunnels already waiting keep their last error (why the host is reconnecting).
-            for name in newcomers.sorted() { note(name, .starting, error: nil, "waiting for the connection to \(host)", &out) }
+            // Newcomers learn why the host is reconnecting, and when it tries next.
+            for name in newcomers.sorted() {
+                note(name, .starting, error: lastFailure, "waiting for the connection to \(host)", &out)
+                if lastFailure != nil, case .waiting = master, let retryAt {
+                    out.append(.record(.retrying(tunnel: name, attempts: attempts, retryIn: max(0, retryAt - now))))
+                }
+            }
         }
     }
 
@@ -294,6 +316,8 @@ struct HostMachine {
     private mutating func masterReady(now: Double, _ out: inout [HostAction]) {
         guard case .connecting(let pid?) = master else { return }
         master = .ready(pid: pid, since: now)
+        attempts = 0
+        lastFailure = nil
         interactive = asked
         outageStart = nil
         forwards.masterGone()
@@ -357,11 +381,34 @@ struct HostMachine {
             needsAuth(.connectionLost(evidence: failure.evidence), &out)
             return
         }
-        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
-            if uptime != nil { out.append(.record(.restart(tunnel: name, reason: failure.evidence))) }
-            note(name, .starting, error: failure.evidence, "connection lost; reconnecting", &out)
+        guard uptime != nil else {
+            attemptFailed(failure, error: failure.evidence, pollServer: true, now: now, &out)
+            return
         }
-        scheduleReconnect(pollServer: true, now: now, &out)
+        lastFailure = failure.evidence
+        let delay = scheduleReconnect(pollServer: true, now: now, &out)
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
+            out.append(.record(.restart(tunnel: name, reason: failure.evidence)))
+            note(name, .starting, error: failure.evidence, "connection lost; reconnecting", &out)
+            out.append(.record(.retrying(tunnel: name, attempts: attempts, retryIn: delay)))
+        }
+    }
+
+    /// A connection attempt failed with a failure worth retrying: the tunnels say why and when the next try
+    /// is (each counts as a restart), unless the host has used up its `maxAttempts`.
+    private mutating func attemptFailed(_ failure: SSHFailure, error: String, pollServer: Bool, now: Double, _ out: inout [HostAction]) {
+        attempts += 1
+        if settings.maxAttempts > 0, attempts >= settings.maxAttempts {
+            failAll(.gaveUp(failure, attempts: attempts, host: host, tunnels: tunnels.keys.sorted()), &out)
+            return
+        }
+        lastFailure = error
+        let delay = scheduleReconnect(pollServer: pollServer, now: now, &out)
+        for name in tunnels.keys.sorted() where !forwards.hasFailed(name) {
+            out.append(.record(.restart(tunnel: name, reason: failure.evidence)))
+            note(name, .starting, error: error, RetryWording.attemptFailed(attempts, retryIn: delay), &out)
+            out.append(.record(.retrying(tunnel: name, attempts: attempts, retryIn: delay)))
+        }
     }
 
     private mutating func failAll(_ failure: SSHFailure, _ out: inout [HostAction]) {
@@ -382,12 +429,15 @@ struct HostMachine {
     }
 
     /// The executor waits out the backoff, and with `pollServer` reconnects as soon as the SSH port accepts
-    /// again after having been seen closed (`HostRunner.waitToReconnect`).
-    private mutating func scheduleReconnect(pollServer: Bool, now: Double, _ out: inout [HostAction]) {
+    /// again after having been seen closed (`HostRunner.waitToReconnect`). Returns the delay, for the record.
+    @discardableResult
+    private mutating func scheduleReconnect(pollServer: Bool, now: Double, _ out: inout [HostAction]) -> Double {
         master = .waiting
         let delay = backoff.next(jitter: jitter())
+        retryAt = now + delay
         out.append(.waitToReconnect(generation: generation, delay: delay, patience: backoff.cap,
                                     outage: now - (outageStart ?? now), pollServer: pollServer))
+        return delay
     }
 
     private mutating func stopMaster(_ out: inout [HostAction]) {
@@ -438,7 +488,17 @@ struct HostMachine {
             let failure = SSHFailure.classify(stderr: text, status: 255)
             switch failure.failureClass {
             case .localConflict:
-                fail(name, .localPortTaken(spec, holder: holder), &out)
+                // Retried until the port frees (docs/reliability.md, "A port in use"): a bind is the only exact
+                // test, and each check costs one request on the local control socket. Its other forwards are
+                // cancelled meanwhile: no half tunnel.
+                cancelForwards(name, &out)
+                forwards.portInUse(name, spec)
+                let n = forwards.listenerRefused(name)
+                let delay = Backoff.localPort.delay(attempt: n - 1)
+                note(name, .starting, error: TunnelFailure.localPortTaken(spec, holder: holder).error(tunnel: name),
+                     RetryWording.portCheck(n, retryIn: delay), &out)
+                out.append(.record(.retrying(tunnel: name, attempts: n, retryIn: delay)))
+                out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: delay))
             case .remoteListener:
                 let n = forwards.listenerRefused(name)
                 if n > settings.remoteListenerRetries {
@@ -446,6 +506,7 @@ struct HostMachine {
                 } else {
                     let delay = Backoff.remoteListener.delay(attempt: n - 1)
                     note(name, .starting, error: failure.evidence, "server still holds the listener; retry \(n) in \(delay) s", &out)
+                    out.append(.record(.retrying(tunnel: name, attempts: n, retryIn: delay)))
                     out.append(.schedule(.retryForwards(generation: generation, tunnel: name), after: delay))
                 }
             case .fatal, .retry:

@@ -141,7 +141,11 @@ actor HostRunner {
         self.liveness = SSHCommand.Liveness(entry)
         self.paths = paths
         self.writer = writer
-        self.machine = HostMachine(host: host, settings: .init(options), backoff: options.backoff)
+        var settings = HostMachine.Settings(options)
+        settings.maxAttempts = entry?.maxAttempts ?? 0
+        var backoff = options.backoff
+        if let cap = entry?.retryMaxDelay { backoff.cap = Double(cap) }
+        self.machine = HostMachine(host: host, settings: settings, backoff: backoff)
         self.origin = clock.now
         let (stream, continuation) = AsyncStream<Input>.makeStream()
         self.inputs = continuation

@@ -86,9 +86,21 @@ package struct TunnelStatus: Sendable, Codable, Equatable {
     package var lastError: String?
     package var forwards: [ForwardStatus]
     package var updatedAt: Date
+    /// Failed attempts in a row (connecting, or adding a forward the server or a local program refuses) since the
+    /// tunnel was last up; 0 once it is up.
+    package var attempts: Int
+    /// When fwd tries again after the last failed attempt (in the past once that try is under way); nil when no
+    /// retry is scheduled.
+    package var nextRetry: Date?
+    /// When a probe result was last recorded.
+    package var lastProbe: Date?
 
     package init(name: String, host: String, desired: DesiredState, state: TunnelState, pid: Int? = nil, since: Date,
-                restarts: Int = 0, probeMs: Double? = nil, lastError: String? = nil, forwards: [ForwardStatus], updatedAt: Date) {
+                restarts: Int = 0, probeMs: Double? = nil, lastError: String? = nil, forwards: [ForwardStatus], updatedAt: Date,
+                attempts: Int = 0, nextRetry: Date? = nil, lastProbe: Date? = nil) {
+        self.attempts = attempts
+        self.nextRetry = nextRetry
+        self.lastProbe = lastProbe
         self.name = name
         self.host = host
         self.desired = desired
@@ -360,7 +372,8 @@ package final class Store: Sendable {
                     previous = nil
                     try TunnelRow(name: tunnel.name, host: tunnel.host, desired: desired.rawValue, state: TunnelState.down.rawValue,
                                   pid: nil, since: time, restarts: 0, probeMs: nil, lastError: nil,
-                                  forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time).insert(db)
+                                  forwards: try TunnelRow.encode(tunnel.forwards), updatedAt: time,
+                                  attempts: 0, nextRetry: nil, lastProbe: nil).insert(db)
                 }
                 try append(db, time: time, kind: .desired, tunnel: tunnel.name, host: tunnel.host,
                            from: previous, to: desired.rawValue, message: "wanted \(desired.rawValue)")
@@ -431,6 +444,8 @@ package final class Store: Sendable {
             try transition(db, time: time, tunnel, to: state, pid: pid, error: error, message: message)
         case .restart(let tunnel, let reason):
             try recordRestart(db, time: time, tunnel, reason: reason)
+        case .retrying(let tunnel, let attempts, let retryIn):
+            try recordAttempt(db, time: time, tunnel, attempts: attempts, retryIn: retryIn)
         case .probe(let tunnel, let forwards):
             try recordProbe(db, time: time, tunnel, forwards: forwards)
         case .allocatedPort(let tunnel, let spec, let port):
@@ -453,6 +468,9 @@ package final class Store: Sendable {
         row.pid = pid
         row.lastError = error
         row.updatedAt = time
+        // Only a tunnel still on its way up has a retry due; one that got there starts its count over.
+        if state != .starting { row.nextRetry = nil }
+        if [.up, .degraded, .down].contains(state) { row.attempts = 0 }
         if changed {
             // Between up and degraded the connection stays: `since` (the uptime) keeps counting from the connect.
             let connected: Set<String> = [TunnelState.up.rawValue, TunnelState.degraded.rawValue]
@@ -470,6 +488,15 @@ package final class Store: Sendable {
         row.updatedAt = time
         try row.update(db)
         try append(db, time: time, kind: .restart, tunnel: tunnel, host: row.host, from: nil, to: nil, message: reason)
+    }
+
+    /// The failed attempts in a row and when the next try is due (the machine records each attempt's restart).
+    private func recordAttempt(_ db: Database, time: Double, _ tunnel: String, attempts: Int, retryIn: Double?) throws {
+        var row = try existing(db, tunnel)
+        row.attempts = attempts
+        row.nextRetry = retryIn.map { time + $0 }
+        row.updatedAt = time
+        try row.update(db)
     }
 
     /// Stores the latest probe results. Probing is frequent, so only a forward whose result flips gets a
@@ -490,8 +517,8 @@ package final class Store: Sendable {
                        from: before.map { $0 ? "ok" : "failed" }, to: ok ? "ok" : "failed",
                        message: "\(forward.probe) probe of \(forward.kind) forward \(forward.spec) \(ok ? "ok again" : "failed")")
         }
-        let update = try db.cachedStatement(sql: "UPDATE tunnel SET forwards = ?, probeMs = ?, updatedAt = ? WHERE name = ?")
-        try update.execute(arguments: [TunnelRow.encode(new), new.compactMap(\.probeMs).max(), time, tunnel])
+        let update = try db.cachedStatement(sql: "UPDATE tunnel SET forwards = ?, probeMs = ?, updatedAt = ?, lastProbe = ? WHERE name = ?")
+        try update.execute(arguments: [TunnelRow.encode(new), new.compactMap(\.probeMs).max(), time, time, tunnel])
     }
 
     private func setAllocatedPort(_ db: Database, time: Double, _ tunnel: String, spec: String, port: Int) throws {

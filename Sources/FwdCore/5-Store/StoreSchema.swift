@@ -40,6 +40,14 @@ enum StoreSchema {
                 t.column("startedAt", .double).notNull()
             }
         }
+        // Retries (issue 21): the failed attempts in a row, when the next try is due, and when a probe last answered.
+        migrator.registerMigration("v2-retries") { db in
+            try db.alter(table: "tunnel") { t in
+                t.add(column: "attempts", .integer).notNull().defaults(to: 0)
+                t.add(column: "nextRetry", .double)
+                t.add(column: "lastProbe", .double)
+            }
+        }
         return migrator
     }
 
@@ -78,6 +86,9 @@ struct TunnelRow: Codable, FetchableRecord, PersistableRecord {
     var lastError: String?
     var forwards: String
     var updatedAt: Double
+    var attempts: Int
+    var nextRetry: Double?
+    var lastProbe: Double?
 
     func status() throws -> TunnelStatus {
         guard let desired = DesiredState(rawValue: desired), let state = TunnelState(rawValue: state) else {
@@ -87,7 +98,8 @@ struct TunnelRow: Codable, FetchableRecord, PersistableRecord {
             name: name, host: host, desired: desired, state: state, pid: pid,
             since: Date(timeIntervalSince1970: since), restarts: restarts, probeMs: probeMs,
             lastError: lastError, forwards: try Self.decode(forwards, tunnel: name),
-            updatedAt: Date(timeIntervalSince1970: updatedAt))
+            updatedAt: Date(timeIntervalSince1970: updatedAt), attempts: attempts,
+            nextRetry: nextRetry.map(Date.init(timeIntervalSince1970:)), lastProbe: lastProbe.map(Date.init(timeIntervalSince1970:)))
     }
 
     func decodedForwards() throws -> [ForwardStatus] { try Self.decode(forwards, tunnel: name) }

@@ -4,6 +4,8 @@ import Foundation
 enum StoreWrite: Sendable, Equatable {
     case state(tunnel: String, TunnelState, pid: Int?, error: String?, message: String)
     case restart(tunnel: String, reason: String)
+    /// The tunnel's `attempts`-th failed attempt in a row; the next is due in `retryIn` s (nil: none is).
+    case retrying(tunnel: String, attempts: Int, retryIn: Double?)
     case probe(tunnel: String, [ForwardStatus])
     case allocatedPort(tunnel: String, spec: String, port: Int)
     case saveMaster(MasterRecord)
@@ -12,7 +14,7 @@ enum StoreWrite: Sendable, Equatable {
 
     var tunnel: String? {
         switch self {
-        case .state(let t, _, _, _, _), .restart(let t, _), .probe(let t, _), .allocatedPort(let t, _, _): t
+        case .state(let t, _, _, _, _), .restart(let t, _), .retrying(let t, _, _), .probe(let t, _), .allocatedPort(let t, _, _): t
         case .log(_, let t, _, _): t
         case .saveMaster, .removeMaster: nil
         }

@@ -16,6 +16,20 @@ import Testing
         }
     }
 
+    /// The retry policy per host: the backoff's ceiling and giving up after N attempts; bad values at line:col.
+    @Test func retrySettingsAreReadAndValidated() throws {
+        let tunnel = "[tunnels.a]\nhost = \"h\"\nlocal = \"8080:a:80\"\n"
+        let config = try ConfigLoader.parse("[hosts.h]\nretry_max_delay = 10\nmax_attempts = 5\n\n" + tunnel, path: path)
+        #expect(config.hosts["h"]?.retryMaxDelay == 10)
+        #expect(config.hosts["h"]?.maxAttempts == 5)
+        let defaults = try ConfigLoader.parse("[hosts.h]\nport = 22\n\n" + tunnel, path: path)
+        #expect(defaults.hosts["h"]?.retryMaxDelay == nil && defaults.hosts["h"]?.maxAttempts == 0)
+        let bad = diagnostics("[hosts.h]\nretry_max_delay = 0\nmax_attempts = \"many\"\n\n" + tunnel)
+        #expect(bad.map { "\($0.line):\($0.column)" } == ["2:1", "3:1"], "\(bad)")
+        #expect(bad.first?.message.contains("is 0; expected 1–3600") == true, "\(bad)")
+        #expect(bad.last?.message.contains("must be an integer") == true, "\(bad)")
+    }
+
     @Test func parsesTheDocumentedExample() throws {
         let text = """
         [hosts.office]                 # optional

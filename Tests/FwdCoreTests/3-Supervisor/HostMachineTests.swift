@@ -174,6 +174,77 @@ import FwdLab
         #expect(late.contains { if case .waitToReconnect(_, _, 30, 91, true) = $0 { true } else { false } })
     }
 
+    /// Each failed attempt is recorded with its count and the time to the next one, keeps its reason on the rows
+    /// while the next attempt runs, and counts as a restart; a master that gets up starts the count over.
+    @Test func failedAttemptsAreCountedWithTheirReasonAndNextTry() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 7))
+        let refused = "ssh: connect to host a.lab port 22: Connection refused"
+        let first = d.send(.masterExited(generation: d.g, status: 255, stderr: refused + "\n"), at: 0.3)
+        #expect(first.contains(.record(.state(tunnel: "wiki", .starting, pid: nil, error: refused, message: "attempt 1 failed; next try in 0.5 s"))))
+        #expect(first.contains(.record(.retrying(tunnel: "wiki", attempts: 1, retryIn: 0.5))))
+        #expect(first.contains(.record(.restart(tunnel: "wiki", reason: refused))), "RESTARTS counts attempts")
+        // A tunnel asked for meanwhile (within a second of the attempt) learns the reason and the time left.
+        let newcomer = d.send(.update([Self.wiki, Self.db], retry: ["db"], token: 99), at: 0.5)
+        #expect(newcomer.contains(.record(.state(tunnel: "db", .starting, pid: nil, error: refused, message: "waiting for the connection to office"))))
+        #expect(newcomer.contains { if case .record(.retrying("db", 1, let left?)) = $0 { abs(left - 0.3) < 1e-9 } else { false } })
+        _ = d.send(.connectDue(generation: d.g), at: 1.5)
+        let retrying = d.send(.spawned(generation: d.g, pid: 8))
+        #expect(retrying.contains(.record(.state(tunnel: "wiki", .starting, pid: 8, error: refused, message: "connecting to office (ssh pid 8)"))),
+                "the reason stays while the next attempt runs")
+        let second = d.send(.masterExited(generation: d.g, status: 255, stderr: refused), at: 2)
+        #expect(second.contains(.record(.retrying(tunnel: "wiki", attempts: 2, retryIn: 1))))
+        _ = d.send(.connectDue(generation: d.g), at: 3)
+        _ = d.send(.spawned(generation: d.g, pid: 9))
+        _ = d.send(.masterReady(generation: d.g))
+        #expect(d.machine.attempts == 0)
+    }
+
+    /// Asking for a tunnel again while its host waits out a backoff tries at once (at most once a second), so
+    /// the request ends with a fresh outcome; the backoff keeps growing.
+    @Test func askingAgainWhileWaitingTriesAtOnceAtMostOnceASecond() {
+        var d = Drive()
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 7))
+        _ = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 0.2)
+        #expect(!d.want([Self.wiki], retry: ["wiki"]).contains { if case .spawnMaster = $0 { true } else { false } }, "within a second of the last")
+        d.now = 1.5
+        let again = d.want([Self.wiki], retry: ["wiki"])
+        #expect(again.contains(.spawnMaster(generation: d.g)))
+        #expect(again.contains(.record(.retrying(tunnel: "wiki", attempts: 1, retryIn: nil))), "the old retry time is no outcome of this request")
+        _ = d.send(.spawned(generation: d.g, pid: 8))
+        let failed = d.send(.masterExited(generation: d.g, status: 255, stderr: "Connection refused"), at: 1.6)
+        #expect(Self.waits(failed).map(\.delay) == [1])
+        // A request that does not name it (a reload) waits for the timer.
+        d.now = 5
+        #expect(!d.want([Self.wiki]).contains { if case .spawnMaster = $0 { true } else { false } })
+    }
+
+    /// `max_attempts`: after that many failed attempts in a row the host gives up, in the last attempt's words,
+    /// until the user asks again.
+    @Test func aHostGivesUpAfterMaxAttempts() {
+        var d = Drive()
+        var settings = HostMachine.Settings(SupervisorOptions())
+        settings.maxAttempts = 2
+        d.machine = HostMachine(host: "office", settings: settings, backoff: Backoff(), jitter: { 0 })
+        _ = d.want([Self.wiki])
+        _ = d.send(.spawned(generation: d.g, pid: 7))
+        let refused = "ssh: connect to host a.lab port 22: Connection refused"
+        #expect(Self.waits(d.send(.masterExited(generation: d.g, status: 255, stderr: refused), at: 1)).count == 1)
+        _ = d.send(.connectDue(generation: d.g), at: 2)
+        _ = d.send(.spawned(generation: d.g, pid: 8))
+        let last = d.send(.masterExited(generation: d.g, status: 255, stderr: refused), at: 3)
+        #expect(Self.waits(last).isEmpty)
+        #expect(Self.states(last) == ["wiki": .failed])
+        let advice = "fwd gave up after 2 failed attempts (max_attempts in [hosts.office]); `fwd up wiki` tries again"
+        #expect(last.contains { if case .record(.state("wiki", .failed, _, refused + " — " + advice, _)) = $0 { true } else { false } })
+        // Asked again (past the 5 s rate limit of a failure fwd does not retry): a fresh count.
+        d.now = 10
+        #expect(d.want([Self.wiki], retry: ["wiki"]).contains(.spawnMaster(generation: d.g)))
+        #expect(d.machine.attempts == 0)
+    }
+
     @Test func backoffResetsAfterAStableConnection() {
         var d = Drive()
         _ = d.up([Self.wiki])
@@ -210,11 +281,12 @@ import FwdLab
         _ = d.want([Self.wiki])
         let busy = SSHFailure(failureClass: .retry, evidence: "an ssh master fwd did not start already serves …", advice: "end that ssh session")
         let actions = d.send(.spawnFailed(generation: 1, busy))
-        #expect(Self.messages(actions) == ["waiting for the socket"])
+        #expect(Self.messages(actions) == ["attempt 1 failed; next try in 0.5 s"])
+        #expect(actions.contains(.record(.retrying(tunnel: "wiki", attempts: 1, retryIn: 0.5))), "`fwd up` learns the outcome at once")
         #expect(Self.waits(actions).map(\.pollServer) == [false])
     }
 
-    @Test func takenLocalPortFailsOnlyThatTunnelAndCancelsWhatItHadAdded() {
+    @Test func takenLocalPortIsCheckedAgainUntilItFreesAndCancelsWhatItHadAdded() {
         var d = Drive()
         let two = Self.tunnel("two", ["8080:a:1", "8081:b:2"])
         _ = d.want([two, Self.db])
@@ -224,10 +296,29 @@ import FwdLab
         let clash = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[1],
                                          .refused("forwarding request failed: Port forwarding failed", holder: "pid 77 (nc)")))
         #expect(clash.first == .cancelForward(two.forwards[0]))
-        #expect(Self.states(clash) == ["two": .failed])
-        #expect(clash.contains { if case .record(.state("two", .failed, _, "local port 8081 is already in use (held by pid 77 (nc)): stop that program or change the port in two's local forward", _)) = $0 { true } else { false } })
+        #expect(Self.states(clash) == ["two": .starting])
+        #expect(clash.contains { if case .record(.state("two", .starting, _, "local port 8081 is already in use (held by pid 77 (nc)): stop that program or change the port in two's local forward; fwd takes it once it is free", "the port is in use (check 1); checking again in 0.5 s")) = $0 { true } else { false } })
+        #expect(clash.contains(.record(.retrying(tunnel: "two", attempts: 1, retryIn: 0.5))))
+        #expect(clash.contains(.schedule(.retryForwards(generation: 1, tunnel: "two"), after: 0.5)))
         let fine = d.send(.forwardAdded(generation: 1, tunnel: "db", Self.db.forwards[0], .added(allocatedPort: nil)))
         #expect(Self.probeJobs(fine) == [Self.db], "the other tunnel is unaffected")
+        // Still held at the next checks: the checks slow down to every 5 s, the holder named each time afresh.
+        var delays: [Double] = []
+        for holder in ["pid 77 (nc)", "pid 78 (nc)", "pid 78 (nc)", "pid 78 (nc)", "pid 78 (nc)"] {
+            // The taken port goes first: the other forward does not go up and down with each check.
+            let again = d.send(.retryForwards(generation: 1, tunnel: "two"))
+            #expect(again == [.addForward(generation: 1, tunnel: "two", two.forwards[1])])
+            let held = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[1],
+                                            .refused("forwarding request failed: Port forwarding failed", holder: holder)))
+            delays += held.compactMap { if case .schedule(.retryForwards, let after) = $0 { after } else { nil } }
+        }
+        #expect(delays == [1, 2, 4, 5, 5])
+        // The program exited: the next check takes the port, then the other forward, and the tunnel comes up.
+        _ = d.send(.retryForwards(generation: 1, tunnel: "two"))
+        let freed = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[1], .added(allocatedPort: nil)))
+        #expect(freed.contains(.addForward(generation: 1, tunnel: "two", two.forwards[0])))
+        let complete = d.send(.forwardAdded(generation: 1, tunnel: "two", two.forwards[0], .added(allocatedPort: nil)))
+        #expect(Self.probeJobs(complete) == [two])
     }
 
     @Test func heldRemoteListenerIsRetriedWithGrowingDelaysThenFailsWithAdvice() {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FwdCore
 
@@ -7,12 +8,24 @@ import Testing
         let tcp = try ForwardSpec.parse("8080:wiki.lan:80", kind: .local)
         let socket = ForwardSpec(kind: .local, listen: .unix(path: "/tmp/wiki.sock"), target: .tcp(host: "wiki.lan", port: 80))
         let held = TunnelFailure.localPortTaken(tcp, holder: "pid 7 (nc)")
-        #expect(held.error(tunnel: "wiki") == "local port 8080 is already in use (held by pid 7 (nc)): stop that program or change the port in wiki's local forward")
+        #expect(held.error(tunnel: "wiki") == "local port 8080 is already in use (held by pid 7 (nc)): stop that program or change the port in wiki's local forward; fwd takes it once it is free")
         #expect(held.summary == "cannot listen on local port 8080")
         let unix = TunnelFailure.localPortTaken(socket, holder: nil)
-        #expect(unix.error(tunnel: "wiki") == "/tmp/wiki.sock is already taken: move it, or change the path in wiki's local forward")
+        #expect(unix.error(tunnel: "wiki") == "/tmp/wiki.sock is already taken: move it, or change the path in wiki's local forward; fwd takes it once it is free")
         #expect(unix.summary == "cannot listen on /tmp/wiki.sock")
         #expect(TunnelFailure.remoteListenerHeld(evidence: "e", retries: 6).summary == "gave up after 6 retries")
+    }
+
+    @Test func aRetriedTunnelSaysThatFwdKeepsTryingWhenAndHowToStopIt() {
+        let now = Date(timeIntervalSince1970: 1000)
+        #expect(RetryWording.stillTrying("db", attempts: 1, next: now.addingTimeInterval(4.2), now: now)
+                == "fwd keeps trying in the background after 1 failed attempt (next try in 4 s); `fwd down db` stops it")
+        #expect(RetryWording.stillTrying("db", attempts: 3, next: now.addingTimeInterval(0.46), now: now)
+                == "fwd keeps trying in the background after 3 failed attempts (next try in 0.4 s); `fwd down db` stops it")
+        #expect(RetryWording.stillTrying("db", attempts: 0, next: nil, now: now)
+                == "fwd keeps trying in the background (trying again now); `fwd down db` stops it")
+        #expect(RetryWording.nextTry(now.addingTimeInterval(-1), now: now) == nil, "a try under way is not announced")
+        #expect(RetryWording.attemptFailed(2, retryIn: 1) == "attempt 2 failed; next try in 1 s")
     }
 
     @Test func everyLoginQuestionNoTerminalCanAnswerSaysWhatToRunAndIsFatal() {

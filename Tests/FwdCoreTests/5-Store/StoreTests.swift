@@ -58,7 +58,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 @Suite struct StoreTests {
     @Test func migrationsCreateTheSchema() throws {
         let store = try Store.inMemory()
-        #expect(try store.appliedMigrations() == ["v1"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-retries"])
         #expect(try store.tunnels().isEmpty)
         #expect(try store.events().isEmpty)
         #expect(try store.masters().isEmpty)
@@ -79,7 +79,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 
             // A second process opening while the first is open sees the same data; migrations are not rerun.
             let second = try Store(path: path)
-            #expect(try second.appliedMigrations() == ["v1"])
+            #expect(try second.appliedMigrations() == ["v1", "v2-retries"])
             #expect(try second.tunnel("wiki")?.host == "office")
             try second.log(.daemon, tunnel: nil, host: nil, message: "started")
             #expect(try first.events().map(\.kind) == [.desired, .daemon])
@@ -127,6 +127,31 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
         #expect(kept.last?.message == "event 1000")
         #expect(zip(kept, kept.dropFirst()).allSatisfy { $1.id == $0.id + 1 }, "the newest ones, without gaps")
         #expect(try store.events(tunnel: "t", after: kept.last!.id).isEmpty)
+    }
+
+    /// A failed attempt counts as a restart and records the count and when the next try is; a probe records its
+    /// time; getting up clears the count and the retry.
+    @Test func retriesAreRecordedUntilTheTunnelIsUp() throws {
+        let clock = TestClock()
+        let store = try Store.inMemory(now: { clock.now })
+        try store.setDesired(.up, recorded: [want("wiki", "office", [wikiForward])])
+        try write(store, .state(tunnel: "wiki", .starting, pid: nil, error: "Connection refused", message: "attempt 1 failed"))
+        try write(store, .retrying(tunnel: "wiki", attempts: 1, retryIn: 4))
+        var row = try #require(try store.tunnel("wiki"))
+        #expect(row.attempts == 1)
+        #expect(row.restarts == 0, "the machine records the restart itself")
+        #expect(abs((row.nextRetry?.timeIntervalSince(clock.now) ?? 0) - 4) < 0.001)
+        #expect(row.lastProbe == nil)
+        // The next attempt runs: the state stays starting and the retry time with it.
+        try write(store, .state(tunnel: "wiki", .starting, pid: 9, error: "Connection refused", message: "connecting"))
+        #expect(try store.tunnel("wiki")?.nextRetry != nil)
+        clock.advance()
+        try write(store, .state(tunnel: "wiki", .up, pid: 9, error: nil, message: "up"))
+        try write(store, .probe(tunnel: "wiki", [wikiForward]))
+        row = try #require(try store.tunnel("wiki"))
+        #expect(row.attempts == 0)
+        #expect(row.nextRetry == nil)
+        #expect(row.lastProbe == clock.now)
     }
 
     @Test func transitionLogsOneEventPerRealChange() throws {
@@ -375,7 +400,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             }
             #expect(errors.isEmpty, "\(errors)")
             let store = try Store(path: path)
-            #expect(try store.appliedMigrations() == ["v1"])
+            #expect(try store.appliedMigrations() == ["v1", "v2-retries"])
             #expect(try store.events().count == 10)
         }
     }
@@ -400,9 +425,9 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             let path = dir + "/fwd.db"
             let store = try Store(path: path)
             try store.database.write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v7-later'), ('unnumbered')") }
-            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 1)) { try Store(path: path) }
-            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 1))
-            #expect(StoreSchema.version == 1)
+            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 2)) { try Store(path: path) }
+            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 2))
+            #expect(StoreSchema.version == 2)
         }
     }
 

@@ -25,8 +25,11 @@ struct ForwardTable {
     private var probing: Set<String> = []
     /// Tunnels that failed on their own (port taken, server listener held) while the host is fine.
     private(set) var failures: [String: TunnelFailure] = [:]
-    /// The server's refusals of a tunnel's -R listener since the tunnel was last complete.
+    /// Refusals of a tunnel's listeners (the server's -R, or a local port in use) since the tunnel was last complete.
     private var remoteRetries: [String: Int] = [:]
+    /// The forward whose local port was in use, per tunnel: the next check sends it first, so the tunnel's other
+    /// forwards do not go up and down with each check.
+    private var blocked: [String: ForwardSpec] = [:]
     /// Probe rounds in a row without an answer, per tunnel.
     private(set) var stalled: [String: Int] = [:]
     /// Public -R forwards whose listener the server keeps on its loopback, as a probe on this master found. sshd
@@ -68,7 +71,9 @@ struct ForwardTable {
     /// refusals are forgotten.
     mutating func next(for tunnel: Tunnel) -> Next {
         guard adding[tunnel.name] == nil else { return .inFlight }
-        guard let f = tunnel.forwards.first(where: { !(added[tunnel.name] ?? []).contains($0) }) else {
+        let live = added[tunnel.name] ?? []
+        let first = blocked[tunnel.name].flatMap { tunnel.forwards.contains($0) && !live.contains($0) ? $0 : nil }
+        guard let f = first ?? tunnel.forwards.first(where: { !live.contains($0) }) else {
             remoteRetries[tunnel.name] = nil
             return .allLive
         }
@@ -88,6 +93,7 @@ struct ForwardTable {
     /// its first probe; for a -R of port 0, the port the server picked is kept and returned (to be recorded).
     mutating func live(_ name: String, _ spec: ForwardSpec, ms: Double, allocatedPort: Int?) -> Int? {
         added[name, default: []].append(spec)
+        if blocked[name] == spec { blocked[name] = nil }
         guard spec.kind == .remote else { return nil }
         confirmed[spec] = ms
         guard spec.listenPort == 0, let allocatedPort else { return nil }
@@ -107,11 +113,17 @@ struct ForwardTable {
         return live
     }
 
-    /// The server refused the tunnel's -R listener once more: returns how many times in a row (from 1).
+    /// The server refused the tunnel's -R listener, or its local port was in use, once more: returns how many
+    /// times in a row (from 1).
     mutating func listenerRefused(_ name: String) -> Int {
         let n = (remoteRetries[name] ?? 0) + 1
         remoteRetries[name] = n
         return n
+    }
+
+    /// The forward's local port is in use: it goes first at the next check.
+    mutating func portInUse(_ name: String, _ spec: ForwardSpec) {
+        blocked[name] = spec
     }
 
     // MARK: failures

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What `HostMachine` decided, as typed reasons, and the words a person reads for each. The machine says what
 /// happened; this file says it to the user. `SSHFailure` (2-SSH) words what ssh itself printed.
 ///
@@ -26,12 +28,13 @@ enum NeedsAuthCause: Sendable, Equatable {
     }
 }
 
-/// Why one tunnel failed on its own while its host is fine. It stays failed until the user asks for it again.
+/// Why one tunnel cannot come up on its own while its host is fine.
 enum TunnelFailure: Sendable, Equatable {
-    /// The local port (or socket) of one of its forwards is held by another program (`holder`, when known).
+    /// The local port (or socket) of one of its forwards is held by another program (`holder`, when known). Not a
+    /// failure that waits for the user: the tunnel checks again (`Backoff.localPort`) and comes up once it frees.
     case localPortTaken(ForwardSpec, holder: String?)
-    /// The server kept refusing a -R listener (an old session still holds it) through `retries` retries;
-    /// `evidence` is ssh's line.
+    /// The server kept refusing a -R listener: the tunnel is failed until the user asks for it again.
+    /// (An old session still holds it) through `retries` retries; `evidence` is ssh's line.
     case remoteListenerHeld(evidence: String, retries: Int)
 
     /// The tunnel's error: what is wrong and what to do.
@@ -40,9 +43,9 @@ enum TunnelFailure: Sendable, Equatable {
         case .localPortTaken(let spec, let holder):
             let held = holder.map { " (held by \($0))" } ?? ""
             if case .unix = spec.listen {
-                return "\(Self.port(spec)) is already taken\(held): move it, or change the path in \(name)'s \(spec.kind.rawValue) forward"
+                return "\(Self.port(spec)) is already taken\(held): move it, or change the path in \(name)'s \(spec.kind.rawValue) forward; fwd takes it once it is free"
             }
-            return "\(Self.port(spec)) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward"
+            return "\(Self.port(spec)) is already in use\(held): stop that program or change the port in \(name)'s \(spec.kind.rawValue) forward; fwd takes it once it is free"
         case .remoteListenerHeld(let evidence, _):
             return "\(evidence) — the server kept refusing; check what listens on that port on the server (or lower its ClientAliveInterval), then `fwd up \(name)`"
         }
@@ -143,5 +146,46 @@ extension SSHFailure {
     static func typedAnswerRefused(_ kind: LoginPromptKind, evidence: String, tunnels names: [String]) -> SSHFailure {
         SSHFailure(failureClass: .fatal, evidence: evidence,
                    advice: "the server refused \(kind.noun) typed at the terminal; fwd does not try again by itself: `fwd up \(names.joined(separator: " "))` to try once more")
+    }
+}
+
+/// Retries the user is told about: the state messages of a failed attempt, and the line `fwd up` ends with while a
+/// tunnel is still being retried in the background.
+package enum RetryWording {
+    /// A connection attempt failed (its reason is the tunnel's error).
+    static func attemptFailed(_ n: Int, retryIn delay: Double) -> String {
+        "attempt \(n) failed; next try in \(seconds(delay))"
+    }
+
+    /// A forward's local port is in use; it is tried again after `delay`.
+    static func portCheck(_ n: Int, retryIn delay: Double) -> String {
+        "the port is in use (check \(n)); checking again in \(seconds(delay))"
+    }
+
+    /// What `fwd up` says of a tunnel that did not come up and is retried: after its reason, that fwd keeps
+    /// trying, when, and how to stop it.
+    package static func stillTrying(_ name: String, attempts: Int, next: Date?, now: Date = Date()) -> String {
+        let when = nextTry(next, now: now) ?? "trying again now"
+        let count = attempts > 0 ? " after \(attempts) failed attempt\(attempts == 1 ? "" : "s")" : ""
+        return "fwd keeps trying in the background\(count) (\(when)); `fwd down \(name)` stops it"
+    }
+
+    /// "next try in 4 s" while a retry is due; nil when none is, or it is under way.
+    package static func nextTry(_ next: Date?, now: Date = Date()) -> String? {
+        guard let next, next > now else { return nil }
+        return "next try in \(seconds(next.timeIntervalSince(now)))"
+    }
+
+    /// "4 s", "0.5 s".
+    static func seconds(_ s: Double) -> String {
+        s < 1 ? "\(Double(Int(s * 10)) / 10) s" : "\(Int(s.rounded())) s"
+    }
+}
+
+extension SSHFailure {
+    /// The host used up its `max_attempts`: not retried until the user asks again. `failure` is the last attempt's.
+    static func gaveUp(_ failure: SSHFailure, attempts: Int, host: String, tunnels names: [String]) -> SSHFailure {
+        SSHFailure(failureClass: .fatal, evidence: failure.evidence,
+                   advice: "fwd gave up after \(attempts) failed attempts (max_attempts in [hosts.\(host)]); `fwd up \(names.joined(separator: " "))` tries again")
     }
 }
