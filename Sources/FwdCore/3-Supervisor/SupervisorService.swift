@@ -51,6 +51,8 @@ package final class SupervisorService: Sendable {
                 return true
             }
         }
+        // Before any write: the metrics carry on from the recorded counters (they survive restarts).
+        try supervisor.metrics.load(store)
         try await supervisor.reapStaleMasters()
         writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))"))
 
@@ -230,7 +232,7 @@ package final class SupervisorService: Sendable {
                                                    message: "removed from \(configPath): taken down"))
                 }
             }
-            try store.forgetDown(keeping: Set(config.tunnels.map(\.name)))
+            supervisor.metrics.forget(try store.forgetDown(keeping: Set(config.tunnels.map(\.name))))
             wanted = desired.compactMap { config.tunnel(named: $0.name) }
         }
         return await supervisor.apply(config, wanted: wanted, retry: retry)

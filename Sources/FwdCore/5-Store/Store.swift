@@ -27,6 +27,8 @@ package enum EventKind: String, Sendable, Codable, CaseIterable {
     case network
     case daemon
     case error
+    /// An `on_change` hook ran: how it ended, and its stderr.
+    case hook
 }
 package enum DesiredState: String, Sendable, Codable { case up, down }
 
@@ -440,6 +442,34 @@ package final class Store: Sendable {
             try MasterRow.deleteOne(db, key: host)
         case .log(let kind, let tunnel, let host, let message):
             try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
+        case .tally(let key, let samples):
+            try addTally(db, key, samples)
+        }
+    }
+
+    private func addTally(_ db: Database, _ key: TallyKey, _ samples: [Double]) throws {
+        let select = try db.cachedStatement(sql: "SELECT count, sum, buckets FROM tally WHERE metric = ? AND subject = ?")
+        var tally = Tally()
+        if let row = try Row.fetchOne(select, arguments: [key.metric.rawValue, key.subject]) {
+            tally = Tally(count: row["count"], sum: row["sum"], buckets: (try? JSONDecoder().decode([Int].self, from: Data((row["buckets"] as String).utf8))) ?? [])
+        }
+        tally.add(samples, bounds: key.metric.bounds)
+        let save = try db.cachedStatement(sql: "INSERT OR REPLACE INTO tally (metric, subject, count, sum, buckets) VALUES (?, ?, ?, ?, ?)")
+        try save.execute(arguments: [key.metric.rawValue, key.subject, tally.count, tally.sum,
+                                     String(decoding: try JSONEncoder().encode(tally.buckets), as: UTF8.self)])
+    }
+
+    /// Every counter and histogram of the metrics, as committed.
+    package func tallies() throws -> [TallyKey: Tally] {
+        try reading { db in
+            var result: [TallyKey: Tally] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT metric, subject, count, sum, buckets FROM tally") {
+                guard let metric = TallyMetric(rawValue: row["metric"]) else { continue }  // a newer fwd's
+                let buckets = (try? JSONDecoder().decode([Int].self, from: Data((row["buckets"] as String).utf8))) ?? []
+                result[TallyKey(metric, row["subject"])] = Tally(count: row["count"], sum: row["sum"],
+                                                                 buckets: buckets.count == metric.bounds.count ? buckets : [])
+            }
+            return result
         }
     }
 
@@ -509,14 +539,21 @@ package final class Store: Sendable {
     }
 
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
-    /// from the config, once nothing of them runs.
-    package func forgetDown(keeping: Set<String>) throws {
+    /// from the config, once nothing of them runs. Their counters go with them (a series that ends may start
+    /// again from 0). Returns the names forgotten.
+    @discardableResult
+    package func forgetDown(keeping: Set<String>) throws -> [String] {
         try database.write { db in
             let rows = try TunnelRow.fetchAll(db)
+            var forgotten: [String] = []
             for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
                 && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
                 _ = try TunnelRow.deleteOne(db, key: row.name)
+                try db.execute(sql: "DELETE FROM tally WHERE subject = ? AND metric IN (?, ?)",
+                               arguments: [row.name, TallyMetric.probeSeconds.rawValue, TallyMetric.probeFailures.rawValue])
+                forgotten.append(row.name)
             }
+            return forgotten
         }
     }
 
