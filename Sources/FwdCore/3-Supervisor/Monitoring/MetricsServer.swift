@@ -72,6 +72,10 @@ final class MetricsServer: Sendable {
         let terminator: [UInt8] = Array("\r\n\r\n".utf8)
         while true {
             if let end = input.firstRange(of: terminator) {
+                guard end.lowerBound <= requestLimit else {
+                    _ = await write(fd, response(431, "the request head is larger than \(requestLimit) bytes\n"), until: until)
+                    return
+                }
                 let reply = respond(to: Array(input[..<end.lowerBound]), body: body)
                 _ = await write(fd, reply, until: until)
                 return

@@ -1,0 +1,236 @@
+import Foundation
+@testable import FwdCore
+import FwdLab
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Metrics and hooks (issue 23) through the real binary, a real sshd, Debian's promtool and a real Prometheus.
+@Suite(.serialized) struct MonitoringTests {
+    /// The value of the first series in `text` that starts with `series` (name and labels as printed).
+    static func value(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+
+    static func wikiConfig(_ f: FwdFixture, port: Int, target: Int, extra: String = "") throws {
+        try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+        try f.write(config: """
+        \(extra)
+        [tunnels.wiki]
+        host = "lab"
+        local = "\(port):127.0.0.1:\(target)"
+        """)
+    }
+
+    @Test func promtoolAcceptsFwdMetricsWithAndWithoutASupervisor() async throws {
+        guard let promtool = Tool.path("promtool") else {
+            print("skipped the promtool test: needs promtool (apt-get install prometheus; .ci/run installs it)")
+            return
+        }
+        try await FwdFixture.with { f in
+            try Self.wikiConfig(f, port: try LocalPort.free(), target: f.web.port)
+            let up = try f.fwd("up", "wiki", "--timeout", "20")
+            #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
+            let running = try f.fwd("metrics")
+            #expect(running.ok, "\(running.stderr)")
+            #expect(Self.value(running.stdout, "fwd_tunnel_up{tunnel=\"wiki\",host=\"lab\"}") == 1, "\(running.stdout)")
+            #expect(Self.value(running.stdout, "fwd_master_up{host=\"lab\"}") == 1)
+            #expect(Self.value(running.stdout, "fwd_tunnel_state{tunnel=\"wiki\",host=\"lab\",state=\"up\"}") == 1)
+            #expect(Self.value(running.stdout, "fwd_master_connect_seconds_count{host=\"lab\"}") == 1)
+            #expect(running.stdout.contains("fwd_build_info{version=\""))
+            let file = f.dir + "/metrics.prom"
+            try FileSystem.writeAtomically(running.stdout, to: file)
+            let check = try f.run(["/bin/sh", "-c", "\"$0\" check metrics < \"$1\"", promtool, file])
+            #expect(check.ok, "promtool: \(check.stdout) \(check.stderr)")
+
+            _ = try f.fwd("daemon", "--stop")
+            let offline = try f.fwd("metrics")
+            #expect(offline.ok, "\(offline.stderr)")
+            #expect(Self.value(offline.stdout, "fwd_tunnel_up{tunnel=\"wiki\",host=\"lab\"}") == 0, "\(offline.stdout)")
+            try FileSystem.writeAtomically(offline.stdout, to: file)
+            let again = try f.run(["/bin/sh", "-c", "\"$0\" check metrics < \"$1\"", promtool, file])
+            #expect(again.ok, "promtool: \(again.stdout) \(again.stderr)")
+        }
+    }
+
+    /// Prometheus scrapes `[metrics] listen` once a second: it reads the tunnel up, then down within 6 s of its
+    /// target dying.
+    @Test func prometheusReadsTheTunnelGoDown() async throws {
+        guard let prometheus = Tool.path("prometheus") else {
+            print("skipped the Prometheus test: needs prometheus (apt-get install prometheus; .ci/run installs it)")
+            return
+        }
+        try await FwdFixture.with { f in
+            let target = try TinyHTTPServer(body: "target")
+            var targetStopped = false
+            defer { if !targetStopped { target.stop() } }
+            let metricsPort = try LocalPort.free(), promPort = try LocalPort.free()
+            try Self.wikiConfig(f, port: try LocalPort.free(), target: target.port, extra: "[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"\n")
+            let up = try f.fwd("up", "wiki", "--timeout", "20")
+            #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
+            let direct = try HTTPGet.fetch(host: "127.0.0.1", port: metricsPort, path: "/metrics")
+            #expect(direct.status == 200 && direct.body.contains("fwd_tunnel_up{tunnel=\"wiki\",host=\"lab\"} 1"), "\(direct.body)")
+
+            try FileSystem.writeAtomically("""
+            global:
+              scrape_interval: 1s
+              scrape_timeout: 1s
+            scrape_configs:
+              - job_name: fwd
+                static_configs:
+                  - targets: ["127.0.0.1:\(metricsPort)"]
+            """, to: f.dir + "/prometheus.yml")
+            let server = try ChildProcess([prometheus, "--config.file=\(f.dir)/prometheus.yml", "--storage.tsdb.path=\(f.dir)/tsdb",
+                                           "--web.listen-address=127.0.0.1:\(promPort)"], outputPath: f.dir + "/prometheus.log")
+            defer { server.kill() }
+            func query() -> Double? {
+                let q = "fwd_tunnel_up%7Btunnel%3D%22wiki%22%7D"
+                guard let r = try? HTTPGet.fetch(host: "127.0.0.1", port: promPort, path: "/api/v1/query?query=\(q)", timeout: 2),
+                      let json = try? JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any],
+                      let data = json["data"] as? [String: Any], let result = data["result"] as? [[String: Any]],
+                      let value = result.first?["value"] as? [Any], let text = value.last as? String else { return nil }
+                return Double(text)
+            }
+            func wait(for expected: Double, seconds: Double) -> Double? {
+                let start = Date()
+                while Date().timeIntervalSince(start) < seconds {
+                    if query() == expected { return Date().timeIntervalSince(start) }
+                    usleep(200_000)
+                }
+                return nil
+            }
+            let sawUp = wait(for: 1, seconds: 30)
+            #expect(sawUp != nil, "Prometheus never read fwd_tunnel_up 1: \(FileSystem.read(f.dir + "/prometheus.log")?.suffix(2000) ?? "")")
+            guard sawUp != nil else { return }
+            target.stop()
+            targetStopped = true
+            let sawDown = wait(for: 0, seconds: 6)
+            #expect(sawDown != nil, "Prometheus did not read fwd_tunnel_up 0 within 6 s; state \(f.state("wiki") ?? "?")")
+            print("Prometheus read the tunnel down \(sawDown.map { String(format: "%.1f", $0) } ?? "never") s after its target died")
+        }
+    }
+
+    /// Counters and histograms are kept in the database: a new supervisor carries on from them.
+    @Test func countersSurviveASupervisorRestart() async throws {
+        try await FwdFixture.with { f in
+            try Self.wikiConfig(f, port: try LocalPort.free(), target: f.web.port)
+            #expect(try f.fwd("up", "wiki", "--timeout", "20").ok)
+            // A master lost while up is one restart.
+            for pid in f.masters() { kill(pid, SIGKILL) }
+            let deadline = Date().addingTimeInterval(15)
+            var first = ""
+            repeat {
+                first = try f.fwd("metrics").stdout
+                if Self.value(first, "fwd_tunnel_restarts_total{tunnel=\"wiki\",host=\"lab\"}") == 1,
+                   Self.value(first, "fwd_tunnel_up{tunnel=\"wiki\",host=\"lab\"}") == 1,
+                   (Self.value(first, "fwd_probe_duration_seconds_count{tunnel=\"wiki\",host=\"lab\"}") ?? 0) >= 3 { break }
+                usleep(200_000)
+            } while Date() < deadline
+            let probes = try #require(Self.value(first, "fwd_probe_duration_seconds_count{tunnel=\"wiki\",host=\"lab\"}"))
+            let sum = try #require(Self.value(first, "fwd_probe_duration_seconds_sum{tunnel=\"wiki\",host=\"lab\"}"))
+            #expect(probes >= 3 && sum > 0, "\(first)")
+            #expect(Self.value(first, "fwd_tunnel_restarts_total{tunnel=\"wiki\",host=\"lab\"}") == 1, "\(first)")
+            #expect(Self.value(first, "fwd_master_connect_seconds_count{host=\"lab\"}") == 2, "\(first)")
+
+            _ = try f.fwd("daemon", "--stop")
+            #expect(try f.fwd("up", "wiki", "--timeout", "20").ok)
+            let second = try f.fwd("metrics").stdout
+            #expect((Self.value(second, "fwd_probe_duration_seconds_count{tunnel=\"wiki\",host=\"lab\"}") ?? 0) >= probes, "\(second)")
+            #expect((Self.value(second, "fwd_probe_duration_seconds_sum{tunnel=\"wiki\",host=\"lab\"}") ?? 0) >= sum)
+            #expect(Self.value(second, "fwd_tunnel_restarts_total{tunnel=\"wiki\",host=\"lab\"}") == 1, "\(second)")
+            #expect(Self.value(second, "fwd_master_connect_seconds_count{host=\"lab\"}") == 3, "\(second)")
+        }
+    }
+
+    /// A script that appends one line per run: start time|tunnel|host|previous|state|reason|forwards.
+    static func recordingHook(_ f: FwdFixture, log: String) throws -> String {
+        let path = f.dir + "/hook.sh"
+        try FileSystem.writeAtomically("""
+        #!/bin/sh
+        printf '%s|%s|%s|%s|%s|%s|%s\\n' "$(date +%s.%N)" "$FWD_TUNNEL" "$FWD_HOST" "$FWD_PREVIOUS_STATE" "$FWD_STATE" "$FWD_REASON" "$FWD_FORWARDS" >> '\(log)'
+        echo "hook said this on stderr" >&2
+        exit 3
+        """, to: path)
+        chmod(path, 0o755)
+        return path
+    }
+
+    static func hookLines(_ log: String) -> [[String]] {
+        (FileSystem.read(log) ?? "").split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// The state events of `tunnel` (time, from, to), from the database.
+    static func stateEvents(_ f: FwdFixture, _ tunnel: String) -> [Event] {
+        ((try? Store.readOnly(path: f.paths.database)?.events(tunnel: tunnel)) ?? []).filter { $0.kind == .state }
+    }
+
+    /// A hook gets the tunnel, host, old and new state, reason and forwards in its environment, within 1 s of the
+    /// change; a hook that hangs is killed at its timeout and logged, and holds up neither another tunnel's
+    /// recovery nor its hooks.
+    @Test func hooksGetTheChangeAndAHangingOneHoldsUpNothing() async throws {
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            let target = try TinyHTTPServer(body: "target")
+            let targetPort = target.port
+            var current: TinyHTTPServer? = target
+            defer { current?.stop() }
+            let log = f.dir + "/hook.log"
+            let hook = try Self.recordingHook(f, log: log)
+            let quickPort = try LocalPort.free(), slowPort = try LocalPort.free()
+            let marker = Int.random(in: 40000...49999)
+            try f.write(config: """
+            [hooks]
+            on_change = "\(hook)"
+            timeout = 2
+
+            [tunnels.quick]
+            host = "lab"
+            local = "\(quickPort):127.0.0.1:\(targetPort)"
+
+            [tunnels.slow]
+            host = "lab"
+            local = "\(slowPort):127.0.0.1:\(targetPort)"
+            on_change = "sleep \(marker)"
+            """)
+            let up = try f.fwd("up", "quick", "slow", "--timeout", "20")
+            #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
+            // The target dies and comes back while slow's hooks hang.
+            current?.stop()
+            current = nil
+            #expect(f.waitForState("quick", "degraded", timeout: 10) != nil)
+            current = try TinyHTTPServer(port: targetPort, body: "target")
+            let recovered = f.waitForState("quick", "up", timeout: 10)
+            #expect(recovered != nil && recovered! < 5, "quick took \(recovered ?? -1) s to recover")
+            usleep(1_500_000)
+
+            let lines = Self.hookLines(log)
+            let changes = Self.stateEvents(f, "quick")
+            #expect(changes.count >= 4, "\(changes)")
+            for event in changes {
+                let line = lines.first { $0.count == 7 && $0[1] == "quick" && $0[3] == event.from && $0[4] == event.to }
+                let seen = try #require(line, "no hook ran for quick \(event.from ?? "?") → \(event.to ?? "?"): \(lines)")
+                #expect(seen[2] == "lab")
+                #expect(seen[6] == "127.0.0.1:\(quickPort):127.0.0.1:\(targetPort)")
+                #expect(!seen[5].isEmpty)
+                let delay = (Double(seen[0]) ?? 0) - event.time.timeIntervalSince1970
+                #expect(delay < 1, "the hook for \(event.from ?? "?") → \(event.to ?? "?") started \(delay) s after the change")
+            }
+            #expect(lines.contains { $0.count == 7 && $0[4] == "degraded" && $0[5].contains("does not answer") }, "\(lines)")
+            #expect(!lines.contains { $0.count > 1 && $0[1] == "slow" }, "slow ran the global hook: \(lines)")
+
+            // slow's hooks were killed at 2 s (the whole process group) and said so in the log.
+            let deadline = Date().addingTimeInterval(6)
+            while Date() < deadline, !f.processes(where: { $0.contains { $0.contains("\(marker)") } }).isEmpty { usleep(200_000) }
+            #expect(f.processes(where: { $0.contains { $0.contains("\(marker)") } }).isEmpty, "a hanging hook was not killed")
+            let events = (try? Store.readOnly(path: f.paths.database)?.events()) ?? []
+            let hookEvents = events.filter { $0.kind == .hook }
+            #expect(hookEvents.contains { $0.tunnel == "slow" && $0.message.contains("did not finish within 2 s and was killed") }, "\(hookEvents.map(\.message))")
+            #expect(hookEvents.contains { $0.tunnel == "quick" && $0.message.contains("exited with status 3") && $0.message.contains("hook said this on stderr") },
+                    "\(hookEvents.map(\.message))")
+        }
+    }
+}
