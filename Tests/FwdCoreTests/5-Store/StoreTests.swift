@@ -58,7 +58,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 @Suite struct StoreTests {
     @Test func migrationsCreateTheSchema() throws {
         let store = try Store.inMemory()
-        #expect(try store.appliedMigrations() == ["v1"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-tally"])
         #expect(try store.tunnels().isEmpty)
         #expect(try store.events().isEmpty)
         #expect(try store.masters().isEmpty)
@@ -79,7 +79,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 
             // A second process opening while the first is open sees the same data; migrations are not rerun.
             let second = try Store(path: path)
-            #expect(try second.appliedMigrations() == ["v1"])
+            #expect(try second.appliedMigrations() == ["v1", "v2-tally"])
             #expect(try second.tunnel("wiki")?.host == "office")
             try second.log(.daemon, tunnel: nil, host: nil, message: "started")
             #expect(try first.events().map(\.kind) == [.desired, .daemon])
@@ -375,7 +375,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             }
             #expect(errors.isEmpty, "\(errors)")
             let store = try Store(path: path)
-            #expect(try store.appliedMigrations() == ["v1"])
+            #expect(try store.appliedMigrations() == ["v1", "v2-tally"])
             #expect(try store.events().count == 10)
         }
     }
@@ -400,9 +400,9 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             let path = dir + "/fwd.db"
             let store = try Store(path: path)
             try store.database.write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v7-later'), ('unnumbered')") }
-            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 1)) { try Store(path: path) }
-            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 1))
-            #expect(StoreSchema.version == 1)
+            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 2)) { try Store(path: path) }
+            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 2))
+            #expect(StoreSchema.version == 2)
         }
     }
 
