@@ -18,6 +18,8 @@ package struct SupervisorOptions: Sendable {
     package var askpass: String?
     /// The fwd version, for the metrics' `fwd_build_info`.
     package var version = "unknown"
+    /// Seconds between two desktop notifications of one tunnel; what happens in between is summarized after.
+    package var notifyInterval: Double = 30
 
     package init() {}
 
@@ -25,6 +27,7 @@ package struct SupervisorOptions: Sendable {
         var o = SupervisorOptions()
         if let s = env["FWD_PROBE_INTERVAL"], let v = Double(s), v > 0 { o.probeInterval = v }
         if let s = env["FWD_IDLE_EXIT"], let v = Double(s), v > 0 { o.idleExit = v }
+        if let s = env["FWD_NOTIFY_INTERVAL"], let v = Double(s), v > 0 { o.notifyInterval = v }
         return o
     }
 }

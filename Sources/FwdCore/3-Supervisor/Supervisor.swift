@@ -28,6 +28,7 @@ package actor Supervisor {
     private nonisolated let changeListeners = Locked<[@Sendable ([StateChange]) -> Void]>([])
     private var metricsServer: MetricsServer?
     nonisolated let hooks: Hooks
+    nonisolated let notifier: DesktopNotifier
 
     package init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
@@ -42,7 +43,11 @@ package actor Supervisor {
         }
         self.options = options
         hooks = Hooks(writer: writer)
-        onChange { [hooks] in hooks.changed($0) }
+        notifier = DesktopNotifier(writer: writer, interval: .seconds(options.notifyInterval))
+        onChange { [hooks, notifier] in
+            hooks.changed($0)
+            notifier.changed($0)
+        }
     }
 
     /// Adds a listener for state changes (hooks, notifications).
@@ -114,6 +119,7 @@ package actor Supervisor {
         for t in wanted { everWanted[t.name] = t }
         metrics.hosts(wanted)
         hooks.configure(config)
+        notifier.configure(config)
         serveMetrics(config.monitoring.metricsListen)
         // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or an ssh_config file ssh reads
         // (the user's, the system's, and what they include) changed: a warm `fwd up` on a live master should
