@@ -323,4 +323,25 @@ import Glibc
             #expect(!notes().contains { ($0["summary"] as? String)?.contains("quiet") == true }, "notify = false was notified: \(notes())")
         }
     }
+
+    /// The alert rules the README and docs/usage.md show are rules `promtool check rules` accepts.
+    @Test func theDocumentedAlertRulesPassPromtool() throws {
+        guard let promtool = Tool.path("promtool") else {
+            print("skipped the promtool rules test: needs promtool (apt-get install prometheus; .ci/run installs it)")
+            return
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fwd-rules-\(UUID().uuidString.prefix(8))").path
+        try FileSystem.makePrivateDirectory(dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for doc in ["README.md", "docs/usage.md"] {
+            let text = try #require(FileSystem.read(FwdBinary.packageRoot + "/" + doc))
+            let blocks = text.components(separatedBy: "```yaml\n").dropFirst().map { $0.components(separatedBy: "```")[0] }
+            let rules = try #require(blocks.first { $0.contains("alert: FwdTunnelDown") }, "\(doc) has no alert rules")
+            #expect(rules.contains("alert: FwdLoginNeeded") && rules.contains("for: 1m"))
+            let file = dir + "/rules.yml"
+            try FileSystem.writeAtomically(rules, to: file)
+            let check = try ChildProcess.run([promtool, "check", "rules", file])
+            #expect(check.exit == .exited(0) && check.output.contains("SUCCESS: 2 rules found"), "\(doc): \(check.output)")
+        }
+    }
 }
