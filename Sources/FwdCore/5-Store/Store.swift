@@ -533,9 +533,18 @@ package final class Store: Sendable {
         try row.update(db)
     }
 
-    /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.
+    /// Forgets a tunnel that is no longer configured, with its counters. Its events stay until pruned with the oldest.
     package func remove(_ tunnel: String) throws {
-        _ = try writing { db in try TunnelRow.deleteOne(db, key: tunnel) }
+        try writing { db in
+            _ = try TunnelRow.deleteOne(db, key: tunnel)
+            try Self.forgetTallies(db, tunnel: tunnel)
+        }
+    }
+
+    /// A tunnel's counters and histograms end with its row: a tunnel added again under that name starts from 0.
+    private static func forgetTallies(_ db: Database, tunnel: String) throws {
+        try db.execute(sql: "DELETE FROM tally WHERE subject = ? AND metric IN (?, ?)",
+                       arguments: [tunnel, TallyMetric.probeSeconds.rawValue, TallyMetric.probeFailures.rawValue])
     }
 
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
@@ -549,8 +558,7 @@ package final class Store: Sendable {
             for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
                 && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
                 _ = try TunnelRow.deleteOne(db, key: row.name)
-                try db.execute(sql: "DELETE FROM tally WHERE subject = ? AND metric IN (?, ?)",
-                               arguments: [row.name, TallyMetric.probeSeconds.rawValue, TallyMetric.probeFailures.rawValue])
+                try Self.forgetTallies(db, tunnel: row.name)
                 forgotten.append(row.name)
             }
             return forgotten

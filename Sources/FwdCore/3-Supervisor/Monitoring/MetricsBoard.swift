@@ -102,10 +102,11 @@ package final class MetricsBoard: Sendable {
         }
     }
 
-    /// Tunnels the store forgot (removed from the config): their series end.
-    package func forget(_ names: [String]) {
+    /// Tunnels removed from the config (by an edit, or `fwd rm`) end their series once nothing of them runs, as
+    /// the store forgets their rows (`Store.forgetDown`).
+    package func forgetDown(keeping names: Set<String>) {
         state.withLock { s in
-            for name in names {
+            for (name, t) in s.tunnels where !names.contains(name) && (t.state == .down || t.state == .failed) {
                 s.tunnels[name] = nil
                 s.tallies[TallyKey(.probeSeconds, name)] = nil
                 s.tallies[TallyKey(.probeFailures, name)] = nil

@@ -200,6 +200,18 @@ import Glibc
                             StateChange(tunnel: "a", host: "h", from: .starting, to: .degraded, reason: "target down: refused")])
     }
 
+    /// A tunnel gone from the config ends its series once it is down; one still running keeps them.
+    @Test func removedTunnelsEndTheirSeriesOnceDown() {
+        let board = MetricsBoard(version: "x")
+        board.hosts([Tunnel(name: "gone", host: "h", forwards: []), Tunnel(name: "running", host: "h", forwards: []),
+                     Tunnel(name: "kept", host: "h", forwards: [])])
+        board.committed([.state(tunnel: "running", .up, pid: 1, error: nil, message: "m"), .tally(TallyKey(.probeFailures, "gone"), [1])])
+        board.forgetDown(keeping: ["kept"])
+        #expect(Set(board.snapshot.tunnels.keys) == ["running", "kept"])
+        #expect(board.snapshot.tallies.isEmpty)
+        #expect(!board.exposition().contains("tunnel=\"gone\""))
+    }
+
     /// The tallies a board shows are the ones the store commits: a new board loaded from the store shows them.
     @Test func talliesRoundTripThroughTheStore() throws {
         let store = try Store.inMemory()
