@@ -114,6 +114,41 @@ import Glibc
         }
     }
 
+    /// A scrape is answered from the supervisor's memory: while another process holds the database's write lock
+    /// (so the store writer waits), scrapes are still answered at once, and their counters stand still until the
+    /// writes commit.
+    @Test func aScrapeDoesNotWaitForABusyDatabase() async throws {
+        guard let sqlite = Tool.path("sqlite3") else {
+            print("skipped the busy-database scrape test: needs sqlite3 (apt-get install sqlite3)")
+            return
+        }
+        try await FwdFixture.with { f in
+            let metricsPort = try LocalPort.free()
+            try Self.wikiConfig(f, port: try LocalPort.free(), target: f.web.port, extra: "[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"\n")
+            #expect(try f.fwd("up", "wiki", "--timeout", "20").ok)
+            let series = "fwd_probe_duration_seconds_count{tunnel=\"wiki\",host=\"lab\"}"
+            func scrape() throws -> (seconds: Double, probes: Double?) {
+                let start = Date()
+                let r = try HTTPGet.fetch(host: "127.0.0.1", port: metricsPort, path: "/metrics")
+                #expect(r.status == 200 && r.body.contains("fwd_tunnel_up{tunnel=\"wiki\",host=\"lab\"} 1"))
+                return (Date().timeIntervalSince(start), Self.value(r.body, series))
+            }
+            let holder = try ChildProcess(["/bin/sh", "-c", "(echo 'BEGIN EXCLUSIVE;'; sleep 4; echo 'COMMIT;') | \"$0\" \"$1\"",
+                                           sqlite, f.paths.database])
+            defer { holder.kill() }
+            usleep(1_200_000)  // probe rounds every 0.5 s: the writer now waits for the lock
+            let during = try scrape()
+            usleep(1_000_000)
+            let later = try scrape()
+            #expect(during.seconds < 0.5 && later.seconds < 0.5, "scrapes took \(during.seconds) s and \(later.seconds) s")
+            #expect(during.probes != nil && during.probes == later.probes, "counters moved while nothing could commit: \(during) \(later)")
+            #expect(holder.waitExit(timeout: 10) != nil)
+            usleep(1_500_000)
+            let after = try scrape()
+            #expect((after.probes ?? 0) > (later.probes ?? 0), "the held writes did not arrive: \(later) \(after)")
+        }
+    }
+
     /// Counters and histograms are kept in the database: a new supervisor carries on from them.
     @Test func countersSurviveASupervisorRestart() async throws {
         try await FwdFixture.with { f in
