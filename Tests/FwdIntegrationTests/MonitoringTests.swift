@@ -272,42 +272,10 @@ import Glibc
     /// On a private session bus with a stand-in notification server: a dropped tunnel sends a Notify naming it
     /// within 5 s, a flapping one is held to one per interval and a summary, and `notify = false` sends none.
     @Test func desktopNotificationsOnAPrivateSessionBus() async throws {
-        let python = "/usr/bin/python3"
-        guard let runSession = Tool.path("dbus-run-session"), Tool.path("gdbus") != nil,
-              (try? ChildProcess.run([python, "-c", "import dbus, dbus.service, dbus.mainloop.glib; from gi.repository import GLib"]).exit) == .exited(0) else {
-            print("skipped the desktop notification test: needs dbus-run-session (dbus-daemon), gdbus (libglib2.0-bin), python3-dbus and python3-gi")
-            return
-        }
         try await FwdFixture.with { f in
-            let script = f.dir + "/notifications.py", log = f.dir + "/notify.log", addressFile = f.dir + "/bus"
-            try FileSystem.writeAtomically("""
-            import dbus, dbus.service, dbus.mainloop.glib, json, os, sys, time
-            from gi.repository import GLib
-            dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
-            class Notifications(dbus.service.Object):
-                @dbus.service.method("org.freedesktop.Notifications", in_signature="susssasa{sv}i", out_signature="u")
-                def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
-                    with open(sys.argv[1], "a") as f:
-                        f.write(json.dumps({"time": time.time(), "app": str(app), "summary": str(summary), "body": str(body)}) + "\\n")
-                    return 1
-            bus = dbus.SessionBus()
-            name = dbus.service.BusName("org.freedesktop.Notifications", bus)
-            Notifications(bus, "/org/freedesktop/Notifications")
-            with open(sys.argv[2] + ".tmp", "w") as f:
-                f.write(os.environ["DBUS_SESSION_BUS_ADDRESS"])
-            os.rename(sys.argv[2] + ".tmp", sys.argv[2])
-            GLib.MainLoop().run()
-            """, to: script)
-            let server = try ChildProcess([runSession, "--", python, script, log, addressFile], outputPath: f.dir + "/notify-server.log")
-            defer {
-                // Its own process group: the bus daemon and the stand-in go with dbus-run-session.
-                sendSignal(-server.pid, SIGKILL)
-                server.kill()
-            }
-            let ready = Date().addingTimeInterval(10)
-            while FileSystem.read(addressFile) == nil, Date() < ready { usleep(50_000) }
-            let address = try #require(FileSystem.read(addressFile), "the stand-in did not start: \(FileSystem.read(f.dir + "/notify-server.log") ?? "")")
-
+            guard let standIn = try NotificationStandIn.start(in: f.dir) else { return }
+            defer { standIn.stop() }
+            let address = standIn.address
             try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
             var target: TinyHTTPServer? = try TinyHTTPServer(body: "target")
             let port = target!.port
@@ -325,9 +293,7 @@ import Glibc
             let env: [String: String?] = ["DBUS_SESSION_BUS_ADDRESS": address, "FWD_NOTIFY_INTERVAL": "4"]
             let up = try f.fwd(arguments: ["up", "loud", "quiet", "--timeout", "20"], environment: env)
             #expect(up.ok, "fwd up: \(up.stdout) \(up.stderr)")
-            func notes() -> [[String: Any]] {
-                (FileSystem.read(log) ?? "").split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            }
+            func notes() -> [[String: Any]] { standIn.notes }
             #expect(notes().isEmpty, "a first up is not news: \(notes())")
 
             // The target dies: loud is told of within 5 s.
