@@ -549,19 +549,15 @@ package final class Store: Sendable {
 
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
     /// from the config, once nothing of them runs. Their counters go with them (a series that ends may start
-    /// again from 0). Returns the names forgotten.
-    @discardableResult
-    package func forgetDown(keeping: Set<String>) throws -> [String] {
+    /// again from 0).
+    package func forgetDown(keeping: Set<String>) throws {
         try database.write { db in
             let rows = try TunnelRow.fetchAll(db)
-            var forgotten: [String] = []
             for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
                 && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
                 _ = try TunnelRow.deleteOne(db, key: row.name)
                 try Self.forgetTallies(db, tunnel: row.name)
-                forgotten.append(row.name)
             }
-            return forgotten
         }
     }
 

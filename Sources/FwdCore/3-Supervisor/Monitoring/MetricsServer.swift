@@ -40,10 +40,13 @@ final class MetricsServer: Sendable {
         } catch {
             throw MetricsServerError("cannot serve metrics on \(listen): \(error)")
         }
-        let (open, isUnix) = (self.open, { if case .unix = listen { true } else { false } }())
+        // A UNIX socket admits this user only (as the control socket does); TCP has no peer credentials.
+        var anyPeer = true
+        if case .unix = listen { anyPeer = false }
+        let (open, tcp) = (self.open, anyPeer)
         acceptor = Locked(Task {
             let socket = Descriptor(raw)
-            await UnixSocket.acceptLoop(socket, anyPeer: !isUnix, room: { open.current < Self.connectionLimit }) { client in
+            await UnixSocket.acceptLoop(socket, anyPeer: tcp, room: { open.current < Self.connectionLimit }) { client in
                 open.withLock { $0 += 1 }
                 let fd = client.release()
                 Task {
