@@ -266,6 +266,16 @@ import Glibc
             #expect(hookEvents.contains { $0.tunnel == "slow" && $0.message.contains("did not finish within 2 s and was killed") }, "\(hookEvents.map(\.message))")
             #expect(hookEvents.contains { $0.tunnel == "quick" && $0.message.contains("exited with status 3") && $0.message.contains("hook said this on stderr") },
                     "\(hookEvents.map(\.message))")
+
+            // Stopping the supervisor takes the tunnels down: those hooks run, and none outlives it.
+            let stop = Date()
+            _ = try f.fwd("daemon", "--stop")
+            #expect(Date().timeIntervalSince(stop) < 10)
+            #expect(f.processes(where: { $0.contains { $0.contains("\(marker)") } }).isEmpty, "a hook outlived its supervisor")
+            let last = ((try? Store.readOnly(path: f.paths.database)?.events()) ?? []).filter { $0.kind == .hook }
+            // Its timeout (2 s) ends before the supervisor's grace (3 s) does.
+            #expect(last.contains { $0.tunnel == "slow" && $0.message.contains("up → down did not finish within 2 s and was killed") }, "\(last.map(\.message))")
+            #expect(Self.hookLines(log).contains { $0.count == 7 && $0[1] == "quick" && $0[4] == "down" }, "\(Self.hookLines(log))")
         }
     }
 

@@ -225,6 +225,9 @@ package actor Supervisor {
         }
         runners = [:]
         serveMetrics(nil)
+        // The last changes' hooks are queued once their writes commit; they get a little time, then are ended.
+        await writer.flush()
+        await hooks.finish(grace: .seconds(3))
         await writer.flush()
     }
 

@@ -22,6 +22,10 @@ package final class Hooks: Sendable {
         var forwards: [String: [String]] = [:]
         var running = 0
         var queue: [Job] = []
+        /// The runs under way, to end them when the supervisor stops.
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var nextTask = 0
+        var stopping = false
     }
 
     private let writer: StoreWriter
@@ -41,7 +45,7 @@ package final class Hooks: Sendable {
     func changed(_ changes: [StateChange]) {
         var dropped: [StateChange] = []
         let start: [Job] = state.withLock { s in
-            for change in changes {
+            for change in changes where !s.stopping {
                 guard let command = s.settings.hook(for: change.tunnel) else { continue }
                 guard s.queue.count < Self.queueLimit else {
                     dropped.append(change)
@@ -75,28 +79,55 @@ package final class Hooks: Sendable {
         return jobs
     }
 
+    /// When the supervisor stops: hooks already started (those of the last changes, a tunnel going down among
+    /// them) get up to `grace` to finish; then they and everything they started are ended, so no hook outlives
+    /// its supervisor. Queued ones are dropped.
+    func finish(grace: Duration) async {
+        state.withLock { s in
+            s.stopping = true
+            s.queue = []
+        }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, !state.withLock({ $0.tasks.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let left = state.withLock { Array($0.tasks.values) }
+        for task in left { task.cancel() }
+        for task in left { await task.value }
+    }
+
     /// Runs `job`, logs how it ended, then starts what waited for its slot.
     private static func run(_ job: Job, writer: StoreWriter, state: Locked<State>) {
-        Task.detached {
-            let outcome = await ShellCommand.run(job.command, environment: job.environment, timeout: .seconds(job.timeout))
-            let c = job.change
-            let what = "hook for \(c.from.rawValue) → \(c.to.rawValue)"
-            let stderr = outcome.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            let said = stderr.isEmpty ? "" : "; stderr: \(Validation.printable(stderr))"
-            let message: String
-            if outcome.timedOut {
-                message = "\(what) did not finish within \(Int(job.timeout)) s and was killed\(said)"
-            } else if let status = outcome.status {
-                message = "\(what) exited with status \(status) after \(String(format: "%.1f", outcome.seconds)) s\(said)"
-            } else {
-                message = "\(what) could not run: \(stderr)"
-            }
-            writer.enqueue(.log(.hook, tunnel: c.tunnel, host: c.host, message: message))
-            let next = state.withLock { s in
-                s.running -= 1
-                return Self.take(&s)
-            }
-            for job in next { run(job, writer: writer, state: state) }
+        state.withLock { s in
+            s.nextTask += 1
+            let id = s.nextTask
+            // Registered under the lock before it can end, so its own removal always finds it.
+            s.tasks[id] = Task.detached { await execute(job, id: id, writer: writer, state: state) }
         }
+    }
+
+    private static func execute(_ job: Job, id: Int, writer: StoreWriter, state: Locked<State>) async {
+        let outcome = await ShellCommand.run(job.command, environment: job.environment, timeout: .seconds(job.timeout))
+        let c = job.change
+        let what = "hook for \(c.from.rawValue) → \(c.to.rawValue)"
+        let stderr = outcome.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        let said = stderr.isEmpty ? "" : "; stderr: \(Validation.printable(stderr))"
+        let message: String
+        if Task.isCancelled {
+            message = "\(what) was ended: the supervisor stopped\(said)"
+        } else if outcome.timedOut {
+            message = "\(what) did not finish within \(Int(job.timeout)) s and was killed\(said)"
+        } else if let status = outcome.status {
+            message = "\(what) exited with status \(status) after \(String(format: "%.1f", outcome.seconds)) s\(said)"
+        } else {
+            message = "\(what) could not run: \(stderr)"
+        }
+        writer.enqueue(.log(.hook, tunnel: c.tunnel, host: c.host, message: message))
+        let next = state.withLock { s in
+            s.running -= 1
+            s.tasks[id] = nil
+            return Self.take(&s)
+        }
+        for job in next { run(job, writer: writer, state: state) }
     }
 }

@@ -255,8 +255,8 @@ import Glibc
         #expect(left.isEmpty, "left running: \(left)")
 
         let quick = ContinuousClock.now
-        let background = await ShellCommand.run("sleep \(marker + 2) & exit 0", environment: [:], timeout: .seconds(5))
+        let background = await ShellCommand.run("sleep 2.\(marker) & exit 0", environment: [:], timeout: .seconds(5))
         #expect(background.status == 0 && ContinuousClock.now - quick < .seconds(2), "\(background)")
-        for pid in ProcessTable.allPids() where ProcessTable.commandLine(of: pid).contains(where: { $0.contains("\(marker + 2)") }) { kill(pid, SIGKILL) }
+        for pid in ProcessTable.allPids() where ProcessTable.commandLine(of: pid).contains(where: { $0.contains("2.\(marker)") }) { kill(pid, SIGKILL) }
     }
 }
