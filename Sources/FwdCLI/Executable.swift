@@ -7,6 +7,7 @@ extension SupervisorOptions {
     static func withAskpass() -> SupervisorOptions {
         var options = SupervisorOptions.fromEnvironment()
         options.askpass = Executable.path
+        options.version = FwdVersion.current
         return options
     }
 }

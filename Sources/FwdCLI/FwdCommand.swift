@@ -17,7 +17,7 @@ package struct FwdCommand: AsyncParsableCommand {
             ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self, ReloadCommand.self,
             RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self, ReconnectCommand.self,
             ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,
-            AskpassCommand.self,
+            MetricsCommand.self, AskpassCommand.self,
         ]
     )
 

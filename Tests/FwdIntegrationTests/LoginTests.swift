@@ -210,6 +210,29 @@ struct LoginTests {
         }
     }
 
+    @Test("a login waiting with no terminal is told of: fwd_login_needed is 1 and a desktop notification says to run fwd up")
+    func waitingLoginIsToldOf() async throws {
+        try await world(.password) { f, login, _ in
+            guard let standIn = try NotificationStandIn.start(in: f.dir) else { return }
+            defer { standIn.stop() }
+            let prompt = "\(login.loginName)@127.0.0.1's password: "
+            let first = try PseudoTerminal.with([FwdFixture.binary, "up", "wiki"], environment: f.environment(["DBUS_SESSION_BUS_ADDRESS": standIn.address])) {
+                answer($0, prompt: prompt, with: login.secret)
+            }
+            #expect(first.exit == .exited(0), "\(first.after)")
+            #expect(try f.fwd("metrics").stdout.contains("fwd_login_needed{host=\"login\"} 0\n"))
+            let sessions = ProcessTable.allPids().filter { pid in login.sshd.pid.map { ProcessTable.parent(of: pid) == $0 } ?? false }
+            for pid in sessions.flatMap(SecretHygiene.processTree(of:)).reversed() { kill(pid, SIGKILL) }
+            #expect(f.waitForState("wiki", .needsAuth, timeout: 15) != nil, "\(String(describing: f.state("wiki")))")
+            let metrics = try f.fwd("metrics").stdout
+            #expect(metrics.contains("fwd_login_needed{host=\"login\"} 1\n"), "\(metrics)")
+            #expect(metrics.contains("fwd_tunnel_state{tunnel=\"wiki\",host=\"login\",state=\"needs-auth\"} 1\n"))
+            let note = try #require(standIn.wait(forSummary: "fwd: wiki needs a login", timeout: 5), "\(standIn.notes)")
+            #expect((note["body"] as? String)?.contains("run `fwd up wiki` to log in") == true, "\(note)")
+            #expect(SecretHygiene.findings(of: login.secret, directories: [f.dir], pids: fwdProcesses(f)) == [], "the password leaked")
+        }
+    }
+
     @Test("Ctrl-C at the prompt: fwd up ends, the tunnel is down and no ssh is left")
     func cancelAtPrompt() async throws {
         try await world(.password) { f, login, _ in

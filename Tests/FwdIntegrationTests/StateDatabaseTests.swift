@@ -49,10 +49,10 @@ import Glibc
             #expect(f.masters().count == 1)
             let config = try #require(FileSystem.read(f.configPath))
 
-            let sqlite = try f.run(["sqlite3", database(f), "INSERT INTO grdb_migrations VALUES ('v3-from-the-future')"])
+            let sqlite = try f.run(["sqlite3", database(f), "INSERT INTO grdb_migrations VALUES ('v4-from-the-future')"])
             #expect(sqlite.ok, "\(sqlite.stderr)")
 
-            let newer = "was written by a newer fwd (schema 3 > 2, the newest this fwd knows)"
+            let newer = "was written by a newer fwd (schema 4 > 3, the newest this fwd knows)"
             try expectRefused(f, newer, "status")
             try expectRefused(f, newer, "up", "wiki")
             try expectRefused(f, newer, "logs", "wiki")

@@ -1,13 +1,21 @@
 import Foundation
 import TOMLKit
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reads fwd.toml into a validated `FwdConfig`. Every problem is reported with file, line and column;
 /// the loader never writes anything, so a broken config changes nothing.
 package enum ConfigLoader {
-    static let topKeys = ["hosts", "tunnels", "groups"]
+    static let topKeys = ["hosts", "tunnels", "groups", "metrics", "hooks", "notify"]
+    static let metricsKeys = ["listen", "public"]
+    static let hooksKeys = ["on_change", "timeout"]
     static let hostKeys = ["hostname", "user", "port", "jump", "identity", "forward_agent", "forward_x11", "options",
                            "alive_interval", "alive_count", "connect_timeout", "retry_max_delay", "max_attempts"]
-    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "probe_target", "public", "autostart", "domains"]
+    static let tunnelKeys = ["host", "local", "remote", "dynamic", "probe", "probe_target", "public", "autostart", "domains",
+                             "on_change", "notify"]
 
     /// Loads the file at `path`; a missing file is an empty config.
     package static func load(path: String) throws(ConfigError) -> FwdConfig {
@@ -42,6 +50,41 @@ package enum ConfigLoader {
             throw .invalid(reader.diagnostics.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
         }
         return config
+    }
+
+    struct Problem: Error { var text: String }
+
+    /// `[metrics] listen`: a UNIX socket path (starting with '/'), or `[address:]port` as a -D forward is written,
+    /// with the same rules: loopback (127.0.0.1 when no address is written) unless `public = true`.
+    static func metricsListen(_ text: String, isPublic: Bool) -> Result<MetricsListen, Problem> {
+        if text.hasPrefix("/") {
+            if let p = Validation.pathProblem(text) { return .failure(Problem(text: "listen: \(p)")) }
+            if text.utf8.count > ForwardSpec.maxSocketPathBytes {
+                return .failure(Problem(text: "listen: the socket path is \(text.utf8.count) bytes; UNIX socket paths must be shorter than \(ForwardSpec.maxSocketPathBytes + 1) bytes"))
+            }
+            if text.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) {
+                return .failure(Problem(text: "listen: the socket path \"\(Validation.printable(text))\" contains '..'; write the path without parent-directory steps"))
+            }
+            return .success(.unix(path: text))
+        }
+        let spec: ForwardSpec
+        do {
+            spec = try ForwardSpec.parse(text, kind: .dynamic)
+        } catch {
+            return .failure(Problem(text: "listen \"\(Validation.printable(text))\": \(error.reason); write \"127.0.0.1:9412\" (address:port) or a UNIX socket path"))
+        }
+        guard case .tcp(let written, let port) = spec.listen else { return .failure(Problem(text: "listen: expected address:port or a UNIX socket path")) }
+        var host = written ?? "127.0.0.1"
+        if host == "" || host == "*" { host = "0.0.0.0" }
+        if host.lowercased() == "localhost" { host = "127.0.0.1" }
+        var v4 = in_addr(), v6 = in6_addr()
+        guard inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
+            return .failure(Problem(text: "listen: \"\(Validation.printable(host))\" is not a numeric address; write an IP address, like 127.0.0.1:9412"))
+        }
+        if !spec.isLoopbackOnly || host == "0.0.0.0", !isPublic {
+            return .failure(Problem(text: "listen: \(text) is reachable from other machines, not only from this one; add `public = true` to [metrics] if that is intended"))
+        }
+        return .success(.tcp(host: host, port: port))
     }
 
     /// Where toml++ would trip an assertion, or the first control character TOML forbids (only tab and line breaks
@@ -198,8 +241,14 @@ package enum ConfigLoader {
                 for name in ordered(tunnels.keys, under: ["tunnels"]) {
                     guard let t = table(tunnels, name, at: ["tunnels"]) else { continue }
                     if let tunnel = readTunnel(name, t, hosts: config.hosts) { config.tunnels.append(tunnel) }
+                    let at = ["tunnels", name]
+                    if let hook = string(t, "on_change", at: at) {
+                        if let p = hookProblem(hook) { report(at + ["on_change"], p) } else { config.monitoring.tunnelOnChange[name] = hook }
+                    }
+                    if let notify = bool(t, "notify", at: at) { config.monitoring.tunnelNotify[name] = notify }
                 }
             }
+            readMonitoring(root, into: &config.monitoring)
             if let groups = table(root, "groups", at: []) {
                 for name in ordered(groups.keys, under: ["groups"]) {
                     let declared = (root["tunnels"]?.table?.keys ?? [])
@@ -210,6 +259,38 @@ package enum ConfigLoader {
             }
             checkNameClashes(config)
             return config
+        }
+
+        /// `[metrics]`, `[hooks]` and the top-level `notify` (docs/configuration.md).
+        mutating func readMonitoring(_ root: TOMLTable, into m: inout MonitoringSettings) {
+            if let notify = bool(root, "notify", at: []) { m.notify = notify }
+            if let t = table(root, "metrics", at: []) {
+                checkKeys(t, at: ["metrics"], allowed: ConfigLoader.metricsKeys, what: "[metrics]")
+                let isPublic = bool(t, "public", at: ["metrics"]) ?? false
+                if let listen = string(t, "listen", at: ["metrics"]) {
+                    switch ConfigLoader.metricsListen(listen, isPublic: isPublic) {
+                    case .success(let l): m.metricsListen = l
+                    case .failure(let problem): report(["metrics", "listen"], problem.text)
+                    }
+                }
+            }
+            if let t = table(root, "hooks", at: []) {
+                checkKeys(t, at: ["hooks"], allowed: ConfigLoader.hooksKeys, what: "[hooks]")
+                if let hook = string(t, "on_change", at: ["hooks"]) {
+                    if let p = hookProblem(hook) { report(["hooks", "on_change"], p) } else { m.onChange = hook }
+                }
+                if let seconds = int(t, "timeout", at: ["hooks"], range: 1...3600) { m.hookTimeout = Double(seconds) }
+            }
+        }
+
+        /// A hook is a shell command line the user wrote; fwd passes it to /bin/sh -c as it is, and the
+        /// values only through the environment. Only what no shell line should hold is refused.
+        func hookProblem(_ command: String) -> String? {
+            if command.trimmingCharacters(in: .whitespaces).isEmpty { return "on_change is empty; write a command, like \"notify-me.sh\"" }
+            if let bad = command.unicodeScalars.first(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7f }) {
+                return "on_change contains control character U+\(String(format: "%04X", bad.value)); write the command on one line"
+            }
+            return nil
         }
 
         /// Keys in the order they appear in the file (TOMLKit sorts them).

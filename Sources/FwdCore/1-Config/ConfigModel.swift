@@ -151,6 +151,43 @@ package struct Tunnel: Sendable, Hashable {
     }
 }
 
+/// Where the supervisor serves its metrics (`[metrics] listen`).
+package enum MetricsListen: Sendable, Hashable, CustomStringConvertible {
+    /// A numeric address (or localhost) and port.
+    case tcp(host: String, port: Int)
+    /// A UNIX socket path, reachable only by this user.
+    case unix(path: String)
+
+    package var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): path
+        }
+    }
+}
+
+/// How people and programs are told of a tunnel's state changes: `[hooks]`, `notify`, and the per-tunnel
+/// `on_change` and `notify` (docs/usage.md, "Monitoring"). Kept apart from `Tunnel`, whose equality decides
+/// whether its forwards are redone: a new hook must not reconnect anything.
+package struct MonitoringSettings: Sendable, Equatable {
+    /// `[metrics] listen`: nothing listens when nil.
+    package var metricsListen: MetricsListen?
+    /// `[hooks] on_change`: run with /bin/sh -c on every state change of a tunnel without its own.
+    package var onChange: String?
+    /// `[hooks] timeout`, seconds.
+    package var hookTimeout: Double = 10
+    /// Top-level `notify`: desktop notifications.
+    package var notify = true
+    /// Per tunnel: `on_change` and `notify`, where written.
+    package var tunnelOnChange: [String: String] = [:]
+    package var tunnelNotify: [String: Bool] = [:]
+
+    package init() {}
+
+    package func hook(for tunnel: String) -> String? { tunnelOnChange[tunnel] ?? onChange }
+    package func notifies(_ tunnel: String) -> Bool { tunnelNotify[tunnel] ?? notify }
+}
+
 /// The whole parsed, validated config.
 package struct FwdConfig: Sendable {
     package var path: String
@@ -159,6 +196,7 @@ package struct FwdConfig: Sendable {
     package var tunnels: [Tunnel] = []
     /// Group name to tunnel names, in file order.
     package var groups: [(name: String, members: [String])] = []
+    package var monitoring = MonitoringSettings()
 
     package init(path: String) { self.path = path }
 

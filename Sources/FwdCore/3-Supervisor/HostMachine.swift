@@ -566,6 +566,12 @@ struct HostMachine {
                 recordedProbes[t.name] = statuses
                 out.append(.record(.probe(tunnel: t.name, statuses)))
             }
+            // Every round counts for the metrics, whether or not its results changed.
+            let probedHere = t.forwards.indices.filter { probed.results[$0] != nil && t.probe(for: t.forwards[$0]) != .none }
+            let seconds = probedHere.compactMap { probed.results[$0]?.latencyMs }.map { $0 / 1000 }
+            let failures = probedHere.filter { probed.results[$0]?.outcome != .up }.count
+            if !seconds.isEmpty { out.append(.record(.tally(TallyKey(.probeSeconds, t.name), seconds))) }
+            if failures > 0 { out.append(.record(.tally(TallyKey(.probeFailures, t.name), Array(repeating: 1, count: failures)))) }
             switch worst {
             case .up:
                 forwards.probeAnswered(t.name)

@@ -16,6 +16,10 @@ package struct SupervisorOptions: Sendable {
     /// The fwd executable, run by ssh as `SSH_ASKPASS` so a login that needs a person asks at the terminal of the
     /// `fwd up` waiting for it. nil: masters run with BatchMode (logins by agent or unencrypted key only).
     package var askpass: String?
+    /// The fwd version, for the metrics' `fwd_build_info`.
+    package var version = "unknown"
+    /// Seconds between two desktop notifications of one tunnel; what happens in between is summarized after.
+    package var notifyInterval: Double = 30
 
     package init() {}
 
@@ -23,6 +27,7 @@ package struct SupervisorOptions: Sendable {
         var o = SupervisorOptions()
         if let s = env["FWD_PROBE_INTERVAL"], let v = Double(s), v > 0 { o.probeInterval = v }
         if let s = env["FWD_IDLE_EXIT"], let v = Double(s), v > 0 { o.idleExit = v }
+        if let s = env["FWD_NOTIFY_INTERVAL"], let v = Double(s), v > 0 { o.notifyInterval = v }
         return o
     }
 }
@@ -527,8 +532,11 @@ actor HostRunner {
                 // ControlPath, all after authentication, so the path existing means the master takes requests.
                 guard await m.waitForSocket(), !Task.isCancelled else { return }
                 Task { await MuxClient.nudge(m.socket, at: MuxClient.loginNudges) }  // see there: sshd's Nagle after a login
-                writer.enqueue(.saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
-                                                        socket: m.socket, startedAt: m.startedAt)))
+                writer.enqueue(contentsOf: [
+                    .saveMaster(MasterRecord(host: host, pid: Int(m.pid), startTime: ProcessTable.startTime(of: m.pid) ?? 0,
+                                             socket: m.socket, startedAt: m.startedAt)),
+                    .tally(TallyKey(.connectSeconds, host), [max(0, Date().timeIntervalSince(m.startedAt))]),
+                ])
                 self?.send(.masterReady(generation: g))
             }
             handle(.spawned(generation: g, pid: m.pid))

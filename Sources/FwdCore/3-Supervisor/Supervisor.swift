@@ -22,11 +22,53 @@ package actor Supervisor {
     /// that handed it its last update.
     private var tickets: [String: Int] = [:]
 
+    /// What the metrics show, following the committed writes (see `MetricsBoard`).
+    package nonisolated let metrics: MetricsBoard
+    /// Told of every committed state change, on the writer's thread: they must hand it on and return.
+    private nonisolated let changeListeners = Locked<[@Sendable ([StateChange]) -> Void]>([])
+    private var metricsServer: MetricsServer?
+    nonisolated let hooks: Hooks
+    nonisolated let notifier: DesktopNotifier
+
     package init(paths: FwdPaths, store: Store, options: SupervisorOptions = SupervisorOptions()) {
         self.paths = paths
         self.store = store
-        self.writer = StoreWriter(store: store)
+        let board = MetricsBoard(version: options.version)
+        let listeners = changeListeners
+        self.metrics = board
+        self.writer = StoreWriter(store: store) { writes in
+            let changes = board.committed(writes)
+            guard !changes.isEmpty else { return }
+            for listener in listeners.current { listener(changes) }
+        }
         self.options = options
+        hooks = Hooks(writer: writer)
+        notifier = DesktopNotifier(writer: writer, interval: .seconds(options.notifyInterval))
+        onChange { [hooks, notifier] in
+            hooks.changed($0)
+            notifier.changed($0)
+        }
+    }
+
+    /// Adds a listener for state changes (hooks, notifications).
+    package nonisolated func onChange(_ listener: @escaping @Sendable ([StateChange]) -> Void) {
+        changeListeners.withLock { $0.append(listener) }
+    }
+
+    /// Serves the metrics where the config says (`[metrics] listen`), moving the listener when that changed and
+    /// closing it when it is gone. A listener that cannot be opened is logged; the tunnels are not affected.
+    package func serveMetrics(_ listen: MetricsListen?) {
+        guard metricsServer?.listen != listen else { return }
+        metricsServer?.stop()
+        metricsServer = nil
+        guard let listen else { return }
+        do {
+            let board = metrics
+            metricsServer = try MetricsServer(listen) { board.exposition() }
+            writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "serving metrics on \(listen)"))
+        } catch {
+            writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "cannot serve metrics: \(error)"))
+        }
     }
 
     /// Masters recorded by a supervisor that died without cleaning up (SIGKILL) keep running, bound to ports
@@ -75,6 +117,10 @@ package actor Supervisor {
     /// `serially`, so a host whose master hangs holds up no other host's request.
     package func apply(_ config: FwdConfig, wanted: [Tunnel], retry: Set<String> = []) async -> Applied {
         for t in wanted { everWanted[t.name] = t }
+        metrics.hosts(wanted)
+        hooks.configure(config)
+        notifier.configure(config)
+        serveMetrics(config.monitoring.metricsListen)
         // The fragment (and a `ssh -G` per host) is redone only when fwd.toml or an ssh_config file ssh reads
         // (the user's, the system's, and what they include) changed: a warm `fwd up` on a live master should
         // cost the `-O forward`, not a round of ssh runs.
@@ -178,6 +224,10 @@ package actor Supervisor {
             }
         }
         runners = [:]
+        serveMetrics(nil)
+        // The last changes' hooks are queued once their writes commit; they get a little time, then are ended.
+        await writer.flush()
+        await hooks.finish(grace: .seconds(3))
         await writer.flush()
     }
 

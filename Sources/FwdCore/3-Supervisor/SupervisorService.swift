@@ -51,6 +51,13 @@ package final class SupervisorService: Sendable {
                 return true
             }
         }
+        // Before any write: the metrics carry on from the recorded counters (they survive restarts). A row this fwd
+        // cannot read costs the metrics their history, not the supervisor its start.
+        do {
+            try supervisor.metrics.load(store)
+        } catch {
+            writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "the metrics start from zero: \(error)"))
+        }
         try await supervisor.reapStaleMasters()
         writer.enqueue(.log(.daemon, tunnel: nil, host: nil, message: "supervisor started (pid \(getpid()))"))
 
@@ -231,6 +238,7 @@ package final class SupervisorService: Sendable {
                 }
             }
             try store.forgetDown(keeping: Set(config.tunnels.map(\.name)))
+            supervisor.metrics.forgetDown(keeping: Set(config.tunnels.map(\.name)))
             wanted = desired.compactMap { config.tunnel(named: $0.name) }
         }
         return await supervisor.apply(config, wanted: wanted, retry: retry)

@@ -27,6 +27,8 @@ package enum EventKind: String, Sendable, Codable, CaseIterable {
     case network
     case daemon
     case error
+    /// An `on_change` hook ran: how it ended, and its stderr.
+    case hook
 }
 package enum DesiredState: String, Sendable, Codable { case up, down }
 
@@ -456,6 +458,34 @@ package final class Store: Sendable {
             try MasterRow.deleteOne(db, key: host)
         case .log(let kind, let tunnel, let host, let message):
             try append(db, time: time, kind: kind, tunnel: tunnel, host: host, from: nil, to: nil, message: message)
+        case .tally(let key, let samples):
+            try addTally(db, key, samples)
+        }
+    }
+
+    private func addTally(_ db: Database, _ key: TallyKey, _ samples: [Double]) throws {
+        let select = try db.cachedStatement(sql: "SELECT count, sum, buckets FROM tally WHERE metric = ? AND subject = ?")
+        var tally = Tally()
+        if let row = try Row.fetchOne(select, arguments: [key.metric.rawValue, key.subject]) {
+            tally = Tally(count: row["count"], sum: row["sum"], buckets: (try? JSONDecoder().decode([Int].self, from: Data((row["buckets"] as String).utf8))) ?? [])
+        }
+        tally.add(samples, bounds: key.metric.bounds)
+        let save = try db.cachedStatement(sql: "INSERT OR REPLACE INTO tally (metric, subject, count, sum, buckets) VALUES (?, ?, ?, ?, ?)")
+        try save.execute(arguments: [key.metric.rawValue, key.subject, tally.count, tally.sum,
+                                     String(decoding: try JSONEncoder().encode(tally.buckets), as: UTF8.self)])
+    }
+
+    /// Every counter and histogram of the metrics, as committed.
+    package func tallies() throws -> [TallyKey: Tally] {
+        try reading { db in
+            var result: [TallyKey: Tally] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT metric, subject, count, sum, buckets FROM tally") {
+                guard let metric = TallyMetric(rawValue: row["metric"]) else { continue }  // a newer fwd's
+                let buckets = (try? JSONDecoder().decode([Int].self, from: Data((row["buckets"] as String).utf8))) ?? []
+                result[TallyKey(metric, row["subject"])] = Tally(count: row["count"], sum: row["sum"],
+                                                                 buckets: buckets.count == metric.bounds.count ? buckets : [])
+            }
+            return result
         }
     }
 
@@ -533,19 +563,30 @@ package final class Store: Sendable {
         try row.update(db)
     }
 
-    /// Forgets a tunnel that is no longer configured. Its events stay until pruned with the oldest.
+    /// Forgets a tunnel that is no longer configured, with its counters. Its events stay until pruned with the oldest.
     package func remove(_ tunnel: String) throws {
-        _ = try writing { db in try TunnelRow.deleteOne(db, key: tunnel) }
+        try writing { db in
+            _ = try TunnelRow.deleteOne(db, key: tunnel)
+            try Self.forgetTallies(db, tunnel: tunnel)
+        }
+    }
+
+    /// A tunnel's counters and histograms end with its row: a tunnel added again under that name starts from 0.
+    private static func forgetTallies(_ db: Database, tunnel: String) throws {
+        try db.execute(sql: "DELETE FROM tally WHERE subject = ? AND metric IN (?, ?)",
+                       arguments: [tunnel, TallyMetric.probeSeconds.rawValue, TallyMetric.probeFailures.rawValue])
     }
 
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
-    /// from the config, once nothing of them runs.
+    /// from the config, once nothing of them runs. Their counters go with them (a series that ends may start
+    /// again from 0).
     package func forgetDown(keeping: Set<String>) throws {
         try database.write { db in
             let rows = try TunnelRow.fetchAll(db)
             for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
                 && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
                 _ = try TunnelRow.deleteOne(db, key: row.name)
+                try Self.forgetTallies(db, tunnel: row.name)
             }
         }
     }

@@ -48,6 +48,17 @@ enum StoreSchema {
                 t.add(column: "lastProbe", .double)
             }
         }
+        // The metrics' counters and histograms (`Tally`), one row each, so they survive a supervisor restart.
+        migrator.registerMigration("v3-tally") { db in
+            try db.create(table: "tally") { t in
+                t.column("metric", .text).notNull()
+                t.column("subject", .text).notNull()
+                t.column("count", .integer).notNull().defaults(to: 0)
+                t.column("sum", .double).notNull().defaults(to: 0)
+                t.column("buckets", .text).notNull().defaults(to: "[]")
+                t.primaryKey(["metric", "subject"])
+            }
+        }
         return migrator
     }
 

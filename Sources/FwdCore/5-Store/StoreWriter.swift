@@ -11,12 +11,14 @@ enum StoreWrite: Sendable, Equatable {
     case saveMaster(MasterRecord)
     case removeMaster(host: String)
     case log(EventKind, tunnel: String?, host: String?, message: String)
+    /// Samples added to a counter or histogram of the metrics.
+    case tally(TallyKey, [Double])
 
     var tunnel: String? {
         switch self {
         case .state(let t, _, _, _, _), .restart(let t, _), .retrying(let t, _, _), .probe(let t, _), .allocatedPort(let t, _, _): t
         case .log(_, let t, _, _): t
-        case .saveMaster, .removeMaster: nil
+        case .saveMaster, .removeMaster, .tally: nil
         }
     }
 }
@@ -61,8 +63,13 @@ final class StoreWriter: @unchecked Sendable {
     /// Only the writer's thread touches these.
     private var subscribers: [Int: Subscriber] = [:]
 
-    init(store: Store) {
+    /// Told each batch of writes once it is committed (on the writer's thread; must not block): the metrics
+    /// follow the record of truth, so a counter they show is never ahead of what a restart reads back.
+    private let committed: (@Sendable ([StoreWrite]) -> Void)?
+
+    init(store: Store, committed: (@Sendable ([StoreWrite]) -> Void)? = nil) {
         self.store = store
+        self.committed = committed
         // The thread keeps the writer: it lives as long as the process. (`unowned` crashed when a supervisor
         // that failed at start released its writer before this thread had begun.)
         let thread = Thread { [self] in self.loop() }
@@ -121,10 +128,13 @@ final class StoreWriter: @unchecked Sendable {
             // that waits for it (a barrier, a new subscriber's first read) and before the news goes out.
             func commit() {
                 guard !writes.isEmpty else { return }
+                var done = writes
                 for (write, error) in store.apply(writes) {
                     // The daemon's stderr is its log file (daemon.log); `fwd doctor` and the user read it there.
                     FileHandle.standardError.write(Data("fwd: cannot record \(write): \(error)\n".utf8))
+                    if let i = done.firstIndex(of: write) { done.remove(at: i) }
                 }
+                committed?(done)
                 for write in writes { if let t = write.tunnel { touched.insert(t) } }
                 logged = true
                 writes = []

@@ -58,7 +58,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 @Suite struct StoreTests {
     @Test func migrationsCreateTheSchema() throws {
         let store = try Store.inMemory()
-        #expect(try store.appliedMigrations() == ["v1", "v2-retries"])
+        #expect(try store.appliedMigrations() == ["v1", "v2-retries", "v3-tally"])
         #expect(try store.tunnels().isEmpty)
         #expect(try store.events().isEmpty)
         #expect(try store.masters().isEmpty)
@@ -79,7 +79,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
 
             // A second process opening while the first is open sees the same data; migrations are not rerun.
             let second = try Store(path: path)
-            #expect(try second.appliedMigrations() == ["v1", "v2-retries"])
+            #expect(try second.appliedMigrations() == ["v1", "v2-retries", "v3-tally"])
             #expect(try second.tunnel("wiki")?.host == "office")
             try second.log(.daemon, tunnel: nil, host: nil, message: "started")
             #expect(try first.events().map(\.kind) == [.desired, .daemon])
@@ -400,7 +400,7 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             }
             #expect(errors.isEmpty, "\(errors)")
             let store = try Store(path: path)
-            #expect(try store.appliedMigrations() == ["v1", "v2-retries"])
+            #expect(try store.appliedMigrations() == ["v1", "v2-retries", "v3-tally"])
             #expect(try store.events().count == 10)
         }
     }

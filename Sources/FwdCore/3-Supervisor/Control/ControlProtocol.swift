@@ -20,6 +20,8 @@ package struct ControlRequest: Codable, Sendable, Equatable {
         /// Apply the config file as it now is (`fwd reload`): what changed is changed on the live masters,
         /// removed tunnels go down, the rest is not touched.
         case reload
+        /// The metrics in the Prometheus text format (`fwd metrics`), as one element of `lines`.
+        case metrics
     }
 
     package var op: Op

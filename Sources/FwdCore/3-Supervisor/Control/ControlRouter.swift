@@ -69,6 +69,8 @@ final class ControlRouter: Sendable {
                 return connection.send(.event(e))
             }
             connection.onClose { writer.unsubscribe(id) }
+        case .metrics:
+            connection.finish(.lines([supervisor.metrics.exposition()]))
         case .reconnect:
             connection.finish(.lines(await supervisor.pathCheck(.requested, tunnels: request.names.map(Set.init))))
         case .reload:

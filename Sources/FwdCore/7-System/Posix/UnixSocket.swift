@@ -68,8 +68,9 @@ package enum UnixSocket {
     /// connection from another user is closed unread (the directory already keeps them out; this is the second
     /// lock) and counted by `refused`. While `room()` is false, or accept fails for want of descriptors
     /// (EMFILE, ENFILE), accepting pauses: a level-triggered listener would otherwise wake at once, forever.
-    package static func acceptLoop(_ listener: borrowing Descriptor, room: @Sendable () -> Bool = { true }, refused: @Sendable () -> Void = {},
-                                   admit: (consuming Descriptor) -> Bool) async {
+    /// `anyPeer` (a TCP listener, which has no peer credentials) admits every connection.
+    package static func acceptLoop(_ listener: borrowing Descriptor, anyPeer: Bool = false, room: @Sendable () -> Bool = { true },
+                                   refused: @Sendable () -> Void = {}, admit: (consuming Descriptor) -> Bool) async {
         while !Task.isCancelled {
             guard room() else {
                 try? await Task.sleep(for: .milliseconds(50))
@@ -88,7 +89,7 @@ package enum UnixSocket {
                     break
                 }
                 guard let client else { break }
-                guard let peer = peer(of: client.raw), peer.uid == geteuid() else {
+                guard anyPeer || peer(of: client.raw)?.uid == geteuid() else {
                     refused()
                     continue
                 }
