@@ -84,6 +84,8 @@ function __fwd_parse_tokens -S
             case 'print'
                 __fwd_parse_subcommand 0 'manager=' 'version' 'h/help'
             end
+        case 'metrics'
+            __fwd_parse_subcommand 0 'version' 'h/help'
         case 'help'
             __fwd_parse_subcommand -r 1 'version'
         end
@@ -162,6 +164,7 @@ complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1' -fa 'edit' -d 'Edit the config in $EDITOR; a version that does not parse is never saved.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1' -fa 'doctor' -d 'Check ssh, the config, the Include line, permissions, sockets, ports and the supervisor.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1' -fa 'service' -d 'Run `fwd daemon` at login: a systemd user unit (Linux) or a launchd agent (macOS).'
+complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1' -fa 'metrics' -d 'Print the metrics in the Prometheus text format.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_positional "fwd up" -ge 1' -fka '(__fwd_custom_completion ---completion up -- positional@0 (count (__fwd_tokens -pc)) (__fwd_tokens -tC))'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd up" all' -l 'all' -d 'Bring up every configured tunnel.'
@@ -285,4 +288,6 @@ complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd s
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd service print" manager' -l 'manager' -d 'systemd or launchd (default: this system\'s).' -rfka 'systemd launchd'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd service print" version' -l 'version' -d 'Show the version.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd service print" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd metrics" version' -l 'version' -d 'Show the version.'
+complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd metrics" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'fwd' -n '__fwd_should_offer_completions_for_flags_or_options "fwd help" version' -l 'version' -d 'Show the version.'

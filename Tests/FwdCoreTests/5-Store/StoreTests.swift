@@ -425,9 +425,9 @@ private let dbForward = ForwardStatus(kind: .remote, spec: "0:localhost:5432", p
             let path = dir + "/fwd.db"
             let store = try Store(path: path)
             try store.database.write { try $0.execute(sql: "INSERT INTO grdb_migrations VALUES ('v7-later'), ('unnumbered')") }
-            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 2)) { try Store(path: path) }
-            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 2))
-            #expect(StoreSchema.version == 2)
+            #expect(throws: StoreError.newerSchema(path: path, found: 7, known: 3)) { try Store(path: path) }
+            #expect(Store.diagnose(path: path) == .newerSchema(path: path, found: 7, known: 3))
+            #expect(StoreSchema.version == 3)
         }
     }
 
