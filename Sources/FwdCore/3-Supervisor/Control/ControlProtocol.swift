@@ -13,6 +13,9 @@ package struct ControlRequest: Codable, Sendable, Equatable {
         case ping, reconcile, check, stop
         /// Reconcile, then stream the named tunnels' rows: now, and after each change (`fwd up`, `fwd down`).
         case watch
+        /// Stream the named tunnels' rows, now and after each change, without applying the config or retrying
+        /// anything: a view that only looks (`fwd top`), so opening it changes nothing.
+        case rows
         /// Stream events with an id above `after` (of `names[0]` only, when given): `fwd logs -f`.
         case follow
         /// Check the masters of the named tunnels (all when nil) now; restart those whose path is gone.

@@ -53,12 +53,11 @@ final class ControlRouter: Sendable {
                 return
             }
             connection.send(.done)
-            let id = writer.subscribe(.tunnels(Set(request.names ?? []))) { news in
-                guard case .tunnel(let row) = news else { return true }
-                return connection.send(.tunnel(row))
-            }
-            connection.onClose { writer.unsubscribe(id) }
+            streamRows(request.names ?? [], to: connection)
             if let asker { supervisor.logins.activate(asker) }
+        case .rows:
+            connection.send(.done)
+            streamRows(request.names ?? [], to: connection)
         case .check:
             await supervisor.check(request.names.map(Set.init))
             connection.finish(.done)
@@ -81,6 +80,16 @@ final class ControlRouter: Sendable {
             await connection.finishWritten(.done)
             await stopReplies.leave()
         }
+    }
+
+    /// Sends the rows of `names` on `connection`: the current ones, then each after a change, until it closes.
+    private func streamRows(_ names: [String], to connection: ControlConnection) {
+        let writer = supervisor.writer
+        let id = writer.subscribe(.tunnels(Set(names))) { news in
+            guard case .tunnel(let row) = news else { return true }
+            return connection.send(.tunnel(row))
+        }
+        connection.onClose { writer.unsubscribe(id) }
     }
 
     /// Applies the config file as it now is, for a save the supervisor saw or for `fwd reload`, and logs what
