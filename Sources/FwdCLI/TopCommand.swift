@@ -158,7 +158,7 @@ private final class TopSession {
         var dirty = false
         while true {
             let now = Date()
-            // The clock ticks on the second; pushed news is drawn at most four times a second.
+            // The clock ticks on the second; a pushed change of state is drawn at most four times a second.
             var wait = 1 - now.timeIntervalSince1970.truncatingRemainder(dividingBy: 1)
             if dirty { wait = min(wait, max(0, 0.25 - now.timeIntervalSince(lastDraw))) }
             var fds = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
@@ -208,7 +208,8 @@ private final class TopSession {
     func receive(_ news: TopNews) -> Bool {
         switch news {
         case .row(let id, let row) where id == stream:
-            model.update(row)
+            // A probe round's new latency waits for the clock's tick: one redraw a second however many rows come.
+            return model.update(row)
         case .event(let id, let e) where id == stream:
             if case .logs(let name) = model.view, e.tunnel == name {
                 logEvents.append(EventLine.text(e))

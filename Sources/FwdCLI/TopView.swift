@@ -46,13 +46,18 @@ struct TopModel {
     }
 
     /// A row the supervisor pushed: replaces that tunnel's, and adds its latency to the history when the row is
-    /// news of a probe round (its update time moved on).
-    mutating func update(_ pushed: TunnelStatus) {
+    /// news of a probe round (its update time moved on). Returns whether more than the latency changed (the
+    /// state, restarts, the error): that is drawn at once, a new latency with the next tick of the clock.
+    @discardableResult
+    mutating func update(_ pushed: TunnelStatus) -> Bool {
         let row = Self.shown(pushed)
+        var changed = true
         if let i = rows.firstIndex(where: { $0.name == row.name }) {
             let old = rows[i]
             rows[i] = row
-            guard row.updatedAt > old.updatedAt else { return }
+            changed = old.state != row.state || old.restarts != row.restarts || old.lastError != row.lastError
+                || old.since != row.since || old.host != row.host || old.forwards.map(\.spec) != row.forwards.map(\.spec)
+            guard row.updatedAt > old.updatedAt else { return changed }
         } else {
             rows.append(row)
             rows.sort { $0.name < $1.name }
@@ -62,6 +67,7 @@ struct TopModel {
         h.append(row.probeMs)
         if h.count > Self.historyLength { h.removeFirst(h.count - Self.historyLength) }
         history[row.name] = h
+        return changed
     }
 
     /// The row as `fwd status` shows it: a latency only while connected, and only from probed forwards.

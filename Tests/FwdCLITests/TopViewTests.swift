@@ -95,9 +95,11 @@ import Testing
     @Test func pushedRowsBuildTheHistoryOnePerProbeRound() {
         var model = TopModel()
         model.reset([row("wiki", .up)])
-        model.update(row("wiki", .up, ms: 10, updated: 1))
+        let latencyOnly = model.update(row("wiki", .up, ms: 10, updated: 1))
+        #expect(!latencyOnly, "only the latency changed: drawn on the next tick")
         model.update(row("wiki", .up, ms: 10, updated: 1))  // the same round again: no new sample
-        model.update(row("wiki", .degraded, ms: 20, updated: 2))
+        let newState = model.update(row("wiki", .degraded, ms: 20, updated: 2))
+        #expect(newState, "a new state is drawn at once")
         model.update(row("wiki", .down, ms: 30, updated: 3))  // not connected: a gap, not a stale figure
         #expect(model.history["wiki"] == [10, 20, nil])
         for i in 0..<100 { model.update(row("wiki", .up, ms: Double(i), updated: Double(10 + i))) }

@@ -197,6 +197,45 @@ struct TmuxScreen {
         }
     }
 
+    /// The issue's budget: with 100 tunnels, at most 1 % of a core at one redraw a second. Probes run at fwd's
+    /// default interval (2 s), so 50 rows a second are pushed to the view; its CPU time is read from /proc
+    /// over 20 s.
+    @Test func topWithAHundredTunnelsUsesAtMostOnePercentOfACore() async throws {
+        guard let tmux = TmuxScreen.binary else {
+            print("skipped: tmux is not installed")
+            return
+        }
+        try await FwdFixture.with { f in
+            try f.write(userSSHConfig: f.sshd.clientConfigBlock(alias: "lab"))
+            let ports = try LocalPort.free(count: 100)
+            let names = (0..<100).map { String(format: "t%03d", $0) }
+            try f.write(config: zip(names, ports).map { name, port in
+                "[tunnels.\(name)]\nhost = \"lab\"\nlocal = \"\(port):127.0.0.1:\(f.web.port)\"\nprobe = \"http\"\n"
+            }.joined(separator: "\n"))
+            let interval: [String: String?] = ["FWD_PROBE_INTERVAL": "2"]
+            let up = try f.fwd(arguments: ["up", "--timeout", "120"] + names, environment: interval, timeout: 180)
+            #expect(up.ok, "\(up.stderr)")
+            let screen = try TmuxScreen(f, tmux: tmux, script: "exec \"\(FwdFixture.binary)\" top\n", environment: interval)
+            defer { screen.stop() }
+            try screen.waitFor("100 tunnels up") { $0.contains("100 tunnels: 100 up") }
+            guard let pid = Int32(try screen.tmuxRun("display-message", "-p", "-t", "top", "#{pane_pid}").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                Issue.record("no pane pid")
+                return
+            }
+            #expect(ProcessTable.commandLine(of: pid).last == "top", "\(ProcessTable.commandLine(of: pid))")
+            let before = ProcessTable.cpuSeconds(of: pid) ?? 0
+            let start = Date()
+            try await Task.sleep(for: .seconds(20))
+            let used = (ProcessTable.cpuSeconds(of: pid) ?? 0) - before
+            let share = used / Date().timeIntervalSince(start) * 100
+            let shown = try screen.screen()
+            print("fwd top with 100 tunnels: \(String(format: "%.2f", used)) s of CPU in 20 s = \(String(format: "%.2f", share)) % of a core")
+            #expect(shown.contains("100 tunnels: 100 up"), "\(shown)")
+            #expect(share <= 1, "\(share) % of a core")
+        }
+    }
+
     @Test func topRefusesAPipe() async throws {
         try await FwdFixture.with { f in
             let run = try f.fwd("top")
