@@ -173,13 +173,13 @@ _fwd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    up|down|status|logs|check|list|show|pac|add|rm|reload|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|help)
+    up|down|status|top|logs|check|list|show|pac|add|rm|reload|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|help)
         # Offer subcommand argument completions
         "_fwd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm reload run daemon ssh demo reconnect config templates edit doctor service help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'up down status top logs check list show pac add rm reload run daemon ssh demo reconnect config templates edit doctor service help' -- "${cur}"))
         ;;
     esac
 }
@@ -246,16 +246,27 @@ _fwd_status() {
     esac
 }
 
+_fwd_top() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options 0
+}
+
 _fwd_logs() {
     repeating_flags=()
     non_repeating_flags=(--follow -f --json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--lines)
+    non_repeating_options=(--lines --since)
     __fwd_offer_flags_options 1
 
     # Offer option value completions
     case "${prev}" in
     '--lines')
+        return
+        ;;
+    '--since')
         return
         ;;
     esac
