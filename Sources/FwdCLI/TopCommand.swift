@@ -9,7 +9,8 @@ struct TopCommand: ParsableCommand {
         discussion: """
         The view changes as the supervisor pushes each change (nothing is polled; the clock ticks once a \
         second). Keys: ↑/↓ or j/k select, u up, d down, r reconnect, l the tunnel's log, / filter by name, \
-        ? help, q quit. A login waiting for a person is shown; `fwd up NAME` on a terminal answers it. \
+        ? help, q quit. A login that needs a person (a password, a passphrase, a code, a host key) is asked \
+        in the view and answered there; `u` on a tunnel in needs-auth logs in again. \
         Connections and traffic are not shown yet. Needs a terminal; NO_COLOR turns colour off.
         """
     )
@@ -31,6 +32,8 @@ private enum TopNews {
     case row(stream: Int, TunnelStatus)
     case event(stream: Int, Event)
     case closed(stream: Int)
+    case question(stream: Int, LoginQuestion)
+    case withdrawn(stream: Int, Int)
     case finished(String)
 }
 
@@ -86,6 +89,8 @@ private final class TopSession {
     var model = TopModel()
     var stream = 0
     var rowsOpen = false
+    /// The rows connection, which also carries login questions and their answers.
+    var rowsStream: StreamBox?
     /// The log view's lines: the tunnel's events (more arrive while it is open) and its ssh lines.
     var logEvents: [String] = []
     var logSSH: [String] = []
@@ -125,8 +130,13 @@ private final class TopSession {
     func connect() {
         stream += 1
         rowsOpen = false
+        rowsStream = nil
+        // Questions on the old connection went with it (the supervisor moves them to the new one, or cancels).
+        model.questions = []
+        model.forgetTyped()
         let names = model.rows.map(\.name)
-        guard let rows = try? ControlClient(paths: context.paths), (try? rows.send(ControlRequest(op: .rows, names: names))) != nil,
+        // `prompt`: this view can ask its user, so a login that needs a person is asked here.
+        guard let rows = try? ControlClient(paths: context.paths), (try? rows.send(ControlRequest(op: .rows, names: names, prompt: true))) != nil,
               (try? rows.reply(timeout: 5)) != nil else {
             model.connected = false
             return
@@ -135,9 +145,15 @@ private final class TopSession {
         model.connected = true
         let id = stream, inbox = self.inbox
         let rowBox = StreamBox(rows)
+        rowsStream = rowBox
         Thread.detachNewThread {
             while let reply = try? rowBox.client.next(timeout: nil) {
-                if case .tunnel(let row) = reply { inbox.post(.row(stream: id, row)) }
+                switch reply {
+                case .tunnel(let row): inbox.post(.row(stream: id, row))
+                case .prompt(let question): inbox.post(.question(stream: id, question))
+                case .withdrawn(let q): inbox.post(.withdrawn(stream: id, q))
+                default: break
+                }
             }
             inbox.post(.closed(stream: id))
         }
@@ -223,6 +239,10 @@ private final class TopSession {
                 if model.rows.map(\.name) != before { connect() }
                 drawn = []
             }
+        case .question(let id, let question) where id == stream:
+            model.questions.append(question)
+        case .withdrawn(let id, let question) where id == stream:
+            model.withdraw(question)
         case .closed(let id) where id == stream:
             // The supervisor stopped: nothing runs now, and the rows say so.
             rowsOpen = false
@@ -242,7 +262,8 @@ private final class TopSession {
     }
 
     /// Runs the action as its own command would, on a thread of its own: `fwd up|down|reconnect NAME`, this
-    /// binary, with no terminal (a login that needs a person is left waiting, as needs-auth, for `fwd up NAME`).
+    /// binary, with no terminal of its own: a login that needs a person is asked in this view, which the
+    /// supervisor knows can ask (its `rows` request says `prompt`).
     func perform(_ action: TopModel.Action) {
         let verb: String, name: String
         switch action {
@@ -250,12 +271,26 @@ private final class TopSession {
         case .openLogs(let n):
             openLogs(n)
             return
+        case .answer(let id):
+            // Handed to the supervisor on the connection the question came on, then forgotten here.
+            let answer = String(decoding: model.typed, as: UTF8.self)
+            model.forgetTyped()
+            model.withdraw(id)
+            try? rowsStream?.client.send(PromptAnswer(id: id, answer: answer))
+            model.message = "answer sent; logging in…"
+            return
+        case .cancelLogin(let id):
+            model.withdraw(id)
+            try? rowsStream?.client.send(PromptAnswer(id: id, cancel: true))
+            model.message = "login cancelled"
+            return
         case .up(let n): (verb, name) = ("up", n)
         case .down(let n): (verb, name) = ("down", n)
         case .reconnect(let n): (verb, name) = ("reconnect", n)
         }
         model.message = "fwd \(verb) \(name)…"
-        let inbox = self.inbox, argv = [Executable.path, verb, name]
+        // `fwd up` waits as long as a person may take to answer a login question here.
+        let inbox = self.inbox, argv = [Executable.path, verb, name] + (verb == "up" ? ["--timeout", "600"] : [])
         Thread.detachNewThread {
             let line: String
             do {

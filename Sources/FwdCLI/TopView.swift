@@ -17,6 +17,8 @@ struct TopModel {
         case quit
         case up(String), down(String), reconnect(String)
         case openLogs(String)
+        /// Send what was typed (`typed`) as the answer to the login question with this id, or cancel it.
+        case answer(Int), cancelLogin(Int)
     }
 
     /// Latencies kept per tunnel: as many as the widest sparkline can show.
@@ -37,6 +39,21 @@ struct TopModel {
     var message: String?
     /// Whether a supervisor pushes rows now; without one, nothing runs.
     var connected = false
+    /// Login questions for this view's user, the first one shown; what is typed for it, as bytes the command
+    /// zeroes once sent (never drawn unless the question echoes).
+    var questions: [LoginQuestion] = []
+    var typed: [UInt8] = []
+
+    /// A question's ssh exited: it goes, and what was typed for it with it.
+    mutating func withdraw(_ id: Int) {
+        if questions.first?.id == id { forgetTyped() }
+        questions.removeAll { $0.id == id }
+    }
+
+    mutating func forgetTyped() {
+        for i in typed.indices { typed[i] = 0 }
+        typed.removeAll()
+    }
 
     /// Replaces the rows (the first read, or after the config changed), keeping the histories of tunnels that stay.
     mutating func reset(_ rows: [TunnelStatus]) {
@@ -92,6 +109,20 @@ struct TopModel {
     // MARK: keys
 
     mutating func handle(_ key: Key) -> Action? {
+        if let question = questions.first {
+            // A login question takes every key until it is answered or cancelled.
+            switch key {
+            case .enter: return .answer(question.id)
+            case .escape, .interrupt: return .cancelLogin(question.id)
+            case .backspace:
+                guard !typed.isEmpty else { return nil }
+                repeat { typed.removeLast() } while !typed.isEmpty && typed.last! & 0xc0 == 0x80
+            case .char(let c):
+                if typed.count + c.utf8.count <= AskpassWire.answerLimit { typed.append(contentsOf: c.utf8) }
+            default: break
+            }
+            return nil
+        }
         if editingFilter {
             switch key {
             case .enter: editingFilter = false
@@ -190,8 +221,11 @@ struct TopModel {
             + (sparkWidth >= 6 ? " " + pad("RECENT", sparkWidth) : "")
         out.append(t.paint(Self.fit(header, width), .dim))
 
-        // Rows, then three lines below them: the selected tunnel's detail, its note, and the keys.
-        let room = max(1, height - out.count - 3)
+        // Rows, then three lines below them: the selected tunnel's detail, its note, and the keys; a login
+        // question takes as many as it needs instead (up to half the screen).
+        let asking = questionLines(t)
+        let below = asking.isEmpty ? 3 : min(asking.count, max(3, height / 2))
+        let room = max(1, height - out.count - below)
         let at = selected.flatMap { s in shown.firstIndex { $0.name == s } } ?? 0
         let first = min(max(0, at - room + 1), max(0, shown.count - room))
         for r in shown.dropFirst(first).prefix(room) {
@@ -212,7 +246,8 @@ struct TopModel {
             out.append(rows.isEmpty ? "  No tunnels are configured. `fwd add NAME --host HOST -L PORT:TARGET:PORT` adds one."
                                     : "  No tunnel's name contains \"\(filter)\" (Esc clears the filter).")
         }
-        while out.count < height - 3 { out.append("") }
+        while out.count < height - below { out.append("") }
+        if !asking.isEmpty { return out + asking.suffix(below).map { Self.fit($0, width) } }
 
         let row = shown.first { $0.name == selected }
         let forwards = row.map { StatusCommand.shown($0.forwards, compact: true).joined(separator: ", ") } ?? ""
@@ -222,12 +257,25 @@ struct TopModel {
         return out
     }
 
+    /// The open login question: ssh's messages and its question in its words, what is typed when it echoes,
+    /// and the keys.
+    private func questionLines(_ t: Terminal) -> [String] {
+        guard let q = questions.first else { return [] }
+        let words = TerminalPrompter.terminalText(q.messages + q.text).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var lines = ["login: \(q.host) asks for \(q.kind.noun)".styled(t, bold: true)] + words.filter { !$0.isEmpty }
+        let shown = q.echo ? String(decoding: typed, as: UTF8.self) : ""
+        if lines.count > 1 { lines[lines.count - 1] += shown } else { lines.append(shown) }
+        let more = questions.count > 1 ? " · \(questions.count - 1) more waiting" : ""
+        lines.append(t.paint("Enter sends · Esc cancels (the tunnel waits in needs-auth)\(q.echo ? "" : " · what you type is not shown")\(more)", .dim))
+        return lines
+    }
+
     /// Under the selected row: a login waiting for a person, the last action's outcome, or the last error.
     private func note(_ row: TunnelStatus?) -> String {
         if let message { return message }
         if !connected { return "no supervisor is running: nothing is up (`u` brings the selected tunnel up)" }
         guard let row else { return "" }
-        if row.state == .needsAuth { return "login waiting: run `fwd up \(row.name)` on a terminal to answer it" }
+        if row.state == .needsAuth { return "login waiting: `u` logs in here (or `fwd up \(row.name)` on a terminal)" }
         return row.lastError.map { "↳ \($0)" } ?? ""
     }
 
@@ -255,7 +303,8 @@ struct TopModel {
             "the latest probes as a sparkline (a blank: a round without one).",
             "Connections and traffic are not shown yet: fwd does not count them",
             "until its own listener carries the forwards.",
-            "A login waiting for a person (needs-auth): `fwd up NAME` on a terminal.",
+            "A login that needs a person (a password, a passphrase, a code, a host key)",
+            "is asked here; a tunnel in needs-auth logs in again with `u`.",
             "",
             "q or Esc goes back.",
         ]

@@ -82,7 +82,34 @@ import Testing
         model.reset([row("wiki", .needsAuth)])
         model.connected = true
         let lines = model.frame(width: 80, height: 24, now: now, terminal: plain)
-        #expect(lines[22].contains("login waiting: run `fwd up wiki`"), "\(lines[22])")
+        #expect(lines[22].contains("login waiting: `u` logs in here"), "\(lines[22])")
+    }
+
+    @Test func aLoginQuestionTakesTheKeysAndHidesWhatIsTyped() {
+        var model = TopModel()
+        model.reset([row("wiki", .starting)])
+        model.connected = true
+        model.questions = [LoginQuestion(id: 7, host: "lab", text: "Enter passphrase for key '/k': ", kind: .keyPassphrase, echo: false,
+                                         messages: "")]
+        for key in Key.parse(Array("sécret".utf8)) + [.backspace] { #expect(model.handle(key) == nil, "typed, not a command") }
+        #expect(String(decoding: model.typed, as: UTF8.self) == "sécre")
+        let lines = model.frame(width: 80, height: 24, now: now, terminal: plain)
+        #expect(lines.contains { $0.contains("login: lab asks for a key passphrase") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("Enter passphrase for key '/k': ") })
+        #expect(!lines.joined().contains("sécre"), "a secret is never drawn")
+        #expect(lines.count == 24 && lines[23].contains("Esc cancels"))
+        #expect(model.handle(.enter) == .answer(7))
+        #expect(model.handle(.escape) == .cancelLogin(7))
+        model.withdraw(7)
+        #expect(model.questions.isEmpty && model.typed.isEmpty)
+        #expect(model.handle(.char("q")) == .quit, "keys are commands again")
+
+        model.questions = [LoginQuestion(id: 8, host: "lab", text: "The authenticity of host 'lab' can't be established.\nAre you sure you want to continue connecting (yes/no/[fingerprint])? ",
+                                         kind: .hostKey, echo: true, messages: "")]
+        for key in Key.parse(Array("yes".utf8)) { _ = model.handle(key) }
+        let asked = model.frame(width: 80, height: 24, now: now, terminal: plain)
+        #expect(asked.contains { $0.hasPrefix("Are you sure you want to continue connecting") && $0.hasSuffix("yes") }, "a yes/no question echoes: \(asked)")
+        #expect(asked.contains { $0.contains("authenticity of host") })
     }
 
     @Test func theSparklineScalesBetweenTheLowestAndHighestAndLeavesGaps() {

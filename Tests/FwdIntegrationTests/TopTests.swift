@@ -236,6 +236,52 @@ struct TmuxScreen {
         }
     }
 
+    /// A login that needs a person is asked in the view: `u` on a tunnel that failed for want of a terminal
+    /// brings the question up in ssh's words, the passphrase typed there (and never shown) brings it up.
+    @Test func topAsksALoginInPlaceAndTheAnswerBringsTheTunnelUp() async throws {
+        guard let tmux = TmuxScreen.binary else {
+            print("skipped: tmux is not installed")
+            return
+        }
+        try await FwdFixture.with { f in
+            try await LoginFixture.with(.passphraseKey) { login in
+                try f.write(userSSHConfig: try String(contentsOfFile: login.clientConfig, encoding: .utf8))
+                let port = try LocalPort.free()
+                try f.write(config: """
+                [tunnels.wiki]
+                host = "login"
+                local = "\(port):127.0.0.1:\(f.web.port)"
+                probe = "http"
+
+                """)
+                // Without a terminal, the login cannot be asked: the tunnel fails and says so.
+                let blind = try f.fwd("up", "wiki")
+                #expect(!blind.ok && blind.stderr.contains("no terminal is there to ask"), "\(blind.stderr)")
+                let screen = try TmuxScreen(f, tmux: tmux, script: topScript)
+                defer { screen.stop() }
+                try screen.waitFor("wiki failed") { screen.row("wiki", in: $0)?.contains("failed") == true }
+                // A retry the user asks for is allowed 5 s after the last attempt.
+                try await Task.sleep(for: .seconds(5))
+                try screen.press("u")
+                let asked = try screen.waitFor("the passphrase question", timeout: 20) {
+                    $0.contains("Enter passphrase for key '\(login.identity)':")  // capture-pane drops trailing spaces
+                } ?? ""
+                #expect(asked.contains("login: login asks for a key passphrase"), "\(asked)")
+                try screen.tmuxRun("send-keys", "-t", "top", "-l", login.secret)
+                #expect(!(try screen.screen()).contains(login.secret), "the passphrase is not shown")
+                try screen.press("Enter")
+                try screen.waitFor("wiki up after the answer", timeout: 30) { screen.row("wiki", in: $0)?.contains(" up ") == true }
+                #expect(f.fetchRetrying(port: port)?.body.contains(f.pageBody) == true)
+                #expect(!(try screen.screen()).contains(login.secret))
+                #expect(SecretHygiene.findings(of: login.secret, directories: [f.stateDir, f.paths.controlDirectory]) == [])
+                try screen.press("q")
+                let after = try screen.waitFor("the shell after quitting") { $0.contains("exit ") } ?? ""
+                #expect(after.contains("exit 0") && after.contains("terminal restored"), "\(after)")
+                _ = try? f.fwd("daemon", "--stop", timeout: 30)
+            }
+        }
+    }
+
     @Test func topRefusesAPipe() async throws {
         try await FwdFixture.with { f in
             let run = try f.fwd("top")

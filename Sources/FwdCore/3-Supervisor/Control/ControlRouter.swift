@@ -56,8 +56,11 @@ final class ControlRouter: Sendable {
             streamRows(request.names ?? [], to: connection)
             if let asker { supervisor.logins.activate(asker) }
         case .rows:
+            // With `prompt`, the view can ask its user: login questions of its tunnels' hosts come to it too.
+            let asker = request.prompt == true ? registerAsker(names: Set(request.names ?? []), connection: connection) : nil
             connection.send(.done)
             streamRows(request.names ?? [], to: connection)
+            if let asker { supervisor.logins.activate(asker) }
         case .check:
             await supervisor.check(request.names.map(Set.init))
             connection.finish(.done)
