@@ -282,6 +282,28 @@ struct TmuxScreen {
         }
     }
 
+    /// SIGTERM, SIGHUP and a crash (here SIGSEGV) leave the terminal as it was too: raw mode off, main screen back.
+    @Test func aSignalOrACrashRestoresTheTerminal() async throws {
+        guard let tmux = TmuxScreen.binary else {
+            print("skipped: tmux is not installed")
+            return
+        }
+        try await FwdFixture.with { f in
+            try twoTunnels(f)
+            for (signal, code) in [(SIGTERM, 143), (SIGHUP, 129), (SIGSEGV, 139)] {
+                let screen = try TmuxScreen(f, tmux: tmux, script: topScript)
+                defer { screen.stop() }
+                try screen.waitFor("the view") { screen.row("wiki", in: $0) != nil }
+                let top = f.processes { $0.count == 2 && $0[0] == FwdFixture.binary && $0[1] == "top" }
+                #expect(top.count == 1, "\(top)")
+                for pid in top { kill(pid, signal) }
+                let after = try screen.waitFor("the shell after signal \(signal)") { $0.contains("exit ") } ?? ""
+                #expect(after.contains("exit \(code)") && after.contains("terminal restored"), "\(after)")
+                #expect(!after.contains("fwd top ·"), "the alternate screen is left: \(after)")
+            }
+        }
+    }
+
     @Test func topRefusesAPipe() async throws {
         try await FwdFixture.with { f in
             let run = try f.fwd("top")
