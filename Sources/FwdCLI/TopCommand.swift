@@ -91,6 +91,7 @@ private final class TopSession {
     var rowsOpen = false
     /// The rows connection, which also carries login questions and their answers.
     var rowsStream: StreamBox?
+    var eventStream: StreamBox?
     /// The log view's lines: the tunnel's events (more arrive while it is open) and its ssh lines.
     var logEvents: [String] = []
     var logSSH: [String] = []
@@ -130,7 +131,11 @@ private final class TopSession {
     func connect() {
         stream += 1
         rowsOpen = false
+        // The old streams end: their readers return, and the supervisor forgets them (and their asker).
+        rowsStream?.client.hangUp()
+        eventStream?.client.hangUp()
         rowsStream = nil
+        eventStream = nil
         // Questions on the old connection went with it (the supervisor moves them to the new one, or cancels).
         model.questions = []
         model.forgetTyped()
@@ -160,6 +165,7 @@ private final class TopSession {
         guard let events = try? ControlClient(paths: context.paths), let last = try? store.lastEventID(),
               (try? events.send(ControlRequest(op: .follow, after: last))) != nil, (try? events.reply(timeout: 5)) != nil else { return }
         let eventBox = StreamBox(events)
+        eventStream = eventBox
         Thread.detachNewThread {
             while let reply = try? eventBox.client.next(timeout: nil) {
                 if case .event(let e) = reply { inbox.post(.event(stream: id, e)) }

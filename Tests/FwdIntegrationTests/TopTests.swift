@@ -171,7 +171,7 @@ struct TmuxScreen {
         }
     }
 
-    @Test func topShowsATunnelTurningDegradedWithinTwoSecondsAndIsColouredWithoutNoColor() async throws {
+    @Test func topShowsAnAddedTunnelAndOneTurningDegradedWithinTwoSecondsColouredWithoutNoColor() async throws {
         guard let tmux = TmuxScreen.binary else {
             print("skipped: tmux is not installed")
             return
@@ -183,6 +183,14 @@ struct TmuxScreen {
             try screen.waitFor("wiki up") { screen.row("wiki", in: $0)?.contains("up ") == true }
             let coloured = try screen.screen(escapes: true)
             #expect(coloured.contains("\u{1b}[32m"), "up is green on a terminal without NO_COLOR: \(coloured)")
+
+            // A tunnel added to the config while the view is open joins it (the supervisor applies the save).
+            let extra = try LocalPort.free()
+            let added = try f.fwd("add", "extra", "--host", "lab", "-L", "\(extra):127.0.0.1:\(f.web.port)")
+            #expect(added.ok, "\(added.stderr)")
+            try screen.waitFor("the added tunnel", timeout: 10) { screen.row("extra", in: $0)?.contains("down") == true }
+            #expect(try f.fwd("up", "extra").ok)
+            try screen.waitFor("the added tunnel up", timeout: 10) { screen.row("extra", in: $0)?.contains("up ") == true }
 
             // The target dies (the web server both tunnels forward to): the view shows degraded, pushed.
             let died = Date()
