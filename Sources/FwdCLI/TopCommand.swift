@@ -131,9 +131,13 @@ private final class TopSession {
     func connect() {
         stream += 1
         rowsOpen = false
-        // The old streams end: their readers return, and the supervisor forgets them (and their asker).
-        rowsStream?.client.hangUp()
-        eventStream?.client.hangUp()
+        // The old streams end once the new ones are open: their readers return, and the supervisor forgets them.
+        // Their asker goes last, so a login question open on it moves to the new one instead of being cancelled.
+        let old = (rowsStream, eventStream)
+        defer {
+            old.0?.client.hangUp()
+            old.1?.client.hangUp()
+        }
         rowsStream = nil
         eventStream = nil
         // Questions on the old connection went with it (the supervisor moves them to the new one, or cancels).
