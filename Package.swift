@@ -52,6 +52,12 @@ let package = Package(
             name: "FwdCoreTests",
             dependencies: ["FwdCore", "FwdLab", "FwdTestSupport"]
         ),
+        /// The CLI's pure pieces (layout, keys), without a terminal; what people see is tested end to end in
+        /// FwdIntegrationTests.
+        .testTarget(
+            name: "FwdCLITests",
+            dependencies: ["FwdCLI", "FwdCore"]
+        ),
         .testTarget(
             name: "FwdIntegrationTests",
             dependencies: ["FwdCore", "FwdLab", "FwdTestSupport"]

@@ -11,6 +11,11 @@ enum EventLine {
     }()
 
     static func print(_ e: Event) {
+        Swift.print(text(e))
+        fflush(nil)
+    }
+
+    static func text(_ e: Event) -> String {
         let subject = e.tunnel ?? e.host ?? "fwd"
         let what: String
         switch e.kind {
@@ -19,7 +24,6 @@ enum EventLine {
         case .desired: what = e.message
         default: what = "\(e.kind): \(e.message)"
         }
-        Swift.print("\(formatter.string(from: e.time))  \(subject)  \(what)")
-        fflush(nil)
+        return "\(formatter.string(from: e.time))  \(subject)  \(what)"
     }
 }

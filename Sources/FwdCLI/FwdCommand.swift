@@ -13,7 +13,7 @@ package struct FwdCommand: AsyncParsableCommand {
         """,
         version: FwdVersion.current,
         subcommands: [
-            UpCommand.self, DownCommand.self, StatusCommand.self, LogsCommand.self, CheckCommand.self,
+            UpCommand.self, DownCommand.self, StatusCommand.self, TopCommand.self, LogsCommand.self, CheckCommand.self,
             ListCommand.self, ShowCommand.self, PACCommand.self, AddCommand.self, RemoveCommand.self, ReloadCommand.self,
             RunCommand.self, DaemonCommand.self, SessionCommand.self, DemoCommand.self, ReconnectCommand.self,
             ConfigCommand.self, TemplatesCommand.self, EditCommand.self, DoctorCommand.self, ServiceCommand.self,

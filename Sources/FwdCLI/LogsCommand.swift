@@ -82,6 +82,22 @@ struct LogsCommand: AsyncParsableCommand {
         return kept
     }
 
+    /// A heading and the latest `budget` lines of the host's ssh log about tunnel `name`'s own forwards; empty
+    /// when there are none (or the tunnel has no row yet).
+    static func sshSection(_ name: String, store: Store, paths: FwdPaths, budget: Int) throws -> [String] {
+        guard let row = try store.tunnel(name) else { return [] }
+        let log = paths.sshLog(host: row.host)
+        // The end only: the log may hold a MiB (LogFile.cap).
+        let marks = { (t: TunnelStatus) in t.forwards.compactMap { f -> String? in
+            guard let spec = try? ForwardSpec.parse(f.spec, kind: f.kind) else { return nil }
+            if case .unix(let path) = spec.listen { return path }
+            return spec.listenPort.map(String.init)
+        } }
+        let others = try store.tunnels().filter { $0.host == row.host && $0.name != name }.flatMap(marks)
+        let lines = Array(sshLines(LogFile.tail(log), own: marks(row), others: others).suffix(budget))
+        return lines.isEmpty ? [] : ["--- ssh messages for \(row.host) about \(name) (\(log)), latest last:"] + lines
+    }
+
     func run() async throws {
         let context = Context.current()
         let store = try Store(path: context.paths.database)
@@ -99,26 +115,9 @@ struct LogsCommand: AsyncParsableCommand {
             return
         }
         // With NAME, up to a third of the lines (at most 20, and a heading) go to ssh's own messages.
-        var sshLines: [String] = []
-        var heading = ""
-        if let name, let row = try store.tunnel(name) {
-            let log = context.paths.sshLog(host: row.host)
-            // The end only: the log may hold a MiB (LogFile.cap).
-            let marks = { (t: TunnelStatus) in t.forwards.compactMap { f -> String? in
-                guard let spec = try? ForwardSpec.parse(f.spec, kind: f.kind) else { return nil }
-                if case .unix(let path) = spec.listen { return path }
-                return spec.listenPort.map(String.init)
-            } }
-            let others = try store.tunnels().filter { $0.host == row.host && $0.name != name }.flatMap(marks)
-            let budget = min(20, (lines - 1) / 3)
-            sshLines = Array(Self.sshLines(LogFile.tail(log), own: marks(row), others: others).suffix(budget))
-            heading = "--- ssh messages for \(row.host) about \(name) (\(log)), latest last:"
-        }
-        events.suffix(lines - (sshLines.isEmpty ? 0 : sshLines.count + 1)).forEach(EventLine.print)
-        if !sshLines.isEmpty {
-            Swift.print(heading)
-            sshLines.forEach { Swift.print($0) }
-        }
+        let ssh = try name.map { try Self.sshSection($0, store: store, paths: context.paths, budget: min(20, (lines - 1) / 3)) } ?? []
+        events.suffix(lines - ssh.count).forEach(EventLine.print)
+        ssh.forEach { Swift.print($0) }
         guard follow else { return }
         var last = try events.last?.id ?? (store.events(tunnel: name, after: 0, limit: 1_000_000).last?.id ?? 0)
         while !Task.isCancelled {

@@ -618,6 +618,11 @@ package final class Store: Sendable {
         }
     }
 
+    /// The id of the latest event (0 with none), to follow the log from now on.
+    package func lastEventID() throws -> Int64 {
+        try reading { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM event") ?? 0 }
+    }
+
     // MARK: Masters
 
     /// Remembers a running ControlMaster, so a supervisor restarted after SIGKILL can find it.

@@ -117,6 +117,10 @@ package final class ControlClient {
         guard data.withUnsafeBytes({ Posix.sendAll(socket.raw, $0) }) else { throw ControlError.notRunning }
     }
 
+    /// Ends the connection from this side, also for a thread blocked in `next` (which then returns nil): a view
+    /// that replaces its streams (`fwd top`) leaves nothing subscribed behind.
+    package func hangUp() { _ = shutdown(socket.raw, Int32(SHUT_RDWR)) }
+
     /// The first reply; a failure reply is thrown.
     package func reply(timeout: Double) throws -> ControlReply {
         guard let reply = try next(timeout: timeout) else {

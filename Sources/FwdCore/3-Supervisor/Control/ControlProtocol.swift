@@ -13,6 +13,10 @@ package struct ControlRequest: Codable, Sendable, Equatable {
         case ping, reconcile, check, stop
         /// Reconcile, then stream the named tunnels' rows: now, and after each change (`fwd up`, `fwd down`).
         case watch
+        /// Stream the named tunnels' rows, now and after each change, without applying the config or retrying
+        /// anything: a view that only looks (`fwd top`), so opening it changes nothing. With `prompt`, login
+        /// questions come as for `watch`.
+        case rows
         /// Stream events with an id above `after` (of `names[0]` only, when given): `fwd logs -f`.
         case follow
         /// Check the masters of the named tunnels (all when nil) now; restart those whose path is gone.
@@ -28,7 +32,7 @@ package struct ControlRequest: Codable, Sendable, Equatable {
     package var config: String?
     package var names: [String]?
     package var after: Int64?
-    /// For `watch`: the client can ask its user at a terminal (stdin and /dev/tty are one). Login questions of
+    /// For `watch` and `rows`: the client can ask its user at a terminal (stdin and /dev/tty are one). Login questions of
     /// the named tunnels' hosts then come on this connection as `ControlReply.prompt`, answered with a
     /// `PromptAnswer` line.
     package var prompt: Bool?

@@ -53,11 +53,13 @@ final class ControlRouter: Sendable {
                 return
             }
             connection.send(.done)
-            let id = writer.subscribe(.tunnels(Set(request.names ?? []))) { news in
-                guard case .tunnel(let row) = news else { return true }
-                return connection.send(.tunnel(row))
-            }
-            connection.onClose { writer.unsubscribe(id) }
+            streamRows(request.names ?? [], to: connection)
+            if let asker { supervisor.logins.activate(asker) }
+        case .rows:
+            // With `prompt`, the view can ask its user: login questions of its tunnels' hosts come to it too.
+            let asker = request.prompt == true ? registerAsker(names: Set(request.names ?? []), connection: connection) : nil
+            connection.send(.done)
+            streamRows(request.names ?? [], to: connection)
             if let asker { supervisor.logins.activate(asker) }
         case .check:
             await supervisor.check(request.names.map(Set.init))
@@ -83,6 +85,16 @@ final class ControlRouter: Sendable {
             await connection.finishWritten(.done)
             await stopReplies.leave()
         }
+    }
+
+    /// Sends the rows of `names` on `connection`: the current ones, then each after a change, until it closes.
+    private func streamRows(_ names: [String], to connection: ControlConnection) {
+        let writer = supervisor.writer
+        let id = writer.subscribe(.tunnels(Set(names))) { news in
+            guard case .tunnel(let row) = news else { return true }
+            return connection.send(.tunnel(row))
+        }
+        connection.onClose { writer.unsubscribe(id) }
     }
 
     /// Applies the config file as it now is, for a save the supervisor saw or for `fwd reload`, and logs what

@@ -9,10 +9,10 @@ import Foundation
 /// master, over the relay's private unix socket. Request: `FWDASK1 NUL hint NUL prompt NUL`. Reply: `A answer NUL`
 /// or `C` (cancel), then the relay closes. The askpass keeps its end open while it waits, so the relay reads EOF
 /// exactly when the askpass (and so, usually, its ssh) has gone.
-enum AskpassWire {
+package enum AskpassWire {
     static let magic = "FWDASK1"
     /// ssh reads at most 1023 bytes of an answer (readpass.c) and cuts it at the first CR or LF.
-    static let answerLimit = 1023
+    package static let answerLimit = 1023
     static let requestLimit = 64 * 1024
 
     static func request(prompt: String, hint: String) -> [UInt8] {

@@ -105,7 +105,7 @@ package struct TerminalPrompter: Sendable {
 
     /// ssh's stderr ends lines with "\r\n", its prompts with "\n"; the terminal's own output settings (left as
     /// they are) turn "\n" into a new line.
-    static func terminalText(_ text: String) -> String {
+    package static func terminalText(_ text: String) -> String {
         text.replacingOccurrences(of: "\r\n", with: "\n")
     }
 
