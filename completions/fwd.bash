@@ -173,13 +173,13 @@ _fwd() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    up|down|status|logs|check|list|show|pac|add|rm|reload|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|metrics|help)
+    up|down|status|top|logs|check|list|show|pac|add|rm|reload|run|daemon|ssh|demo|reconnect|config|templates|edit|doctor|service|metrics|help)
         # Offer subcommand argument completions
         "_fwd_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'up down status logs check list show pac add rm reload run daemon ssh demo reconnect config templates edit doctor service metrics help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'up down status top logs check list show pac add rm reload run daemon ssh demo reconnect config templates edit doctor service metrics help' -- "${cur}"))
         ;;
     esac
 }
@@ -244,6 +244,14 @@ _fwd_status() {
         return
         ;;
     esac
+}
+
+_fwd_top() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __fwd_offer_flags_options 0
 }
 
 _fwd_logs() {

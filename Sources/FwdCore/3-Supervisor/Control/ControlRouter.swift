@@ -100,6 +100,7 @@ final class ControlRouter: Sendable {
     /// Applies the config file as it now is, for a save the supervisor saw or for `fwd reload`, and logs what
     /// came of it. A file that does not parse changes nothing: the running tunnels stay as they are, and the
     /// error (file:line:col) is logged and returned.
+    @discardableResult
     func reload(trigger: String) async -> ControlFailure? {
         let failure = await reconcile(config: paths.config, retry: [])
         await idle?.arm(when: supervisor.isIdle)
