@@ -22,8 +22,8 @@ import Glibc
         env["FWD_CONFIG"] = path
         env["FWD_STATE_DIR"] = dir + "/state"
 
-        // How long an uninterrupted `fwd add` takes here; the kills then land from 60 % to 105 % of that, where
-        // the write and the rename happen.
+        // How long an uninterrupted `fwd add` takes here; the kills then land from 5 % to 105 % of that. The write
+        // and the rename come early (after them, `fwd add` rewrites the ssh_config and checks the name).
         let scratch = dir + "/scratch.toml"
         var scratchEnv = env
         scratchEnv["FWD_CONFIG"] = scratch
@@ -45,7 +45,7 @@ import Glibc
                 ConfigEditor.table(for: Tunnel(name: name, host: "office", forwards: [try ForwardSpec.parse("\(30_000 + i):wiki.lan:80", kind: .local)])),
                 named: name, to: text, path: path).text
             let child = try ChildProcess([FaultFixture.binary, "add", name, "--host", "office", "-L", "\(30_000 + i):wiki.lan:80"], environment: env)
-            usleep(UInt32(typical * 1e6 * (0.6 + 0.45 * rng.unit())))
+            usleep(UInt32(typical * 1e6 * (0.05 + 1.0 * rng.unit())))
             child.signal(SIGKILL)
             let exit = child.waitExit(timeout: 10)
             if exit == .signaled(SIGKILL) { killedEarly += 1 }

@@ -134,17 +134,6 @@ package final class DesktopNotifier: Sendable {
     }
 
     /// A GVariant text string: gdbus parses each argument as GVariant text, so a value is quoted, never bare.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
-    }
+    /// GVariant reads the same escapes as a TOML basic string (`\"`, `\\`, `\uXXXX`), so one quoting serves both.
+    static func quoted(_ s: String) -> String { ConfigEditor.quote(s) }
 }
