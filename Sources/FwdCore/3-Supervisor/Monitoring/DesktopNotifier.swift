@@ -10,7 +10,9 @@ import Darwin
 /// links no D-Bus library: it runs `gdbus call` through the process layer, with each value a quoted GVariant
 /// text argument (argv, no shell). At most one notification per tunnel per `interval` (30 s): changes in between
 /// are held, and one summary of them follows when the interval ends. `notify = false` turns it off.
-/// Not on macOS yet (docs/usage.md, "Monitoring").
+/// On macOS the same notices go to the system's Notification Center through `osascript`'s `display notification`,
+/// with the texts as script arguments, never spliced into the script (built here on Linux, unit-tested for its
+/// arguments; not run: no macOS machine here, docs/usage.md, "Monitoring").
 package final class DesktopNotifier: Sendable {
     private struct PerTunnel {
         var lastSent: ContinuousClock.Instant?
@@ -30,12 +32,17 @@ package final class DesktopNotifier: Sendable {
     private let interval: Duration
     private let writer: StoreWriter
     private let state = Locked(State())
-    /// How gdbus reaches the session bus; nil: there is none, and nothing is sent.
+    /// How gdbus reaches the session bus (on macOS, empty: osascript needs none); nil: there is none, and
+    /// nothing is sent.
     private let bus: [String]?
 
     init(writer: StoreWriter, interval: Duration, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.writer = writer
         self.interval = interval
+        #if os(macOS)
+        bus = []
+        return
+        #endif
         if let address = environment["DBUS_SESSION_BUS_ADDRESS"], !address.isEmpty {
             bus = ["--address", address]
         } else if FileSystem.exists("/run/user/\(getuid())/bus") {
@@ -115,15 +122,33 @@ package final class DesktopNotifier: Sendable {
         }
     }
 
+    /// The command that shows one notification: `gdbus call … Notify` on the session bus, or on macOS
+    /// `osascript` with the texts as the script's arguments.
+    static func command(summary: String, body: String, bus: [String], macOS: Bool) -> SSHCommand {
+        if macOS {
+            return SSHCommand(executable: "/usr/bin/osascript", arguments: [
+                "-e", "on run argv", "-e", "display notification (item 2 of argv) with title \"fwd\" subtitle (item 1 of argv)",
+                "-e", "end run", summary, body,
+            ])
+        }
+        return SSHCommand(executable: "gdbus", arguments: ["call"] + bus + [
+            "--dest", "org.freedesktop.Notifications", "--object-path", "/org/freedesktop/Notifications",
+            "--method", "org.freedesktop.Notifications.Notify", "--",
+            quoted("fwd"), "0", quoted(""), quoted(summary), quoted(body), "[]", "{}", "-1",
+        ])
+    }
+
     private func post(_ summary: String, _ body: String) {
         guard let bus else { return }
-        let arguments = ["call"] + bus + ["--dest", "org.freedesktop.Notifications", "--object-path", "/org/freedesktop/Notifications",
-                                          "--method", "org.freedesktop.Notifications.Notify", "--",
-                                          Self.quoted("fwd"), "0", Self.quoted(""), Self.quoted(summary), Self.quoted(body), "[]", "{}", "-1"]
+        #if os(macOS)
+        let command = Self.command(summary: summary, body: body, bus: bus, macOS: true)
+        #else
+        let command = Self.command(summary: summary, body: body, bus: bus, macOS: false)
+        #endif
         let writer = self.writer
         Task.detached {
             do {
-                let r = try await CommandRunner.run(SSHCommand(executable: "gdbus", arguments: arguments), timeout: .seconds(5))
+                let r = try await CommandRunner.run(command, timeout: .seconds(5))
                 if r.status != 0 {
                     writer.enqueue(.log(.error, tunnel: nil, host: nil, message: "desktop notification not sent: \(Validation.printable(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))"))
                 }

@@ -260,3 +260,27 @@ import Glibc
         for pid in ProcessTable.allPids() where ProcessTable.commandLine(of: pid).contains(where: { $0.contains("2.\(marker)") }) { kill(pid, SIGKILL) }
     }
 }
+
+/// The command a notification runs, on both platforms: the texts are arguments of their own, never part of a
+/// script or a GVariant expression's syntax. (The macOS path is built and checked here; it is not run, since
+/// this project has no macOS machine.)
+@Suite struct NotificationCommandTests {
+    static let hostile = "db\" & do shell script \"touch /tmp/x\" & \"\n$(id)"
+
+    @Test func osascriptGetsTheTextsAsArgumentsOnly() {
+        let c = DesktopNotifier.command(summary: Self.hostile, body: "b\\ody", bus: [], macOS: true)
+        #expect(c.executable == "/usr/bin/osascript")
+        #expect(Array(c.arguments.suffix(2)) == [Self.hostile, "b\\ody"])
+        let script = c.arguments.dropLast(2).enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+        #expect(script == ["on run argv", "display notification (item 2 of argv) with title \"fwd\" subtitle (item 1 of argv)", "end run"])
+    }
+
+    @Test func gdbusGetsEachTextAsOneQuotedGVariantString() {
+        let c = DesktopNotifier.command(summary: Self.hostile, body: "body", bus: ["--address", "unix:path=/b"], macOS: false)
+        #expect(c.executable == "gdbus")
+        let summary = c.arguments[c.arguments.count - 5]
+        #expect(summary.hasPrefix("\"") && summary.hasSuffix("\""))
+        #expect(!summary.dropFirst().dropLast().contains("\n"))
+        #expect(summary.contains("\\\""))
+    }
+}
