@@ -136,7 +136,7 @@ struct RemoveCommand: AsyncParsableCommand {
         // Down before the table goes, so no forward outlives its definition; the row goes with the table.
         let store = try Store(path: context.paths.database)
         if let row = try store.tunnel(name), row.desired == .up || row.state != .down {
-            let left = try DownCommand.takeDown([row], context: context, timeout: 15)
+            let left = try DownCommand.takeDown([row], store: store, context: context, timeout: 15)
             guard left.isEmpty else {
                 for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
                 throw CommandFailure("\(name) did not go down, so it stays in \(path); try `fwd down \(name)`, then `fwd rm \(name)` again")

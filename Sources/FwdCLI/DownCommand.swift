@@ -32,7 +32,7 @@ struct DownCommand: AsyncParsableCommand {
         } else {
             targets = try Self.targets(selection.names, context: context, store: store)
         }
-        let left = try Self.takeDown(targets, context: context, timeout: selection.timeout)
+        let left = try Self.takeDown(targets, store: store, context: context, timeout: selection.timeout)
         if !left.isEmpty {
             for line in left { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             throw ExitCode(1)
@@ -64,8 +64,7 @@ struct DownCommand: AsyncParsableCommand {
 
     /// Wants `targets` down and waits up to `timeout` seconds for the supervisor to take them down; the lines
     /// of those that did not get there.
-    static func takeDown(_ targets: [TunnelStatus], context: Context, timeout: Double) throws -> [String] {
-        let store = try Store(path: context.paths.database)
+    static func takeDown(_ targets: [TunnelStatus], store: Store, context: Context, timeout: Double) throws -> [String] {
         try store.setDesired(.down, recorded: targets)
         guard let client = try? Waiter.watch(ControlRequest(op: .watch, config: context.paths.config, names: targets.map(\.name)),
                                              paths: context.paths, starting: false) else {

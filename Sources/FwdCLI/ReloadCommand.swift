@@ -8,7 +8,7 @@ struct ReloadCommand: AsyncParsableCommand {
         abstract: "Apply the config file to the running supervisor now.",
         discussion: """
         A changed tunnel is changed on its live master (no reconnect), a removed one goes down, and the rest \
-        are not touched. The supervisor also does this by itself within a second of every save; a file that \
+        are not touched. The supervisor also does this by itself after every save; a file that \
         does not parse changes nothing and its error is shown here, in `fwd status` and in `fwd logs`. \
         Example: fwd reload
         """

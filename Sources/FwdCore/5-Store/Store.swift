@@ -594,13 +594,18 @@ package final class Store: Sendable {
     /// Forgets the tunnels not in `keeping` that are wanted down and are down (or failed): tunnels removed
     /// from the config, once nothing of them runs. Their counters go with them (a series that ends may start
     /// again from 0).
+    /// Every reconcile (each `fwd up`) asks, and there is almost never anything to forget: the names are read
+    /// first, and a write transaction is opened only when some are there.
     package func forgetDown(keeping: Set<String>) throws {
+        let forgotten = try database.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM tunnel WHERE desired = ? AND state IN (?, ?)",
+                                arguments: [DesiredState.down.rawValue, TunnelState.down.rawValue, TunnelState.failed.rawValue])
+        }.filter { !keeping.contains($0) }
+        guard !forgotten.isEmpty else { return }
         try database.write { db in
-            let rows = try TunnelRow.fetchAll(db)
-            for row in rows where !keeping.contains(row.name) && row.desired == DesiredState.down.rawValue
-                && [TunnelState.down.rawValue, TunnelState.failed.rawValue].contains(row.state) {
-                _ = try TunnelRow.deleteOne(db, key: row.name)
-                try Self.forgetTallies(db, tunnel: row.name)
+            for name in forgotten {
+                _ = try TunnelRow.deleteOne(db, key: name)
+                try Self.forgetTallies(db, tunnel: name)
             }
         }
     }
